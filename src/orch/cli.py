@@ -1,0 +1,383 @@
+"""orch's command line: thin Typer commands that hand off to orch.deploy and friends.
+
+Each command parses its arguments, builds one object and calls one method. `main()` is the
+only place that turns an OrchError into a message and an exit code (orch.errors owns the
+codes). Heavy libraries (boto3, moto, python-terraform) are imported only by the commands
+that need them, so `orch --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from orch.errors import Aborted, ConfigError, ExitCode, OrchError
+
+app = typer.Typer(
+    name="orch",
+    help=(
+        "Deploy a Lambda function behind an API Gateway REST API, one stage at a time.\n\n"
+        "Stages live in stages/ (defaults.yaml plus one <stage>.yaml each). Try it without an "
+        "AWS account: `orch apply dev --sandbox` deploys into an AWS emulator on this machine "
+        "and prints an invoke URL served by orch's local gateway."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+)
+sandbox_app = typer.Typer(
+    help="Start, stop or inspect the sandbox (AWS emulator + local gateway on this machine).",
+    no_args_is_help=True,
+)
+app.add_typer(sandbox_app, name="sandbox")
+
+StageArg = Annotated[
+    str, typer.Argument(metavar="STAGE", help="Stage name: a stages/<STAGE>.yaml file, e.g. dev or prod.", show_default=False)
+]
+SandboxOpt = Annotated[
+    bool,
+    typer.Option(
+        "--sandbox",
+        envvar="ORCH_SANDBOX",
+        help="Deploy into the embedded AWS emulator on this machine instead of AWS "
+        "(also ORCH_SANDBOX=1). Starts it in the background when needed.",
+    ),
+]
+ProjectOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--project",
+        envvar="ORCH_PROJECT_DIR",
+        help="Project folder (with stages/ and modules/). Default: the nearest one above the "
+        "current folder.",
+        show_default=False,
+    ),
+]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def _err(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def _log(message: str) -> None:
+    _err(f"orch: {message}")
+
+
+def _color() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def _stage_run(project: Path | None, stage: str, sandbox: bool):
+    from orch.deploy import StageRun, project_dir_from
+    from orch.terraform import default_echo
+
+    return StageRun(project_dir_from(project), stage, sandbox, log=_log, echo=default_echo, color=_color())
+
+
+def _confirm(yes: bool):
+    """A confirmation callback; None means 'already confirmed'."""
+    if yes:
+        return None
+
+    def ask(question: str) -> bool:
+        if not sys.stdin.isatty():
+            raise Aborted(
+                f"{question} Refusing to ask on a non-interactive terminal.",
+                hint="Pass --yes to confirm from a script or CI.",
+            )
+        return typer.confirm(question, default=False, err=True)
+
+    return ask
+
+
+@app.command()
+def plan(
+    stage: StageArg,
+    sandbox: SandboxOpt = False,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option(
+            "--detailed-exitcode",
+            help="Exit 0 when nothing would change, 2 when something would (as terraform plan).",
+        ),
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Save the plan to this file for `orch apply --plan FILE`.", show_default=False),
+    ] = None,
+    project: ProjectOpt = None,
+) -> int:
+    """Show what `orch apply STAGE` would change.
+
+    Renders the stage's Terraform files, packages the function, runs `terraform init` only
+    when needed, then `terraform plan`.
+    """
+    run = _stage_run(project, stage, sandbox)
+    summary = run.plan(out=out.resolve() if out else None)
+    _log(f"plan for stage {stage!r}: {summary.text()}")
+    if out:
+        _log(f"saved the plan to {out}; apply exactly it with `orch apply {stage} --plan {out}`")
+    if detailed_exitcode and summary.changes:
+        return ExitCode.CHANGES_PRESENT
+    return ExitCode.OK
+
+
+@app.command()
+def apply(
+    stage: StageArg,
+    sandbox: SandboxOpt = False,
+    yes: YesOpt = False,
+    plan_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--plan",
+            help="Apply exactly this saved plan (from `orch plan --out`); refused if stale.",
+            show_default=False,
+        ),
+    ] = None,
+    project: ProjectOpt = None,
+) -> int:
+    """Deploy STAGE: plan, then apply, then print the invoke URL.
+
+    Protected stages (`protected: true`, like prod) ask before changing anything unless
+    --yes is given.
+    """
+    run = _stage_run(project, stage, sandbox)
+    outputs = run.apply(plan_file=plan_file, confirm=_confirm(yes))
+    _log(f"stage {stage!r} deployed: function {outputs.get('function_name')}, API {outputs.get('rest_api_id')}")
+    typer.echo(outputs.get("invoke_url", ""))
+    return ExitCode.OK
+
+
+@app.command()
+def destroy(stage: StageArg, sandbox: SandboxOpt = False, yes: YesOpt = False, project: ProjectOpt = None) -> int:
+    """Delete every resource of STAGE (asks first unless --yes)."""
+    run = _stage_run(project, stage, sandbox)
+    run.destroy(confirm=_confirm(yes))
+    _log(f"stage {stage!r} destroyed")
+    return ExitCode.OK
+
+
+@app.command()
+def output(
+    stage: StageArg,
+    sandbox: SandboxOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print all outputs as one JSON object.")] = False,
+    project: ProjectOpt = None,
+) -> int:
+    """Print the deployed stage's outputs: invoke_url, rest_api_id, function_name, stage_name, ..."""
+    run = _stage_run(project, stage, sandbox)
+    values = run.outputs()
+    if as_json:
+        typer.echo(json.dumps(values, indent=2, sort_keys=True))
+    else:
+        width = max(len(k) for k in values)
+        for key in sorted(values):
+            typer.echo(f"{key.ljust(width)}  {values[key]}")
+    return ExitCode.OK
+
+
+@app.command()
+def render(
+    stage: StageArg,
+    sandbox: SandboxOpt = False,
+    project: ProjectOpt = None,
+    file: Annotated[
+        str | None,
+        typer.Option("--file", help="Show only this file: backend.tf, main.tf or terraform.tfvars.json."),
+    ] = None,
+) -> int:
+    """Show the Terraform files orch would hand to Terraform for STAGE (writes nothing)."""
+    run = _stage_run(project, stage, sandbox)
+    files = run.render_only()
+    if file is not None and file not in files:
+        raise ConfigError(f"--file {file}: not one of {', '.join(files)}.")
+    for name, content in files.items():
+        if file is None or name == file:
+            if file is None:
+                typer.echo(f"# ----- {name}")
+            typer.echo(content.rstrip("\n"))
+    return ExitCode.OK
+
+
+@app.command()
+def package(stage: StageArg, project: ProjectOpt = None) -> int:
+    """Build STAGE's function zip (deterministic) and print its path and SHA-256."""
+    from orch import package as package_mod
+    from orch.config import load_stage
+    from orch.deploy import project_dir_from
+
+    project_dir = project_dir_from(project)
+    st = load_stage(project_dir, stage)
+    fn = st.config.function
+    package_mod.check_handler(st.source_dir, fn.runtime, fn.handler)
+    result = package_mod.build_package(
+        st.source_dir, fn.runtime, project_dir / ".orch" / "packages", name=st.function_name
+    )
+    _log(
+        f"{st.function_name}: {result.file_count} files, {result.size / 1e6:.2f} MB zipped, "
+        f"{result.unzipped_size / 1e6:.2f} MB unzipped"
+        + (" (over 50 MB: deploys through the stage's artifacts.bucket)" if package_mod.needs_s3(result) else "")
+    )
+    typer.echo(f"{result.path}  sha256:{result.sha256_hex}")
+    return ExitCode.OK
+
+
+@app.command()
+def stages(
+    project: ProjectOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> int:
+    """List the stages and where each one deploys."""
+    from orch.config import load_all
+    from orch.deploy import project_dir_from
+
+    rows = []
+    for st in load_all(project_dir_from(project)):
+        cfg = st.config
+        backend = "local state" if cfg.backend.type == "local" else f"s3://{cfg.backend.bucket}"
+        rows.append(
+            {
+                "stage": st.name,
+                "region": cfg.region,
+                "function": st.function_name,
+                "api": st.api_name,
+                "api_stage": st.stage_name,
+                "backend": backend,
+                "protected": cfg.protected,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return ExitCode.OK
+    headers = ["stage", "region", "function", "api", "backend", "protected"]
+    widths = {h: max(len(h), *(len(str(r[h])) for r in rows)) if rows else len(h) for h in headers}
+    typer.echo("  ".join(h.upper().ljust(widths[h]) for h in headers))
+    for r in rows:
+        typer.echo("  ".join(str(r[h]).ljust(widths[h]) for h in headers))
+    return ExitCode.OK
+
+
+@app.command()
+def serve(
+    stage: StageArg,
+    sandbox: SandboxOpt = False,
+    port: Annotated[int, typer.Option("--port", help="Port of the foreground gateway (0: a free one).")] = 0,
+    project: ProjectOpt = None,
+) -> int:
+    """Serve STAGE's invoke URL in the foreground with request logs (sandbox deployments).
+
+    The sandbox already serves every deployed stage in the background; this runs a gateway
+    you can watch, on a port you choose.
+    """
+    if not sandbox:
+        raise ConfigError(
+            "orch serve runs the local gateway for a sandbox deployment: add --sandbox "
+            "(and deploy first with `orch apply STAGE --sandbox`)."
+        )
+    from orch.gateway.server import run_foreground
+
+    run = _stage_run(project, stage, sandbox)
+    run._load()
+    run._connect()
+    values = run.outputs()
+    info = run.sandbox_info
+    assert info is not None and run.stage is not None
+    run_foreground(
+        "127.0.0.1", port, aws_endpoint=info.endpoint, region=run.stage.config.region,
+        project_dir=run.project_dir, rest_api_id=values["rest_api_id"], stage_name=values["stage_name"],
+        log=_err,
+    )
+    return ExitCode.OK
+
+
+@sandbox_app.command("start")
+def sandbox_start(
+    project: ProjectOpt = None,
+    port: Annotated[int | None, typer.Option("--port", envvar="ORCH_SANDBOX_PORT", help="Emulator port.")] = None,
+    gateway_port: Annotated[
+        int | None, typer.Option("--gateway-port", envvar="ORCH_GATEWAY_PORT", help="Local gateway port.")
+    ] = None,
+) -> int:
+    """Start the sandbox in the background (no-op when it is already running)."""
+    from orch import sandbox as sandbox_mod
+    from orch.deploy import project_dir_from
+
+    info = sandbox_mod.ensure_running(project_dir_from(project), port=port, gateway_port=gateway_port, log=_log)
+    typer.echo(info.endpoint)
+    return ExitCode.OK
+
+
+@sandbox_app.command("stop")
+def sandbox_stop(project: ProjectOpt = None) -> int:
+    """Stop the sandbox. Its resources are lost; orch starts stages clean next time."""
+    from orch import sandbox as sandbox_mod
+    from orch.deploy import project_dir_from
+
+    stopped = sandbox_mod.stop(project_dir_from(project))
+    _log("sandbox stopped" if stopped else "the sandbox was not running")
+    return ExitCode.OK
+
+
+@sandbox_app.command("status")
+def sandbox_status(
+    project: ProjectOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> int:
+    """Show whether the sandbox runs, and its endpoints."""
+    from orch import sandbox as sandbox_mod
+    from orch.deploy import project_dir_from
+
+    running, info = sandbox_mod.status(project_dir_from(project))
+    data: dict[str, Any] = info.status(running) if info else {"running": False, "endpoint": None}
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        for key, value in data.items():
+            typer.echo(f"{key:17} {value}")
+    return ExitCode.OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run a command, turning expected failures into messages and exit codes."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="orch", standalone_mode=False)
+    except OrchError as exc:
+        _err(f"orch: {exc.title}: {exc.message}")
+        if exc.hint:
+            _err(exc.hint)
+        return int(exc.exit_code)
+    except typer.Abort:
+        _err("orch: aborted")
+        return int(ExitCode.ABORTED)
+    except Exception as exc:  # noqa: BLE001 - command-line parsing errors, see below
+        # Typer raises click-style exceptions (UsageError, BadParameter, NoArgsIsHelpError)
+        # from its own vendored copy of click; recognise them by shape, not by import path.
+        show = getattr(exc, "show", None)
+        if show is None or not hasattr(exc, "exit_code"):
+            raise
+        show(file=sys.stderr)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            return int(ExitCode.OK)
+        return int(ExitCode.USAGE)
+    except KeyboardInterrupt:
+        _err("orch: interrupted")
+        return int(ExitCode.ABORTED)
+    return int(result or 0)
+
+
+def entry() -> None:
+    raise SystemExit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,84 @@
+"""The sandbox daemon: moto's server and the local gateway in one background process.
+
+Started by orch.sandbox (never by users directly). It binds both servers, writes
+`.orch/sandbox/state.json` atomically, tells its parent it is ready through a pipe, and
+runs until SIGTERM. It owns no deployment logic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m orch.sandboxd")
+    parser.add_argument("--project-dir", required=True, type=Path)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--gateway-port", type=int, default=0)
+    parser.add_argument("--ready-fd", type=int, default=None)
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    from moto.server import ThreadedMotoServer
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+
+    gateway = None
+    gateway_endpoint = None
+    try:
+        from orch.gateway.server import build_server
+    except ImportError:
+        build_server = None  # type: ignore[assignment]
+    if build_server is not None:
+        gateway = build_server(
+            "127.0.0.1", args.gateway_port, aws_endpoint=endpoint,
+            region=os.environ.get("AWS_DEFAULT_REGION", "ap-northeast-2"),
+            project_dir=args.project_dir,
+        )
+        threading.Thread(target=gateway.serve_forever, name="gateway", daemon=True).start()
+        ghost, gport = gateway.server_address[:2]
+        gateway_endpoint = f"http://{ghost}:{gport}"
+
+    state = {
+        "pid": os.getpid(),
+        "endpoint": endpoint,
+        "gateway_endpoint": gateway_endpoint,
+        "epoch": uuid.uuid4().hex,
+        "started_at": time.time(),
+        "project_dir": str(args.project_dir),
+    }
+    folder = args.project_dir / ".orch" / "sandbox"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, folder / "state.json")
+    print(f"sandbox ready: emulator {endpoint}, gateway {gateway_endpoint}", flush=True)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if args.ready_fd is not None:
+        with os.fdopen(args.ready_fd, "w") as ready:
+            ready.write(json.dumps(state) + "\n")
+    stop.wait()
+    if gateway is not None:
+        gateway.shutdown()
+        close = getattr(gateway, "close", None) or getattr(gateway, "server_close", None)
+        if close:
+            close()
+    moto.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
