@@ -210,13 +210,16 @@ class StageRun:
             if changed:
                 self.log(f"      wrote {', '.join(changed)} in {self.workdir}")
 
-        def init() -> None:
+        def find_terraform() -> None:
             holder["tf"] = self.terraform()
+
+        def init() -> None:
             self._init(holder["tf"])
 
         target = "the sandbox" if self.sandbox else "AWS"
         return [
             Step(f"load stage {self.stage_name!r}", self._load),
+            Step("find Terraform and its provider", find_terraform),
             Step(f"connect to {target}", self._connect),
             Step("package the function", package),
             Step("render Terraform files", render),

@@ -65,14 +65,48 @@ def find_binary() -> str:
     return found
 
 
+# Where offline machines commonly keep a provider mirror: Terraform's implicit local mirror
+# folders (Linux), then the conventional system-wide folder for pre-unpacked plugins.
+WELL_KNOWN_MIRRORS = (
+    "~/.terraform.d/plugins",
+    "~/.local/share/terraform/plugins",
+    "/usr/local/share/terraform/plugins",
+    "/usr/share/terraform/plugins",
+    "/opt/tf-plugins",
+    "/opt/terraform/plugins",
+)
+
+
+def _user_cli_config() -> Path | None:
+    explicit = os.environ.get("TF_CLI_CONFIG_FILE")
+    if explicit:
+        return Path(explicit) if Path(explicit).is_file() else None
+    default = Path("~/.terraformrc").expanduser()
+    return default if default.is_file() else None
+
+
+def discover_mirror() -> str | None:
+    for candidate in WELL_KNOWN_MIRRORS:
+        root = Path(candidate).expanduser()
+        if (root / "registry.terraform.io" / "hashicorp" / "aws").is_dir():
+            return str(root)
+    return None
+
+
 def cli_config(state_dir: Path) -> dict[str, str]:
     """Environment that tells Terraform where providers come from.
 
-    With ORCH_PROVIDER_MIRROR set, orch writes a CLI config whose provider_installation uses
-    that filesystem mirror (offline machines) and points TF_CLI_CONFIG_FILE at it. Otherwise
-    Terraform's own TF_CLI_CONFIG_FILE / ~/.terraformrc are honoured untouched.
+    1. ORCH_PROVIDER_MIRROR=/path: orch writes a CLI config whose provider_installation uses
+       that filesystem mirror and points TF_CLI_CONFIG_FILE at it (offline machines).
+    2. Otherwise an existing TF_CLI_CONFIG_FILE or ~/.terraformrc is honoured untouched.
+    3. Otherwise, if a mirror holding hashicorp/aws sits in a well-known folder
+       (WELL_KNOWN_MIRRORS), orch uses it as in 1; else Terraform uses its registry.
     """
     mirror = os.environ.get("ORCH_PROVIDER_MIRROR")
+    if not mirror:
+        if _user_cli_config() is not None:
+            return {}
+        mirror = discover_mirror()
     if not mirror:
         return {}
     root = Path(mirror).expanduser().resolve()
