@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_failure, orch
+from helpers import assert_clean_failure, orch
 
 CONFIG, TERRAFORM, AWS, SANDBOX, USAGE = 3, 4, 5, 7, 64
 

@@ -28,7 +28,10 @@ def test_tfvars_follow_the_stage(project: Path) -> None:
         "method.request.header.Authorization": False,
         "method.request.querystring.deptno-param": False,
     }
-    assert route["request_templates"] == {"application/json": passthrough_template()}
+    assert route["request_templates"] == {
+        "application/json": passthrough_template(),
+        "application/x-www-form-urlencoded": passthrough_template(),
+    }
     assert [r["status_code"] for r in route["responses"]] == ["200", "400", "500"]
     assert values["stage"]["variables"] == {"env": "prod", "greeting": "hello-from-prod"}
     assert values["stage"]["logging_level"] == "ERROR"

@@ -93,7 +93,11 @@ class Integration(_Strict):
 
     type: Literal["AWS", "AWS_PROXY"] = "AWS"
     request_template: str | TemplateFile | TemplateInline = "passthrough"
-    content_type: str = "application/json"
+    # The request template applies to each of these Content-Types (AWS selects by header;
+    # a request without Content-Type uses application/json).
+    content_types: Annotated[list[str], Field(min_length=1)] = Field(
+        default_factory=lambda: ["application/json"]
+    )
     passthrough_behavior: Literal["WHEN_NO_MATCH", "WHEN_NO_TEMPLATES", "NEVER"] = (
         "WHEN_NO_TEMPLATES"
     )

@@ -96,11 +96,8 @@ def tfvars(stage: Stage, package: PackageRef) -> dict[str, Any]:
         for pname in _path_params(route.path):
             params.setdefault(f"method.request.path.{pname}", True)
         integ = route.integration
-        templates = (
-            {integ.content_type: request_template(stage, integ.request_template)}
-            if integ.type == "AWS"
-            else {}
-        )
+        text = request_template(stage, integ.request_template) if integ.type == "AWS" else None
+        templates = {ctype: text for ctype in integ.content_types} if text is not None else {}
         responses = [{"status_code": "200", "selection_pattern": "", "response_templates": {}}]
         for err in route.errors:
             responses.append(

@@ -1,0 +1,63 @@
+"""Test helpers: throwaway orch projects and a way to run the real `orch` command."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_project(dest: Path) -> Path:
+    """A copy of this repo's stages/ and functions/, using the repo's modules/ (symlink)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO / "stages", dest / "stages")
+    shutil.copytree(
+        REPO / "functions", dest / "functions", ignore=shutil.ignore_patterns("node_modules", "__pycache__")
+    )
+    (dest / "modules").symlink_to(REPO / "modules")
+    return dest
+
+
+def orch(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600,
+         stdin: str | None = None) -> Result:
+    """Run the real `orch` entry point in a subprocess (exit codes and stderr as users see them)."""
+    full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    for key in [k for k, v in full_env.items() if v is None]:
+        full_env.pop(key)
+    proc = subprocess.run(
+        [sys.executable, "-m", "orch.cli", *args],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+        input=stdin if stdin is not None else "",
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def assert_clean_failure(result: Result, code: int, *needles: str) -> None:
+    """A failure users can act on: the expected exit code, the message, no traceback."""
+    assert result.code == code, f"exit {result.code}, expected {code}\n{result.output}"
+    assert "Traceback" not in result.output, result.output
+    for needle in needles:
+        assert needle in result.output, f"{needle!r} not in:\n{result.output}"
