@@ -1,0 +1,338 @@
+"""The request/response data the gateway passes around, and the Lambda proxy (AWS_PROXY) shapes.
+
+This module owns the AWS_PROXY v1 event (field order, header casing, repeated keys, query
+decoding, nulls, exactly as the recordings in ../shared/conformance cases 5 and 6 show) and
+the mapping of a proxy function's result back to an HTTP response. It must not route,
+render templates or run handlers.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from orch.gateway.vtl import IDENTITY_KEYS
+
+
+@dataclass
+class GatewayRequest:
+    """One client request to a stage, as the HTTP server saw it."""
+
+    method: str
+    raw_path: str  # what follows ``_user_request_``, undecoded ('' or '/a', '//a', '/a/')
+    query_string: str  # raw, without '?'
+    headers: list[tuple[str, str]]  # names as sent, in order, repeats kept
+    body: bytes = b""
+    source_ip: str = "127.0.0.1"
+    server_port: int = 0
+    protocol: str = "HTTP/1.1"
+    scheme: str = "http"
+    _header_index: dict[str, str] | None = field(default=None, repr=False)
+
+    def header(self, name: str) -> str | None:
+        """Last value of a header, case-insensitively."""
+        if self._header_index is None:
+            self._header_index = {k.lower(): v for k, v in self.headers}
+        return self._header_index.get(name.lower())
+
+
+@dataclass
+class GatewayResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    request_id: str = ""
+    detail: str = ""  # extra words for the request log line (why a 5xx happened)
+
+
+# Headers AWS writes with its own casing whatever the client sent (cases 5 and 6 show
+# 'authorization'/'aUThorization' -> 'Authorization' and 'user-Agent' -> 'User-Agent');
+# other names keep the client's casing ('tEsT-HEADeR').
+CANONICAL_HEADERS = {
+    name.lower(): name
+    for name in (
+        "Accept",
+        "Accept-Charset",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Age",
+        "Authorization",
+        "Cache-Control",
+        "Content-Encoding",
+        "Content-MD5",
+        "Content-Type",
+        "Cookie",
+        "Date",
+        "Host",
+        "If-Match",
+        "If-Modified-Since",
+        "If-None-Match",
+        "Origin",
+        "Pragma",
+        "Range",
+        "Referer",
+        "User-Agent",
+        "Via",
+        "Warn",
+        "X-Forwarded-For",
+        "X-Forwarded-Port",
+        "X-Forwarded-Proto",
+        "X-Amzn-Trace-Id",
+    )
+}
+
+# Never forwarded to a proxy integration (hop-by-hop, or framing API Gateway redoes).
+PROXY_DROPPED_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "content-length",
+        "expect",
+    }
+)
+
+# Headers ``$input.params()`` does not expose to a non-proxy integration (case 2).
+TEMPLATE_HIDDEN_HEADERS = frozenset(
+    {
+        "connection",
+        "content-length",
+        "content-md5",
+        "expect",
+        "max-forwards",
+        "proxy-authenticate",
+        "server",
+        "te",
+        "transfer-encoding",
+        "trailer",
+        "upgrade",
+        "www-authenticate",
+        "keep-alive",
+        "proxy-connection",
+    }
+)
+
+
+def canonical_header(name: str) -> str:
+    return CANONICAL_HEADERS.get(name.lower(), name)
+
+
+def trace_id(now: float | None = None) -> str:
+    return f"Root=1-{int(now or time.time()):08x}-{os.urandom(12).hex()}"
+
+
+def added_headers(request: GatewayRequest, trace: str) -> list[tuple[str, str]]:
+    """What API Gateway adds on the way in (X-Forwarded-*, X-Amzn-Trace-Id)."""
+    forwarded_for = request.header("X-Forwarded-For")
+    return [
+        (
+            "X-Forwarded-For",
+            f"{forwarded_for}, {request.source_ip}" if forwarded_for else request.source_ip,
+        ),
+        ("X-Forwarded-Port", str(request.server_port)),
+        ("X-Forwarded-Proto", request.scheme),
+        ("X-Amzn-Trace-Id", trace),
+    ]
+
+
+def proxy_headers(
+    request: GatewayRequest, trace: str
+) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
+    """``headers`` (last value wins) and ``multiValueHeaders`` of the proxy event."""
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    replaced = {"x-forwarded-for", "x-forwarded-port", "x-forwarded-proto", "x-amzn-trace-id"}
+    for name, value in request.headers:
+        lower = name.lower()
+        if lower in PROXY_DROPPED_HEADERS or lower in replaced:
+            continue
+        key = canonical_header(name)
+        single[key] = value
+        multi.setdefault(key, []).append(value)
+    for name, value in added_headers(request, trace):
+        single[name] = value
+        multi[name] = [value]
+    if not single:
+        return None, None
+    return single, multi
+
+
+def parse_query(query_string: str) -> list[tuple[str, str]]:
+    """Query pairs, URL-decoded with '+' as space (cases 5 and 6); a bare key has value ''."""
+    pairs = []
+    for piece in query_string.split("&"):
+        if not piece:
+            continue
+        key, _, value = piece.partition("=")
+        pairs.append((urllib.parse.unquote_plus(key), urllib.parse.unquote_plus(value)))
+    return pairs
+
+
+def query_maps(
+    pairs: Iterable[tuple[str, str]],
+) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for key, value in pairs:
+        single[key] = value  # the last value of a repeated key, as AWS
+        multi.setdefault(key, []).append(value)
+    if not single:
+        return None, None
+    return single, multi
+
+
+def is_binary(content_type: str | None, binary_media_types: Iterable[str]) -> bool:
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    for pattern in binary_media_types:
+        pattern = pattern.lower()
+        if pattern == "*/*" or pattern == media:
+            return True
+        if pattern.endswith("/*") and media.startswith(pattern[:-1]):
+            return True
+    return False
+
+
+def build_proxy_event(
+    *,
+    request: GatewayRequest,
+    resource_path: str,
+    path: str,
+    path_parameters: Mapping[str, str] | None,
+    stage_variables: Mapping[str, str] | None,
+    request_context: Mapping[str, Any],
+    trace: str,
+    binary_media_types: Iterable[str] = (),
+) -> dict[str, Any]:
+    """The AWS_PROXY v1 event, keys in AWS's order."""
+    headers, multi_headers = proxy_headers(request, trace)
+    query, multi_query = query_maps(parse_query(request.query_string))
+    body: str | None = None
+    encoded = False
+    if request.body:
+        if is_binary(request.header("Content-Type"), binary_media_types):
+            body, encoded = base64.b64encode(request.body).decode(), True
+        else:
+            body = request.body.decode("utf-8", errors="replace")
+    return {
+        "resource": resource_path,
+        "path": path,
+        "httpMethod": request.method,
+        "headers": headers,
+        "multiValueHeaders": multi_headers,
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": multi_query,
+        "pathParameters": dict(path_parameters) if path_parameters else None,
+        "stageVariables": dict(stage_variables) if stage_variables else None,
+        "requestContext": dict(request_context),
+        "body": body,
+        "isBase64Encoded": encoded,
+    }
+
+
+def proxy_request_context(
+    *,
+    resource_id: str,
+    resource_path: str,
+    http_method: str,
+    extended_request_id: str,
+    request_time: str,
+    path: str,
+    account_id: str,
+    protocol: str,
+    stage: str,
+    domain_prefix: str,
+    request_time_epoch: int,
+    request_id: str,
+    identity: Mapping[str, Any],
+    domain_name: str,
+    deployment_id: str,
+    api_id: str,
+) -> dict[str, Any]:
+    return {
+        "resourceId": resource_id,
+        "resourcePath": resource_path,
+        "httpMethod": http_method,
+        "extendedRequestId": extended_request_id,
+        "requestTime": request_time,
+        "path": path,
+        "accountId": account_id,
+        "protocol": protocol,
+        "stage": stage,
+        "domainPrefix": domain_prefix,
+        "requestTimeEpoch": request_time_epoch,
+        "requestId": request_id,
+        "identity": {key: identity.get(key) for key in IDENTITY_KEYS},
+        "domainName": domain_name,
+        "deploymentId": deployment_id,
+        "apiId": api_id,
+    }
+
+
+class MalformedProxyResponse(ValueError):
+    """The function's result is not a valid Lambda proxy response (AWS answers 502)."""
+
+
+PROXY_RESPONSE_KEYS = frozenset(
+    {"statusCode", "statusDescription", "headers", "multiValueHeaders", "body", "isBase64Encoded"}
+)
+
+
+def _header_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def parse_proxy_response(payload: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A proxy function's result -> (status, headers, body); raises MalformedProxyResponse."""
+    try:
+        result = json.loads(payload) if payload else None
+    except ValueError as exc:
+        raise MalformedProxyResponse(f"result is not JSON: {exc}") from exc
+    if not isinstance(result, dict):
+        raise MalformedProxyResponse("result is not a JSON object")
+    unknown = set(result) - PROXY_RESPONSE_KEYS
+    if unknown:
+        raise MalformedProxyResponse(f"unexpected keys {sorted(unknown)}")
+    status = result.get("statusCode")
+    if isinstance(status, str) and status.strip().isdigit():
+        status = int(status)
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+        raise MalformedProxyResponse(f"statusCode {status!r} is not an HTTP status")
+    headers: list[tuple[str, str]] = []
+    single = result.get("headers") or {}
+    multi = result.get("multiValueHeaders") or {}
+    if not isinstance(single, dict) or not isinstance(multi, dict):
+        raise MalformedProxyResponse("headers/multiValueHeaders must be objects")
+    for name, value in single.items():
+        if value is None or isinstance(value, (dict, list)):
+            raise MalformedProxyResponse(f"header {name!r} has a non-scalar value")
+        if name not in multi:
+            headers.append((str(name), _header_value(value)))
+    for name, values in multi.items():
+        if not isinstance(values, list):
+            raise MalformedProxyResponse(f"multiValueHeaders[{name!r}] is not a list")
+        for value in values:
+            headers.append((str(name), _header_value(value)))
+    body = result.get("body")
+    if body is not None and not isinstance(body, str):
+        raise MalformedProxyResponse("body must be a string")
+    raw = (body or "").encode()
+    if result.get("isBase64Encoded") and body:
+        try:
+            raw = base64.b64decode(body, validate=False)
+        except ValueError as exc:
+            raise MalformedProxyResponse(f"body is not base64: {exc}") from exc
+    return status, headers, raw

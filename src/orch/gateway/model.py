@@ -1,0 +1,462 @@
+"""What is deployed in the emulator, read once and cached: REST API stages and their functions.
+
+This module owns reading an API Gateway REST API stage (resources, methods, integrations,
+integration and method responses, stage variables, deployment id) and the Lambda function
+behind an integration URI from the emulator with boto3, turning the function into a
+``FunctionSpec`` whose code is the unpacked ``.orch/packages/<hex>.zip``. It must not serve
+HTTP or run handlers. ``ApiRegistry`` keeps the warm path free of boto3 calls: it re-checks
+a stage's deploymentId (and a function's code) at most once per ``refresh_interval``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orch.errors import SandboxError
+
+DEFAULT_TIMEOUT_MS = 29000
+LAMBDA_URI = re.compile(
+    r"^arn:aws[\w-]*:apigateway:(?P<region>[\w-]+):lambda:path/[\d-]+/functions/"
+    r"(?P<function>.+)/invocations$"
+)
+SERVICE_URI = re.compile(
+    r"^arn:aws[\w-]*:apigateway:(?P<region>[\w-]+):(?P<service>[\w.-]+):"
+    r"(?P<kind>path|action)/(?P<rest>.*)$"
+)
+STAGE_VARIABLE = re.compile(r"\$\{stageVariables\.([A-Za-z0-9_.:/?#&=,\-]+)\}")
+
+
+# --- the deployed API ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IntegrationResponse:
+    status_code: str
+    selection_pattern: str | None  # None or "" = the default response
+    response_templates: Mapping[str, str]
+    response_parameters: Mapping[str, str]
+    content_handling: str | None = None
+
+
+@dataclass(frozen=True)
+class Integration:
+    type: str  # AWS | AWS_PROXY | MOCK | HTTP | HTTP_PROXY
+    uri: str | None
+    http_method: str | None
+    request_templates: Mapping[str, str]
+    request_parameters: Mapping[str, str]
+    passthrough_behavior: str  # WHEN_NO_MATCH | WHEN_NO_TEMPLATES | NEVER
+    content_handling: str | None
+    timeout_ms: int
+    responses: tuple[IntegrationResponse, ...]
+
+    def default_response(self) -> IntegrationResponse | None:
+        for response in self.responses:
+            if not response.selection_pattern:
+                return response
+        return None
+
+
+@dataclass(frozen=True)
+class Method:
+    http_method: str
+    authorization_type: str
+    request_parameters: Mapping[str, bool]
+    validate_request_parameters: bool
+    integration: Integration | None
+    method_responses: Mapping[str, Mapping[str, bool]]  # status -> responseParameters
+
+
+@dataclass(frozen=True)
+class Resource:
+    id: str
+    path: str
+    parts: tuple[str, ...]
+    methods: Mapping[str, Method]
+
+
+@dataclass(frozen=True)
+class DeployedApi:
+    rest_api_id: str
+    name: str
+    stage_name: str
+    deployment_id: str
+    stage_variables: Mapping[str, str]
+    resources: tuple[Resource, ...]
+    region: str
+    account_id: str
+    binary_media_types: tuple[str, ...] = ()
+    loaded_at: float = field(default=0.0, compare=False)
+
+
+class ApiNotFound(SandboxError):
+    """No such REST API or stage in the emulator."""
+
+
+def _parts(path: str) -> tuple[str, ...]:
+    return tuple(p for p in path.split("/") if p)
+
+
+def _integration(raw: Mapping[str, Any] | None) -> Integration | None:
+    if not raw:
+        return None
+    responses = []
+    for status, item in sorted((raw.get("integrationResponses") or {}).items()):
+        responses.append(
+            IntegrationResponse(
+                status_code=str(item.get("statusCode", status)),
+                selection_pattern=item.get("selectionPattern"),
+                response_templates=dict(item.get("responseTemplates") or {}),
+                response_parameters=dict(item.get("responseParameters") or {}),
+                content_handling=item.get("contentHandling"),
+            )
+        )
+    return Integration(
+        type=str(raw.get("type", "MOCK")).upper(),
+        uri=raw.get("uri"),
+        http_method=raw.get("httpMethod"),
+        request_templates=dict(raw.get("requestTemplates") or {}),
+        request_parameters=dict(raw.get("requestParameters") or {}),
+        passthrough_behavior=str(raw.get("passthroughBehavior") or "WHEN_NO_MATCH").upper(),
+        content_handling=raw.get("contentHandling"),
+        timeout_ms=int(raw.get("timeoutInMillis") or DEFAULT_TIMEOUT_MS),
+        responses=tuple(responses),
+    )
+
+
+def _account_from_arn(arn: str | None) -> str | None:
+    if arn and arn.startswith("arn:"):
+        pieces = arn.split(":")
+        if len(pieces) > 4 and pieces[4].isdigit():
+            return pieces[4]
+    return None
+
+
+def load_api(
+    apigw_client: Any, lambda_client: Any, rest_api_id: str, stage_name: str
+) -> DeployedApi:
+    """Read one REST API stage from the emulator (two or three boto3 calls)."""
+    errors = apigw_client.exceptions
+    try:
+        api = apigw_client.get_rest_api(restApiId=rest_api_id)
+        stage = apigw_client.get_stage(restApiId=rest_api_id, stageName=stage_name)
+    except errors.NotFoundException as exc:
+        raise ApiNotFound(
+            f"REST API {rest_api_id!r} has no stage {stage_name!r} in the sandbox emulator.",
+            hint="Run `orch apply --sandbox` for that stage, or check the invoke URL.",
+        ) from exc
+    validators: dict[str, bool] = {}
+    try:
+        for item in apigw_client.get_request_validators(restApiId=rest_api_id).get("items", []):
+            validators[item["id"]] = bool(item.get("validateRequestParameters"))
+    except Exception:  # older emulators: no validators means nothing is validated
+        validators = {}
+    resources = []
+    kwargs: dict[str, Any] = {"restApiId": rest_api_id, "embed": ["methods"], "limit": 500}
+    account_id: str | None = None
+    while True:
+        page = apigw_client.get_resources(**kwargs)
+        for item in page.get("items", []):
+            methods = {}
+            for verb, raw in (item.get("resourceMethods") or {}).items():
+                integration = _integration(raw.get("methodIntegration"))
+                if integration and integration.uri:
+                    account_id = account_id or _account_from_arn(
+                        integration.uri.split("functions/", 1)[-1]
+                    )
+                methods[verb.upper()] = Method(
+                    http_method=verb.upper(),
+                    authorization_type=raw.get("authorizationType", "NONE"),
+                    request_parameters=dict(raw.get("requestParameters") or {}),
+                    validate_request_parameters=validators.get(
+                        raw.get("requestValidatorId") or "", False
+                    ),
+                    integration=integration,
+                    method_responses={
+                        str(code): dict(resp.get("responseParameters") or {})
+                        for code, resp in (raw.get("methodResponses") or {}).items()
+                    },
+                )
+            path = item.get("path", "/")
+            resources.append(
+                Resource(id=item["id"], path=path, parts=_parts(path), methods=methods)
+            )
+        position = page.get("position")
+        if not position:
+            break
+        kwargs["position"] = position
+    region = apigw_client.meta.region_name
+    return DeployedApi(
+        rest_api_id=rest_api_id,
+        name=api.get("name", ""),
+        stage_name=stage_name,
+        deployment_id=stage.get("deploymentId", ""),
+        stage_variables=dict(stage.get("variables") or {}),
+        resources=tuple(resources),
+        region=region,
+        account_id=account_id or "123456789012",
+        binary_media_types=tuple(api.get("binaryMediaTypes") or ()),
+        loaded_at=time.monotonic(),
+    )
+
+
+# --- the function behind an integration ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FunctionRef:
+    """``arn:...:function:name[:qualifier]`` out of a Lambda integration URI."""
+
+    function_arn: str  # without qualifier
+    qualifier: str | None
+
+
+def substitute_stage_variables(text: str, stage_variables: Mapping[str, str]) -> str:
+    return STAGE_VARIABLE.sub(lambda m: stage_variables.get(m.group(1), ""), text)
+
+
+def parse_lambda_uri(uri: str, stage_variables: Mapping[str, str]) -> FunctionRef | None:
+    """The function (and qualifier) a Lambda integration URI invokes; None if not Lambda."""
+    match = LAMBDA_URI.match(substitute_stage_variables(uri, stage_variables))
+    if not match:
+        return None
+    target = match.group("function")
+    pieces = target.split(":")
+    # arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]
+    if len(pieces) >= 7 and pieces[0] == "arn":
+        arn = ":".join(pieces[:7])
+        qualifier = pieces[7] if len(pieces) > 7 and pieces[7] else None
+        return FunctionRef(arn, qualifier)
+    name, _, qualifier = target.partition(":")
+    return FunctionRef(name, qualifier or None)
+
+
+class PackageMissing(SandboxError):
+    """The deployed function's package is not in ``.orch/packages``."""
+
+
+def code_sha256_hex(code_sha256_b64: str) -> str:
+    try:
+        return base64.b64decode(code_sha256_b64, validate=True).hex()
+    except (binascii.Error, ValueError) as exc:
+        raise SandboxError(
+            f"Lambda returned an unreadable CodeSha256 {code_sha256_b64!r}."
+        ) from exc
+
+
+def unpack_package(project_dir: Path, sha_hex: str) -> Path:
+    """Unzip ``.orch/packages/<hex>.zip`` once into ``.orch/gateway/code/<hex>/`` atomically."""
+    target = project_dir / ".orch" / "gateway" / "code" / sha_hex
+    if target.is_dir():
+        return target
+    package = project_dir / ".orch" / "packages" / f"{sha_hex}.zip"
+    if not package.is_file():
+        raise PackageMissing(
+            f"The deployed function's package {package} is missing (CodeSha256 {sha_hex}).",
+            hint="Run `orch package` and `orch apply --sandbox` again so the package store "
+            "and the emulator agree.",
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{sha_hex}.", dir=target.parent))
+    try:
+        with zipfile.ZipFile(package) as archive:
+            for info in archive.infolist():
+                dest = (staging / info.filename).resolve()
+                if not str(dest).startswith(str(staging.resolve())):
+                    raise SandboxError(f"{package} holds an unsafe path {info.filename!r}.")
+                archive.extract(info, staging)
+                mode = (info.external_attr >> 16) & 0o777
+                if mode and not info.is_dir():
+                    os.chmod(dest, mode | 0o400)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not target.is_dir():  # lost a race to another thread/process: theirs is fine
+                raise
+    except zipfile.BadZipFile as exc:
+        raise PackageMissing(
+            f"The package {package} is not a valid zip file.",
+            hint="Delete it and run `orch package` again.",
+        ) from exc
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+@dataclass(frozen=True)
+class _FallbackFunctionSpec:
+    """Same fields as ``orch.gateway.workers.FunctionSpec``, used until that module exists."""
+
+    name: str
+    version: str
+    code_dir: Path
+    handler: str
+    runtime: str
+    timeout: int
+    memory_size: int
+    environment: dict[str, str]
+    arn: str
+
+
+def _function_spec_type() -> type:
+    try:
+        from orch.gateway.workers import FunctionSpec  # the handler-execution layer's type
+    except ImportError:
+        return _FallbackFunctionSpec
+    return FunctionSpec
+
+
+def function_spec_from_config(config: Mapping[str, Any], code_dir: Path) -> Any:
+    return _function_spec_type()(
+        name=config["FunctionName"],
+        version=str(config.get("Version", "$LATEST")),
+        code_dir=code_dir,
+        handler=config.get("Handler", ""),
+        runtime=config.get("Runtime", ""),
+        timeout=int(config.get("Timeout", 3)),
+        memory_size=int(config.get("MemorySize", 128)),
+        environment=dict((config.get("Environment") or {}).get("Variables") or {}),
+        arn=config.get("FunctionArn", ""),
+    )
+
+
+def resolve_function(lambda_client: Any, ref: FunctionRef, project_dir: Path) -> Any:
+    """Lambda get_function -> the unpacked package -> a FunctionSpec for the worker pool."""
+    kwargs: dict[str, Any] = {"FunctionName": ref.function_arn}
+    if ref.qualifier:
+        kwargs["Qualifier"] = ref.qualifier
+    try:
+        config = lambda_client.get_function(**kwargs)["Configuration"]
+    except lambda_client.exceptions.ResourceNotFoundException as exc:
+        raise SandboxError(
+            f"The integration's function {ref.function_arn}"
+            f"{':' + ref.qualifier if ref.qualifier else ''} does not exist in the emulator.",
+            hint="Run `orch apply --sandbox` again.",
+        ) from exc
+    code_dir = unpack_package(project_dir, code_sha256_hex(config["CodeSha256"]))
+    return function_spec_from_config(config, code_dir)
+
+
+# --- the cache -------------------------------------------------------------------------
+
+
+class _Entry:
+    __slots__ = ("value", "checked_at", "lock", "key")
+
+    def __init__(self, key: Any, value: Any, checked_at: float) -> None:
+        self.key = key
+        self.value = value
+        self.checked_at = checked_at
+        self.lock = threading.Lock()
+
+
+class ApiRegistry:
+    """Deployed APIs and function specs, cached; freshness re-checked at most once a second.
+
+    The first request for an API or a function loads it synchronously. After that, one
+    request per ``refresh_interval`` does a cheap check (the stage's deploymentId, the
+    function's CodeSha256/Version/configuration); concurrent requests keep using the cached
+    value meanwhile, so the warm path never waits on boto3.
+    """
+
+    def __init__(
+        self,
+        apigw_client: Any,
+        lambda_client: Any,
+        project_dir: Path,
+        *,
+        refresh_interval: float = 1.0,
+        log: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.apigw = apigw_client
+        self.lambda_ = lambda_client
+        self.project_dir = Path(project_dir)
+        self.refresh_interval = refresh_interval
+        self.log = log or (lambda _msg: None)
+        self.clock = clock
+        self._apis: dict[tuple[str, str], _Entry] = {}
+        self._functions: dict[FunctionRef, _Entry] = {}
+        self._load_lock = threading.Lock()
+        self.on_reload: list[Callable[[DeployedApi], None]] = []
+
+    # APIs
+    def get_api(self, rest_api_id: str, stage_name: str) -> DeployedApi:
+        key = (rest_api_id, stage_name)
+        entry = self._apis.get(key)
+        if entry is None:
+            with self._load_lock:
+                entry = self._apis.get(key)
+                if entry is None:
+                    api = load_api(self.apigw, self.lambda_, rest_api_id, stage_name)
+                    entry = _Entry(key, api, self.clock())
+                    self._apis[key] = entry
+            return entry.value
+        if self.clock() - entry.checked_at >= self.refresh_interval and entry.lock.acquire(
+            blocking=False
+        ):
+            try:
+                self._refresh_api(entry)
+            finally:
+                entry.lock.release()
+        return entry.value
+
+    def _refresh_api(self, entry: _Entry) -> None:
+        rest_api_id, stage_name = entry.key
+        entry.checked_at = self.clock()
+        try:
+            stage = self.apigw.get_stage(restApiId=rest_api_id, stageName=stage_name)
+        except self.apigw.exceptions.NotFoundException:
+            self._apis.pop(entry.key, None)
+            return
+        except Exception as exc:  # emulator hiccup: keep serving what we have
+            self.log(f"gateway: could not re-check stage {stage_name} of {rest_api_id}: {exc}")
+            return
+        if stage.get("deploymentId") != entry.value.deployment_id or dict(
+            stage.get("variables") or {}
+        ) != dict(entry.value.stage_variables):
+            api = load_api(self.apigw, self.lambda_, rest_api_id, stage_name)
+            entry.value = api
+            self._functions.clear()
+            self.log(
+                f"gateway: reloaded {rest_api_id}/{stage_name} (deployment {api.deployment_id})"
+            )
+            for callback in self.on_reload:
+                callback(api)
+
+    # functions
+    def get_function(self, ref: FunctionRef) -> Any:
+        entry = self._functions.get(ref)
+        if entry is None:
+            spec = resolve_function(self.lambda_, ref, self.project_dir)
+            entry = _Entry(ref, spec, self.clock())
+            self._functions[ref] = entry
+            return spec
+        if self.clock() - entry.checked_at >= self.refresh_interval and entry.lock.acquire(
+            blocking=False
+        ):
+            try:
+                entry.checked_at = self.clock()
+                try:
+                    entry.value = resolve_function(self.lambda_, ref, self.project_dir)
+                except PackageMissing:
+                    self._functions.pop(ref, None)
+                    raise
+                except Exception as exc:
+                    self.log(f"gateway: could not re-check function {ref.function_arn}: {exc}")
+            finally:
+                entry.lock.release()
+        return entry.value

@@ -1,0 +1,322 @@
+"""The local gateway's HTTP server: a stage's invoke URL on loopback, answered like AWS does.
+
+This module owns HTTP: parsing requests (Content-Length or chunked bodies, the 10 MB limit,
+``Connection: close``), the URL scheme
+``/restapis/<api_id>/<stage>/_user_request_/<path>`` from docs/design.md, ``GET
+/_orch/health``, one log line per request, and ``run_foreground`` for ``orch serve``. It must
+not know API Gateway semantics: every gateway request goes to ``pipeline.Gateway.handle``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from orch.errors import SandboxError
+from orch.gateway.events import GatewayRequest, GatewayResponse
+from orch.gateway.model import ApiRegistry
+from orch.gateway.pipeline import MAX_BODY_BYTES, Gateway
+
+USER_REQUEST = re.compile(r"^/+restapis/([^/?#]+)/([^/?#]+)/_user_request_(?P<rest>[^?#]*)")
+HEALTH_PATH = "/_orch/health"
+_TOO_LONG = json.dumps({"message": "Request Too Long"}).encode()
+
+
+def _stderr_log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class GatewayRequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: GatewayServer
+
+    # BaseHTTPRequestHandler would add "Server: BaseHTTP/..."; API Gateway sends no Server.
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Date", formatdate(usegmt=True))
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass  # one line per request is written by _dispatch instead
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks, total = [], 0
+            while True:
+                line = self.rfile.readline(65537)
+                if not line:
+                    raise ConnectionError("connection closed inside a chunked body")
+                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    break
+                total += size
+                if total > MAX_BODY_BYTES:
+                    raise _BodyTooLarge()
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(3)
+            return b"".join(chunks)
+        length = self.headers.get("Content-Length")
+        if not length:
+            return b""
+        size = int(length)
+        if size < 0:
+            raise ValueError("negative Content-Length")
+        if size > MAX_BODY_BYTES:
+            raise _BodyTooLarge()
+        return self.rfile.read(size)
+
+    def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and body:
+            self.wfile.write(body)
+
+    def _dispatch(self) -> None:
+        started = time.perf_counter()
+        path, _, query = self.path.partition("?")
+        query = query.partition("#")[0]
+        status, request_id, detail = 500, "-", ""
+        try:
+            match = USER_REQUEST.match(path)
+            if match is None:
+                if path == HEALTH_PATH and self.command in ("GET", "HEAD"):
+                    status = 200
+                    body = json.dumps({"status": "ok", "service": "orch-gateway"}).encode()
+                    self._send(200, [("Content-Type", "application/json")], body)
+                else:
+                    status = 404
+                    body = json.dumps(
+                        {
+                            "message": "Not Found",
+                            "hint": "invoke URLs look like "
+                            "/restapis/<rest_api_id>/<stage>/_user_request_/<path>",
+                        }
+                    ).encode()
+                    self.close_connection = self.close_connection or bool(
+                        self.headers.get("Content-Length") or self.headers.get("Transfer-Encoding")
+                    )
+                    self._send(404, [("Content-Type", "application/json")], body)
+                return
+            try:
+                body = self._read_body()
+            except _BodyTooLarge:
+                status, detail = 413, "body over 10 MB"
+                self.close_connection = True  # the rest of the body is never read
+                self._send(413, [("Content-Type", "application/json")], _TOO_LONG)
+                return
+            except ValueError:
+                status, detail = 400, "unreadable body framing"
+                self.close_connection = True
+                self._send(
+                    400, [("Content-Type", "application/json")], b'{"message": "Bad Request"}'
+                )
+                return
+            request = GatewayRequest(
+                method=self.command,
+                raw_path=match.group("rest"),
+                query_string=query,
+                headers=list(self.headers.items()),
+                body=body,
+                source_ip=self.client_address[0],
+                server_port=self.server.server_address[1],
+                protocol=self.request_version,
+            )
+            response: GatewayResponse = self.server.gateway.handle(
+                match.group(1), match.group(2), request
+            )
+            status, request_id, detail = response.status, response.request_id, response.detail
+            self._send(response.status, response.headers, response.body)
+        finally:
+            elapsed = (time.perf_counter() - started) * 1000
+            line = f"{self.command} {path} {status} {elapsed:.1f}ms {request_id}"
+            self.server.log(f"{line} ({detail})" if detail else line)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
+
+
+class GatewayServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer serving stages through a ``Gateway``; daemon request threads."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        gateway: Gateway,
+        *,
+        log: Callable[[str], None],
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.log = log
+        self._on_close = on_close
+        super().__init__(address, GatewayRequestHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        self.log(f"gateway: error while serving {client_address}: {sys.exc_info()[1]!r}")
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self._on_close is not None:
+            callback, self._on_close = self._on_close, None
+            callback()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+def make_service_caller(aws_endpoint: str) -> Callable[..., tuple[int, dict[str, str], bytes]]:
+    """Send an AWS service integration's request to the emulator, SigV4-signed."""
+    import urllib.parse
+
+    import urllib3
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    http = urllib3.PoolManager(maxsize=8)
+    credentials = Credentials("test", "test")
+    base = aws_endpoint.rstrip("/")
+
+    def call(
+        *,
+        service: str,
+        region: str,
+        kind: str,
+        target: str,
+        method: str,
+        headers: dict[str, str],
+        query: dict[str, str],
+        body: bytes,
+        timeout: float,
+    ) -> tuple[int, dict[str, str], bytes]:
+        params = dict(query)
+        if kind == "action":
+            action, _, rest = target.partition("&")
+            params = {"Action": action, **dict(urllib.parse.parse_qsl(rest)), **params}
+            url = base + "/"
+        else:
+            url = f"{base}/{target.lstrip('/')}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        request = AWSRequest(method=method, url=url, data=body, headers=headers)
+        SigV4Auth(credentials, service, region).add_auth(request)
+        response = http.request(
+            method,
+            url,
+            body=body,
+            headers=dict(request.headers.items()),
+            timeout=timeout,
+            retries=False,
+        )
+        return response.status, dict(response.headers.items()), response.data
+
+    return call
+
+
+def build_server(
+    host: str,
+    port: int,
+    *,
+    aws_endpoint: str,
+    region: str,
+    project_dir: Path,
+    worker_pool: Any = None,
+    log: Callable[[str], None] | None = None,
+    refresh_interval: float = 1.0,
+) -> GatewayServer:
+    """A ready-to-serve gateway (call ``serve_forever()``; ``shutdown()`` + ``server_close()``).
+
+    ``worker_pool`` defaults to a new ``orch.gateway.workers.WorkerPool`` that the server
+    closes in ``server_close()``; a pool passed in stays the caller's to close.
+    """
+    import boto3
+
+    log = log or _stderr_log
+    session = boto3.session.Session(
+        aws_access_key_id="test", aws_secret_access_key="test", region_name=region
+    )
+    apigw = session.client("apigateway", endpoint_url=aws_endpoint)
+    lambda_ = session.client("lambda", endpoint_url=aws_endpoint)
+    registry = ApiRegistry(
+        apigw, lambda_, Path(project_dir), refresh_interval=refresh_interval, log=log
+    )
+    on_close = None
+    if worker_pool is None:
+        from orch.gateway.workers import WorkerPool
+
+        worker_pool = WorkerPool(log_sink=log)
+        on_close = worker_pool.close
+    gateway = Gateway(
+        registry,
+        worker_pool,
+        aws_endpoint=aws_endpoint,
+        log=log,
+        service_caller=make_service_caller(aws_endpoint),
+    )
+    try:
+        return GatewayServer((host, port), gateway, log=log, on_close=on_close)
+    except OSError as exc:
+        if on_close:
+            on_close()
+        raise SandboxError(
+            f"The local gateway cannot listen on {host}:{port}: {exc.strerror or exc}.",
+            hint="Pick another port (0 chooses a free one) or stop what is using it.",
+        ) from exc
+
+
+def run_foreground(
+    host: str,
+    port: int,
+    *,
+    aws_endpoint: str,
+    region: str,
+    project_dir: Path,
+    log: Callable[[str], None] | None = None,
+    ready: Callable[[GatewayServer], None] | None = None,
+) -> None:
+    """Serve until Ctrl-C (``orch serve``); always stops the workers on the way out."""
+    log = log or _stderr_log
+    server = build_server(
+        host, port, aws_endpoint=aws_endpoint, region=region, project_dir=project_dir, log=log
+    )
+    log(
+        f"gateway: listening on {server.url} (invoke URLs: "
+        f"{server.url}/restapis/<rest_api_id>/<stage>/_user_request_/)"
+    )
+    if ready is not None:
+        ready(server)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        log("gateway: stopping")
+    finally:
+        server.server_close()

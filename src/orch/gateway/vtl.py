@@ -1,0 +1,527 @@
+"""API Gateway mapping templates (Velocity/VTL) rendered with airspeed, the way AWS renders them.
+
+This module owns the template variables AWS offers (``$input``, ``$util``, ``$context``,
+``$stageVariables``), the JSONPath subset behind ``$input.json``/``$input.path`` and a cache
+of compiled templates. It must not know about HTTP, routing or Lambda: the pipeline hands it
+plain data and gets a string (plus ``$context.responseOverride``) back.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import airspeed
+from airspeed import operators as _airspeed_ops
+
+PASSTHROUGH_TEMPLATE = (
+    (
+        "##  See http://docs.aws.amazon.com/apigateway/latest/developerguide/"
+        "api-gateway-mapping-template-reference.html\n"
+        "##  This template will pass through all parameters including path, querystring, header, "
+        "stage variables, and context through to the integration endpoint via the body/payload\n"
+    )
+    + """\
+#set($allParams = $input.params())
+{
+"body-json" : $input.json('$'),
+"params" : {
+#foreach($type in $allParams.keySet())
+    #set($params = $allParams.get($type))
+"$type" : {
+    #foreach($paramName in $params.keySet())
+    "$paramName" : "$util.escapeJavaScript($params.get($paramName))"
+        #if($foreach.hasNext),#end
+    #end
+}
+    #if($foreach.hasNext),#end
+#end
+},
+"stage-variables" : {
+#foreach($key in $stageVariables.keySet())
+"$key" : "$util.escapeJavaScript($stageVariables.get($key))"
+    #if($foreach.hasNext),#end
+#end
+},
+"context" : {
+    "account-id" : "$context.identity.accountId",
+    "api-id" : "$context.apiId",
+    "api-key" : "$context.identity.apiKey",
+    "authorizer-principal-id" : "$context.authorizer.principalId",
+    "caller" : "$context.identity.caller",
+    "cognito-authentication-provider" : "$context.identity.cognitoAuthenticationProvider",
+    "cognito-authentication-type" : "$context.identity.cognitoAuthenticationType",
+    "cognito-identity-id" : "$context.identity.cognitoIdentityId",
+    "cognito-identity-pool-id" : "$context.identity.cognitoIdentityPoolId",
+    "http-method" : "$context.httpMethod",
+    "stage" : "$context.stage",
+    "source-ip" : "$context.identity.sourceIp",
+    "user" : "$context.identity.user",
+    "user-agent" : "$context.identity.userAgent",
+    "user-arn" : "$context.identity.userArn",
+    "request-id" : "$context.requestId",
+    "resource-id" : "$context.resourceId",
+    "resource-path" : "$context.resourcePath"
+    }
+}
+"""
+)
+"""The AWS console's "Method Request passthrough" request template, verbatim."""
+
+
+class TemplateError(Exception):
+    """A mapping template could not be compiled or rendered (AWS answers 500)."""
+
+
+class BodyParseError(TemplateError):
+    """``$input.json``/``$input.path`` met a body that is not JSON (AWS answers 400)."""
+
+
+# Java-flavoured string methods AWS templates use that airspeed lacks. airspeed looks
+# methods up by exact class in this module-level table; only missing names are added.
+for _name, _fn in {
+    "toLowerCase": lambda s: s.lower(),
+    "toUpperCase": lambda s: s.upper(),
+    "trim": lambda s: s.strip(),
+    "endsWith": lambda s, suffix: s.endswith(suffix),
+    "equals": lambda s, other: s == other,
+    "equalsIgnoreCase": lambda s, other: isinstance(other, str) and s.lower() == other.lower(),
+    "isEmpty": lambda s: len(s) == 0,
+    "replace": lambda s, old, new: s.replace(old, new),
+    "split": lambda s, sep: VtlList(re.split(sep, s)),
+    "lastIndexOf": lambda s, sub: s.rfind(sub),
+    "charAt": lambda s, i: s[i],
+    "toString": lambda s: s,
+}.items():
+    _airspeed_ops.__additional_methods__[str].setdefault(_name, _fn)
+
+
+def _java_str(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class VtlMap(dict):
+    """A dict that behaves like the java.util.Map AWS hands to templates."""
+
+    def keySet(self) -> list:  # noqa: N802 - Java method name used in templates
+        return list(self.keys())
+
+    def containsKey(self, key: Any) -> bool:  # noqa: N802
+        return key in self
+
+    def put(self, key: Any, value: Any) -> Any:
+        old = dict.get(self, key)
+        self[key] = value
+        return old
+
+    def putAll(self, other: Mapping) -> None:  # noqa: N802
+        self.update(other)
+
+    def size(self) -> int:
+        return len(self)
+
+    def isEmpty(self) -> bool:  # noqa: N802
+        return not self
+
+    def entrySet(self) -> list:  # noqa: N802
+        return [VtlMap(key=k, value=v) for k, v in self.items()]
+
+    def toString(self) -> str:  # noqa: N802
+        return str(self)
+
+    def __str__(self) -> str:
+        return "{" + ", ".join(f"{k}={_java_str(v)}" for k, v in self.items()) + "}"
+
+
+class VtlList(list):
+    """A list that behaves like the java.util.List AWS hands to templates."""
+
+    def size(self) -> int:
+        return len(self)
+
+    def isEmpty(self) -> bool:  # noqa: N802
+        return not self
+
+    def contains(self, value: Any) -> bool:
+        return value in self
+
+    def get(self, index: int) -> Any:
+        return self[index]
+
+    def add(self, value: Any) -> bool:
+        self.append(value)
+        return True
+
+    def toString(self) -> str:  # noqa: N802
+        return str(self)
+
+    def __str__(self) -> str:
+        return "[" + ", ".join(_java_str(v) for v in self) + "]"
+
+
+class ContextMap(VtlMap):
+    """A ``$context`` map: AWS renders a nested context map (identity, overrides) as ""."""
+
+    def __str__(self) -> str:
+        return ""
+
+
+class RootContext(VtlMap):
+    """``$context``: keys AWS lists in keySet(), plus members reachable only by name."""
+
+    def __init__(self, values: Mapping[str, Any], hidden: Mapping[str, Any]) -> None:
+        super().__init__(values)
+        self._hidden = dict(hidden)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_hidden"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def to_vtl(value: Any) -> Any:
+    """Turn parsed JSON into VtlMap/VtlList so templates get Java-like maps and lists."""
+    if isinstance(value, dict):
+        return VtlMap((k, to_vtl(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return VtlList(to_vtl(v) for v in value)
+    return value
+
+
+# --- JSONPath subset: $, .name, ['name'], ["name"], [n], [*], .* ----------------------
+
+_JSONPATH_TOKEN = re.compile(
+    r"""\.\s*(?P<dot>[^.\[\]\s]+)       # .name or .*
+      | \[\s*'(?P<sq>(?:[^'\\]|\\.)*)'\s*\]
+      | \[\s*"(?P<dq>(?:[^"\\]|\\.)*)"\s*\]
+      | \[\s*(?P<idx>-?\d+)\s*\]
+      | \[\s*(?P<star>\*)\s*\]
+    """,
+    re.VERBOSE,
+)
+_WILDCARD = object()
+_path_cache: dict[str, tuple] = {}
+
+
+def _compile_jsonpath(path: str) -> tuple:
+    cached = _path_cache.get(path)
+    if cached is not None:
+        return cached
+    text = path.strip()
+    if not text.startswith("$"):
+        # AWS accepts a path without the leading $ in responseParameters body mappings.
+        text = "$." + text if text else "$"
+    pos, steps = 1, []
+    while pos < len(text):
+        match = _JSONPATH_TOKEN.match(text, pos)
+        if not match:
+            raise TemplateError(f"unsupported JSONPath expression {path!r} at offset {pos}")
+        if match.group("dot") is not None:
+            name = match.group("dot")
+            steps.append(_WILDCARD if name == "*" else name)
+        elif match.group("sq") is not None:
+            steps.append(match.group("sq"))
+        elif match.group("dq") is not None:
+            steps.append(match.group("dq"))
+        elif match.group("idx") is not None:
+            steps.append(int(match.group("idx")))
+        else:
+            steps.append(_WILDCARD)
+        pos = match.end()
+    result = tuple(steps)
+    if len(_path_cache) < 4096:
+        _path_cache[path] = result
+    return result
+
+
+def jsonpath_get(document: Any, path: str) -> Any:
+    """Evaluate a JSONPath subset; a missing member gives None, a wildcard a list."""
+    values, multi = [document], False
+    for step in _compile_jsonpath(path):
+        nxt: list = []
+        for value in values:
+            if step is _WILDCARD:
+                multi = True
+                if isinstance(value, dict):
+                    nxt.extend(value.values())
+                elif isinstance(value, list):
+                    nxt.extend(value)
+            elif isinstance(step, int):
+                if isinstance(value, list) and -len(value) <= step < len(value):
+                    nxt.append(value[step])
+            elif isinstance(value, dict) and step in value:
+                nxt.append(value[step])
+        values = nxt
+    if multi:
+        return values
+    return values[0] if values else None
+
+
+# --- $input, $util ---------------------------------------------------------------------
+
+
+class InputVariable:
+    """``$input``: the request (or integration response) body and the request parameters."""
+
+    def __init__(
+        self,
+        body: str,
+        params: Mapping[str, Mapping[str, str]] | None = None,
+        *,
+        header_lookup: Mapping[str, str] | None = None,
+    ) -> None:
+        self.body = body
+        self._params = params or {"path": {}, "querystring": {}, "header": {}}
+        self._header_lookup = header_lookup
+        self._parsed: Any = None
+        self._parsed_ok = False
+
+    def _document(self) -> Any:
+        if not self._parsed_ok:
+            text = self.body
+            if text is None or not text.strip():
+                self._parsed = {}
+            else:
+                try:
+                    self._parsed = json.loads(text)
+                except ValueError as exc:
+                    raise BodyParseError(f"Could not parse payload into json: {exc}") from exc
+            self._parsed_ok = True
+        return self._parsed
+
+    def json(self, path: str = "$") -> str:
+        return json.dumps(jsonpath_get(self._document(), path), separators=(",", ":"))
+
+    def path(self, path: str = "$") -> Any:
+        return to_vtl(jsonpath_get(self._document(), path))
+
+    def params(self, name: str | None = None) -> Any:
+        if name is None:
+            return VtlMap(
+                (kind, VtlMap(self._params.get(kind, {})))
+                for kind in ("path", "querystring", "header")
+            )
+        for kind in ("path", "querystring"):
+            value = self._params.get(kind, {}).get(name)
+            if value is not None:
+                return value
+        lookup = self._header_lookup
+        if lookup is None:
+            lookup = {k.lower(): v for k, v in self._params.get("header", {}).items()}
+            self._header_lookup = lookup
+        return lookup.get(name.lower(), "") if isinstance(name, str) else ""
+
+    def size(self) -> int:
+        return len((self.body or "").encode())
+
+
+def escape_javascript(value: Any) -> str | None:
+    """Java commons-lang ``StringEscapeUtils.escapeJavaScript``, as AWS's $util uses."""
+    if value is None:
+        return None
+    text = _java_str(value)
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in "'\"\\/":
+            out.append("\\" + ch)
+        elif ch == "\b":
+            out.append("\\b")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\f":
+            out.append("\\f")
+        elif ch == "\r":
+            out.append("\\r")
+        elif code < 0x20:
+            out.append(f"\\u{code:04X}")
+        elif code > 0x7F:
+            if code > 0xFFFF:
+                encoded = ch.encode("utf-16-be")
+                out.append(f"\\u{encoded[0]:02X}{encoded[1]:02X}")
+                out.append(f"\\u{encoded[2]:02X}{encoded[3]:02X}")
+            else:
+                out.append(f"\\u{code:04X}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+class UtilVariable:
+    """``$util``."""
+
+    def escapeJavaScript(self, value: Any) -> str | None:  # noqa: N802
+        return escape_javascript(value)
+
+    def parseJson(self, text: str) -> Any:  # noqa: N802
+        try:
+            return to_vtl(json.loads(text))
+        except (TypeError, ValueError) as exc:
+            raise TemplateError(f"$util.parseJson: {exc}") from exc
+
+    def urlEncode(self, value: str) -> str:  # noqa: N802
+        return urllib.parse.quote_plus(_java_str(value), safe="*")
+
+    def urlDecode(self, value: str) -> str:  # noqa: N802
+        return urllib.parse.unquote_plus(_java_str(value))
+
+    def base64Encode(self, value: Any) -> str:  # noqa: N802
+        data = value if isinstance(value, bytes) else _java_str(value).encode()
+        return base64.b64encode(data).decode()
+
+    def base64Decode(self, value: str) -> str:  # noqa: N802
+        return base64.b64decode(_java_str(value)).decode("utf-8", errors="replace")
+
+    def toJson(self, value: Any) -> str:  # noqa: N802
+        return json.dumps(value, separators=(",", ":"))
+
+
+UTIL = UtilVariable()
+
+# --- $context --------------------------------------------------------------------------
+
+IDENTITY_KEYS = (
+    "cognitoIdentityPoolId",
+    "accountId",
+    "cognitoIdentityId",
+    "caller",
+    "sourceIp",
+    "principalOrgId",
+    "accessKey",
+    "cognitoAuthenticationType",
+    "cognitoAuthenticationProvider",
+    "userArn",
+    "userAgent",
+    "user",
+)
+"""Order of ``$context.identity.keySet()`` on AWS (case_4)."""
+
+
+def build_context(
+    *,
+    resource_id: str,
+    resource_path: str,
+    http_method: str,
+    extended_request_id: str,
+    request_time: str,
+    path: str,
+    account_id: str,
+    protocol: str,
+    stage: str,
+    domain_prefix: str,
+    request_time_epoch: int,
+    request_id: str,
+    identity: Mapping[str, Any],
+    domain_name: str,
+    deployment_id: str,
+    api_id: str,
+) -> RootContext:
+    """``$context`` with AWS's keySet() order (case_4) and its nested maps."""
+    values = {
+        "resourceId": resource_id,
+        "resourcePath": resource_path,
+        "httpMethod": http_method,
+        "extendedRequestId": extended_request_id,
+        "requestTime": request_time,
+        "path": path,
+        "accountId": account_id,
+        "protocol": protocol,
+        "requestOverride": ContextMap(
+            path=ContextMap(), header=ContextMap(), querystring=ContextMap()
+        ),
+        "stage": stage,
+        "domainPrefix": domain_prefix,
+        "requestTimeEpoch": request_time_epoch,
+        "requestId": request_id,
+        "identity": ContextMap((k, identity.get(k)) for k in IDENTITY_KEYS),
+        "domainName": domain_name,
+        "deploymentId": deployment_id,
+        "responseOverride": ContextMap(header=ContextMap()),
+        "apiId": api_id,
+    }
+    hidden = {"authorizer": ContextMap(), "error": ContextMap()}
+    return RootContext(values, hidden)
+
+
+# --- compile and render ----------------------------------------------------------------
+
+_compiled: dict[str, airspeed.Template] = {}
+_compile_lock = threading.Lock()
+
+
+def compile_template(text: str) -> airspeed.Template:
+    """Parse once; airspeed's compiled tree is read-only during merge, so it is shared."""
+    template = _compiled.get(text)
+    if template is None:
+        template = airspeed.Template(text)
+        try:
+            template.ensure_compiled()
+        except airspeed.TemplateSyntaxError as exc:
+            raise TemplateError(f"mapping template syntax error: {exc}") from exc
+        with _compile_lock:
+            if len(_compiled) > 2048:
+                _compiled.clear()
+            _compiled[text] = template
+    return template
+
+
+def render(
+    text: str,
+    *,
+    input_var: InputVariable,
+    context: RootContext,
+    stage_variables: Mapping[str, str] | None,
+) -> str:
+    """Render one mapping template; raises TemplateError (or BodyParseError) on failure."""
+    template = compile_template(text)
+    namespace = {
+        "input": input_var,
+        "context": context,
+        "stageVariables": VtlMap(stage_variables or {}),
+        "util": UTIL,
+    }
+    try:
+        return template.merge(namespace)
+    except airspeed.TemplateExecutionError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, TemplateError):
+            raise cause from exc
+        raise TemplateError(str(exc)) from exc
+    except TemplateError:
+        raise
+    except Exception as exc:  # airspeed lets some evaluation errors escape unwrapped
+        raise TemplateError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def response_override(context: RootContext) -> tuple[int | None, dict[str, str]]:
+    """What a response template set in ``$context.responseOverride`` (status, headers)."""
+    override = context.get("responseOverride") or {}
+    status = override.get("status")
+    parsed: int | None = None
+    if status is not None:
+        try:
+            parsed = int(str(status).strip())
+        except ValueError:
+            parsed = None
+    headers = override.get("header") or {}
+    return parsed, {str(k): _java_str(v) for k, v in headers.items() if v is not None}
+
+
+def iter_header_pairs(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Last value wins, names as sent: the header map ``$input.params()`` exposes."""
+    out: dict[str, str] = {}
+    for name, value in headers:
+        out[name] = value
+    return out
