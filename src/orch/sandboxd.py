@@ -28,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
     from moto.server import ThreadedMotoServer
 
+    from orch import sandbox_ext
+
+    sandbox_ext.install()  # API Gateway updates Terraform needs and moto lacks
+
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     moto.start()
     host, port = moto.get_host_and_port()
