@@ -1,0 +1,206 @@
+"""Integration: the real terraform binary and AWS provider against a real moto server.
+
+One throwaway project goes through a stage's life in order (the tests below share it and
+run top to bottom): refuse an unconfirmed protected apply, deploy dev, a no-op plan, the
+prototype's request through the local gateway, deploy prod beside it, detect and apply
+changes, refuse a stale plan, destroy dev only, survive a sandbox restart, and deploy a
+package over 50 MB through the sandbox's S3. Terraform runs are counted: each is 5-15 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+
+from helpers import REPO, assert_clean_failure, make_project, orch
+
+pytestmark = pytest.mark.integration
+
+if shutil.which("terraform") is None:
+    if os.environ.get("CI") == "true":
+        raise RuntimeError("terraform is not on PATH; CI needs it")
+    pytest.skip("terraform is not on PATH", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def proj(tmp_path_factory: pytest.TempPathFactory):
+    path = make_project(tmp_path_factory.mktemp("integration") / "proj")
+    yield path
+    orch("sandbox", "stop", cwd=path)
+
+
+def aws(proj: Path, service: str):
+    state = json.loads((proj / ".orch" / "sandbox" / "state.json").read_text())
+    return boto3.client(
+        service, endpoint_url=state["endpoint"], region_name="ap-northeast-2",
+        aws_access_key_id="test", aws_secret_access_key="test",
+    )
+
+
+def functions(proj: Path) -> set[str]:
+    return {f["FunctionName"] for f in aws(proj, "lambda").list_functions()["Functions"]}
+
+
+def apis(proj: Path) -> dict[str, str]:
+    return {a["name"]: a["id"] for a in aws(proj, "apigateway").get_rest_apis()["items"]}
+
+
+def outputs(proj: Path, stage: str) -> dict:
+    result = orch("output", stage, "--sandbox", "--json", cwd=proj)
+    assert result.code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_protected_stage_is_not_changed_without_confirmation(proj: Path) -> None:
+    result = orch("apply", "prod", "--sandbox", cwd=proj)
+    assert_clean_failure(result, 130, "protected stage 'prod'", "--yes")
+    assert "orch-loopback-prod" not in functions(proj)
+
+
+def test_apply_dev_deploys_and_prints_the_invoke_url(proj: Path) -> None:
+    result = orch("apply", "dev", "--sandbox", cwd=proj)
+    assert result.code == 0, result.output
+    url = result.stdout.strip().splitlines()[-1]
+    api_id = apis(proj)["orch-loopback-dev"]
+    assert url.startswith("http://127.0.0.1:") and url.endswith(f"/restapis/{api_id}/dev/_user_request_")
+    assert "orch-loopback-dev" in functions(proj)
+    alias = aws(proj, "lambda").get_alias(FunctionName="orch-loopback-dev", Name="dev")
+    assert alias["FunctionVersion"] != "$LATEST"
+    stage = aws(proj, "apigateway").get_stage(restApiId=api_id, stageName="dev")
+    assert stage["variables"] == {"env": "dev", "greeting": "hello-from-dev"}
+
+
+def test_plan_right_after_apply_has_no_changes(proj: Path) -> None:
+    result = orch("plan", "dev", "--sandbox", "--detailed-exitcode", cwd=proj)
+    assert result.code == 0, result.output
+    assert "terraform init" not in result.stderr  # init runs only when needed
+
+
+def test_prototype_request_reaches_the_function_as_documented(proj: Path) -> None:
+    url = outputs(proj, "dev")["invoke_url"]
+    resp = requests.post(f"{url}?deptno-param=x", headers={"Authorization": "y"}, data='{"a":1}', timeout=30)
+    assert resp.status_code == 200, resp.text
+    event = resp.json()["event"]
+    assert event["body-json"] == {"a": 1}
+    assert event["params"]["path"] == {}
+    assert event["params"]["querystring"] == {"deptno-param": "x"}
+    assert event["params"]["header"]["Authorization"] == "y"
+    assert event["stage-variables"] == {"env": "dev", "greeting": "hello-from-dev"}
+    assert event["context"]["http-method"] == "POST"
+    assert event["context"]["stage"] == "dev"
+
+
+def test_prod_is_a_separate_function_api_and_stage(proj: Path) -> None:
+    result = orch("apply", "prod", "--sandbox", "--yes", cwd=proj)
+    assert result.code == 0, result.output
+    dev, prod = outputs(proj, "dev"), outputs(proj, "prod")
+    assert dev["rest_api_id"] != prod["rest_api_id"]
+    assert dev["function_name"] != prod["function_name"]
+    assert (dev["stage_name"], prod["stage_name"]) == ("dev", "prod")
+    assert (proj / ".orch/work/sandbox/dev/terraform.tfstate").exists()
+    assert (proj / ".orch/work/sandbox/prod/terraform.tfstate").exists()
+    resp = requests.post(prod["invoke_url"], json={"a": 1}, timeout=30)
+    assert resp.status_code == 200 and resp.json()["stage"] == "prod"
+
+
+def _set_dev(proj: Path, *, greeting: str = "hello-from-dev", memory: int | None = None,
+             api: str = "") -> None:
+    """dev.yaml as in the repo with another greeting (a stage variable), memory size or API."""
+    text = (REPO / "stages" / "dev.yaml").read_text()
+    assert "greeting: hello-from-dev" in text and text.count("function:\n") == 1
+    text = text.replace("hello-from-dev", greeting)
+    if memory is not None:
+        text = text.replace("function:\n", f"function:\n  memory_size: {memory}\n")
+    (proj / "stages" / "dev.yaml").write_text(text + api)
+
+
+def test_changes_are_planned_applied_and_a_stale_plan_refused(proj: Path, tmp_path: Path) -> None:
+    before = outputs(proj, "dev")
+    stale = tmp_path / "variable.tfplan"
+    _set_dev(proj, greeting="changed")
+    result = orch("plan", "dev", "--sandbox", "--detailed-exitcode", "--out", str(stale), cwd=proj)
+    assert result.code == 2, result.output
+    assert stale.is_file()
+
+    _set_dev(proj, memory=512)
+    result = orch("plan", "dev", "--sandbox", "--detailed-exitcode", cwd=proj)
+    assert result.code == 2, result.output
+    assert "memory_size" in result.stdout
+
+    (proj / "custom.vtl").write_text('{"body-json": $input.json(\'$\'), "context": {"stage": "$context.stage"}}')
+    custom_api = (
+        "api:\n  routes:\n    - method: POST\n      path: /\n"
+        "      integration: {request_template: {file: custom.vtl}}\n"
+    )
+    _set_dev(proj, api=custom_api)
+    result = orch("plan", "dev", "--sandbox", "--detailed-exitcode", cwd=proj)
+    assert result.code == 2, result.output
+    assert "request_templates" in result.stdout
+
+    _set_dev(proj, greeting="changed", memory=512, api=custom_api)
+
+    result = orch("apply", "dev", "--sandbox", cwd=proj)
+    assert result.code == 0, result.output
+    after = outputs(proj, "dev")
+    assert after["deployment_id"] != before["deployment_id"], "a template change must redeploy the API"
+    integration = aws(proj, "apigateway").get_integration(
+        restApiId=after["rest_api_id"],
+        resourceId=aws(proj, "apigateway").get_resources(restApiId=after["rest_api_id"])["items"][0]["id"],
+        httpMethod="POST",
+    )
+    assert '"context": {"stage": "$context.stage"}' in integration["requestTemplates"]["application/json"]
+    resp = requests.post(after["invoke_url"], json={"a": 1}, timeout=30)
+    assert resp.status_code == 200 and resp.json()["event"] == {"body-json": {"a": 1}, "context": {"stage": "dev"}}
+
+    result = orch("plan", "dev", "--sandbox", "--detailed-exitcode", cwd=proj)
+    assert result.code == 0, result.output
+
+    result = orch("apply", "dev", "--sandbox", "--plan", str(stale), cwd=proj)
+    assert_clean_failure(result, 4, "stale")
+
+
+def test_destroy_dev_leaves_prod(proj: Path) -> None:
+    prod_api = outputs(proj, "prod")["rest_api_id"]
+    result = orch("destroy", "dev", "--sandbox", "--yes", cwd=proj)
+    assert result.code == 0, result.output
+    assert "orch-loopback-dev" not in functions(proj)
+    assert "orch-loopback-dev" not in apis(proj)
+    assert "orch-loopback-prod" in functions(proj)
+    assert apis(proj)["orch-loopback-prod"] == prod_api
+
+
+def test_restarted_sandbox_starts_the_stage_clean(proj: Path) -> None:
+    assert orch("sandbox", "stop", cwd=proj).code == 0
+    status = orch("sandbox", "status", "--json", cwd=proj)
+    assert json.loads(status.stdout)["running"] is False
+    result = orch("plan", "prod", "--sandbox", "--detailed-exitcode", cwd=proj)
+    assert result.code == 2, result.output
+    assert "sandbox was restarted" in result.stderr
+    status = json.loads(orch("sandbox", "status", "--json", cwd=proj).stdout)
+    assert status["running"] is True and status["endpoint"].startswith("http://127.0.0.1:")
+
+
+def test_package_over_50_mb_deploys_through_the_sandbox_s3(proj: Path) -> None:
+    big = proj / "functions" / "big"
+    shutil.copytree(proj / "functions" / "loopback", big)
+    (big / "blob.bin").write_bytes(os.urandom(51 * 1024 * 1024))  # incompressible
+    (proj / "stages" / "big.yaml").write_text(
+        "function: {source: functions/big}\nartifacts: {bucket: orch-artifacts}\n"
+    )
+    first = orch("package", "big", cwd=proj)
+    second = orch("package", "big", cwd=proj)
+    assert first.code == 0 and first.stdout == second.stdout  # same sha256
+    result = orch("apply", "big", "--sandbox", cwd=proj)
+    assert result.code == 0, result.output
+    assert "s3://orch-artifacts" in result.stderr
+    sha = first.stdout.split("sha256:")[1].strip()
+    head = aws(proj, "s3").head_object(Bucket="orch-artifacts", Key=f"orch/packages/{sha}.zip")
+    assert head["ContentLength"] > 50 * 1024 * 1024
+    config = aws(proj, "lambda").get_function(FunctionName="orch-loopback-big")["Configuration"]
+    assert config["CodeSize"] == head["ContentLength"]
