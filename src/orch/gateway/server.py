@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable
 from email.utils import formatdate
@@ -27,6 +28,20 @@ from orch.gateway.pipeline import MAX_BODY_BYTES, Gateway
 USER_REQUEST = re.compile(r"^/+restapis/([^/?#]+)/([^/?#]+)/_user_request_(?P<rest>[^?#]*)")
 HEALTH_PATH = "/_orch/health"
 _TOO_LONG = json.dumps({"message": "Request Too Long"}).encode()
+
+
+_date_cache: tuple[int, str] = (-1, "")
+
+
+def _http_date() -> str:
+    """The Date header, formatted once per second."""
+    global _date_cache
+    now = int(time.time())
+    second, text = _date_cache
+    if second != now:
+        text = formatdate(now, usegmt=True)
+        _date_cache = (now, text)
+    return text
 
 
 def _stderr_log(line: str) -> None:
@@ -45,7 +60,7 @@ class GatewayRequestHandler(BaseHTTPRequestHandler):
     def send_response(self, code: int, message: str | None = None) -> None:
         self.log_request(code)
         self.send_response_only(code, message)
-        self.send_header("Date", formatdate(usegmt=True))
+        self.send_header("Date", _http_date())
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass  # one line per request is written by _dispatch instead
@@ -159,7 +174,12 @@ class GatewayRequestHandler(BaseHTTPRequestHandler):
 
 
 class GatewayServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer serving stages through a ``Gateway``; daemon request threads."""
+    """ThreadingHTTPServer serving stages through a ``Gateway``; daemon request threads.
+
+    Request threads are reused: a connection goes to an idle thread when there is one and
+    to a new thread otherwise (so a connection never waits behind busy ones, as with a
+    thread per connection); threads idle for ``thread_idle_timeout`` seconds exit.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
@@ -176,12 +196,48 @@ class GatewayServer(ThreadingHTTPServer):
         self.gateway = gateway
         self.log = log
         self._on_close = on_close
+        self._pool_lock = threading.Lock()
+        self._idle: list[_RequestThread] = []
+        self._pool_closed = False
         super().__init__(address, GatewayRequestHandler)
+
+    thread_idle_timeout = 60.0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._pool_lock:
+            thread = self._idle.pop() if self._idle else None
+        if thread is not None:
+            thread.hand(request, client_address)
+            return
+        thread = _RequestThread(self)
+        thread.hand(request, client_address)
+        thread.start()
+
+    def _park(self, thread: _RequestThread) -> bool:
+        """A request thread is free again; False when it should exit instead."""
+        with self._pool_lock:
+            if self._pool_closed:
+                return False
+            self._idle.append(thread)
+            return True
+
+    def _unpark(self, thread: _RequestThread) -> bool:
+        """An idle thread timed out; False when a connection was handed to it meanwhile."""
+        with self._pool_lock:
+            if thread in self._idle:
+                self._idle.remove(thread)
+                return True
+            return False
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         self.log(f"gateway: error while serving {client_address}: {sys.exc_info()[1]!r}")
 
     def server_close(self) -> None:
+        with self._pool_lock:
+            self._pool_closed = True
+            idle, self._idle = self._idle, []
+        for thread in idle:
+            thread.hand(None, None)
         super().server_close()
         if self._on_close is not None:
             callback, self._on_close = self._on_close, None
@@ -191,6 +247,37 @@ class GatewayServer(ThreadingHTTPServer):
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
+
+
+class _RequestThread(threading.Thread):
+    """A daemon thread that serves the connections handed to it, one at a time."""
+
+    def __init__(self, server: GatewayServer) -> None:
+        super().__init__(name="gateway-request", daemon=True)
+        self.server = server
+        self._ready = threading.Lock()  # held while there is no job: released by hand()
+        self._ready.acquire()
+        self._job: tuple[Any, Any] | None = None
+
+    def hand(self, request: Any, client_address: Any) -> None:
+        self._job = (request, client_address)
+        self._ready.release()
+
+    def run(self) -> None:
+        server = self.server
+        while True:
+            if not self._ready.acquire(timeout=server.thread_idle_timeout):
+                if server._unpark(self):
+                    return
+                self._ready.acquire()  # a connection was handed over as we timed out
+            job, self._job = self._job, None
+            request, client_address = job or (None, None)
+            if request is None:
+                return
+            server.process_request_thread(request, client_address)
+            del job, request, client_address
+            if not server._park(self):
+                return
 
 
 def make_service_caller(aws_endpoint: str) -> Callable[..., tuple[int, dict[str, str], bytes]]:
