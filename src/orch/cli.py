@@ -283,18 +283,22 @@ def serve(
             "orch serve runs the local gateway for a sandbox deployment: add --sandbox "
             "(and deploy first with `orch apply STAGE --sandbox`)."
         )
+    from orch.deploy import sandbox_invoke_url
     from orch.gateway.server import run_foreground
 
     run = _stage_run(project, stage, sandbox)
-    run._load()
+    values = run.outputs()  # fails clearly when the stage is not deployed in the sandbox
     run._connect()
-    values = run.outputs()
     info = run.sandbox_info
     assert info is not None and run.stage is not None
+
+    def ready(server) -> None:
+        url = sandbox_invoke_url(server.url, values["rest_api_id"], values["stage_name"])
+        _log(f"serving stage {stage!r} at {url} (Ctrl-C stops)")
+
     run_foreground(
         "127.0.0.1", port, aws_endpoint=info.endpoint, region=run.stage.config.region,
-        project_dir=run.project_dir, rest_api_id=values["rest_api_id"], stage_name=values["stage_name"],
-        log=_err,
+        project_dir=run.project_dir, log=_err, ready=ready,
     )
     return ExitCode.OK
 

@@ -129,7 +129,9 @@ class StageRun:
     def _connect(self) -> None:
         assert self.stage is not None
         if self.sandbox:
-            self.sandbox_info = sandbox_mod.ensure_running(self.project_dir, log=self.log)
+            self.sandbox_info = sandbox_mod.ensure_running(
+                self.project_dir, region=self.stage.config.region, log=self.log
+            )
             self.target = render_mod.Target("sandbox", self.sandbox_info.endpoint)
             self._check_epoch()
         else:

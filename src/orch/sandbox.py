@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ DUMMY_CREDENTIALS = {
     "AWS_SESSION_TOKEN": "test",
 }
 START_TIMEOUT = 30.0
+DEFAULT_REGION = "ap-northeast-2"
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ def _check_port_free(port: int, what: str, variable: str) -> None:
 
 
 def ensure_running(project_dir: Path, *, port: int | None = None, gateway_port: int | None = None,
-                   log: callable | None = None) -> SandboxInfo:  # type: ignore[valid-type]
+                   region: str = DEFAULT_REGION, log: Callable[[str], None] | None = None) -> SandboxInfo:
     """Return the running sandbox, starting one in the background if needed."""
     running, info = status(project_dir)
     if running and info is not None:
@@ -138,6 +140,7 @@ def ensure_running(project_dir: Path, *, port: int | None = None, gateway_port: 
         "--project-dir", str(project_dir),
         "--port", str(port or 0),
         "--gateway-port", str(gateway_port or 0),
+        "--region", region,
     ]
     env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", **DUMMY_CREDENTIALS}
     ready_r, ready_w = os.pipe()

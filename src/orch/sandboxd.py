@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--gateway-port", type=int, default=0)
     parser.add_argument("--ready-fd", type=int, default=None)
+    parser.add_argument("--region", default="ap-northeast-2",
+                        help="region whose APIs the local gateway serves")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if build_server is not None:
         gateway = build_server(
             "127.0.0.1", args.gateway_port, aws_endpoint=endpoint,
-            region=os.environ.get("AWS_DEFAULT_REGION", "ap-northeast-2"),
+            region=args.region,
             project_dir=args.project_dir,
         )
         threading.Thread(target=gateway.serve_forever, name="gateway", daemon=True).start()

@@ -12,13 +12,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import boto3
 import pytest
 import requests
 
-from helpers import REPO, assert_clean_failure, make_project, orch
+from helpers import REPO, assert_clean_failure, free_port, make_project, orch
 
 pytestmark = pytest.mark.integration
 
@@ -94,6 +97,10 @@ def test_prototype_request_reaches_the_function_as_documented(proj: Path) -> Non
     assert event["stage-variables"] == {"env": "dev", "greeting": "hello-from-dev"}
     assert event["context"]["http-method"] == "POST"
     assert event["context"]["stage"] == "dev"
+    # The stage's error mappings: the function's "[BadRequest] ..." error becomes a 400.
+    bad = requests.post(url, json={"fail": "bad-request"}, timeout=30)
+    assert bad.status_code == 400 and bad.json()["errorMessage"].startswith("[BadRequest]")
+    assert requests.post(url, json={"fail": "internal"}, timeout=30).status_code == 500
 
 
 def test_prod_is_a_separate_function_api_and_stage(proj: Path) -> None:
@@ -165,6 +172,29 @@ def test_changes_are_planned_applied_and_a_stale_plan_refused(proj: Path, tmp_pa
     assert_clean_failure(result, 4, "stale")
 
 
+def test_serve_runs_a_foreground_gateway_for_a_stage(proj: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orch.cli", "serve", "prod", "--sandbox", "--port", str(port)],
+        cwd=proj, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )
+    try:
+        lines = []
+        for line in proc.stderr:  # blocks until the gateway says where it serves
+            lines.append(line)
+            if "serving stage 'prod' at " in line:
+                break
+        url = lines[-1].split(" at ")[1].split(" ")[0]
+        assert url.startswith(f"http://127.0.0.1:{port}/restapis/")
+        resp = requests.post(url, json={"a": 1}, timeout=30)
+        assert resp.status_code == 200 and resp.json()["stage"] == "prod"
+        assert requests.get(url + "/nope", timeout=30).status_code == 403
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+
+
 def test_destroy_dev_leaves_prod(proj: Path) -> None:
     prod_api = outputs(proj, "prod")["rest_api_id"]
     result = orch("destroy", "dev", "--sandbox", "--yes", cwd=proj)
@@ -204,3 +234,23 @@ def test_package_over_50_mb_deploys_through_the_sandbox_s3(proj: Path) -> None:
     assert head["ContentLength"] > 50 * 1024 * 1024
     config = aws(proj, "lambda").get_function(FunctionName="orch-loopback-big")["Configuration"]
     assert config["CodeSize"] == head["ContentLength"]
+
+
+def test_node_example_deploys_and_answers_through_the_gateway(proj: Path) -> None:
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    (proj / "stages" / "node.yaml").write_text(
+        "function:\n  name: loopback-node\n  source: functions/loopback-node\n"
+        "  handler: index.handler\n  runtime: nodejs20.x\n"
+        "stage:\n  variables: {env: node}\n"
+    )
+    result = orch("apply", "node", "--sandbox", cwd=proj)
+    assert result.code == 0, result.output
+    url = result.stdout.strip().splitlines()[-1]
+    resp = requests.post(f"{url}?deptno-param=7", headers={"Authorization": "n"}, data='{"a":1}', timeout=30)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["event"]["body-json"] == {"a": 1}
+    assert body["event"]["params"]["querystring"] == {"deptno-param": "7"}
+    assert body["event"]["context"]["stage"] == "node"
+    assert "orch-loopback-node-node" in json.dumps(body["context"])
