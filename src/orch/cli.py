@@ -38,7 +38,8 @@ sandbox_app = typer.Typer(
 app.add_typer(sandbox_app, name="sandbox")
 
 StageArg = Annotated[
-    str, typer.Argument(metavar="STAGE", help="Stage name: a stages/<STAGE>.yaml file, e.g. dev or prod.", show_default=False)
+    str,
+    typer.Argument(metavar="STAGE", help="Stage name: stages/<STAGE>.yaml, e.g. dev or prod.", show_default=False),
 ]
 SandboxOpt = Annotated[
     bool,
