@@ -154,6 +154,10 @@ def apply(
     run = _stage_run(project, stage, sandbox)
     outputs = run.apply(plan_file=plan_file, confirm=_confirm(yes))
     _log(f"stage {stage!r} deployed: function {outputs.get('function_name')}, API {outputs.get('rest_api_id')}")
+    if sandbox:
+        _log("invoke URL (served by orch's local gateway; Terraform's AWS-style URL above is not reachable):")
+    else:
+        _log("invoke URL:")
     typer.echo(outputs.get("invoke_url", ""))
     return ExitCode.OK
 

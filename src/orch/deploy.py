@@ -26,6 +26,10 @@ Log = Callable[[str], None]
 Confirm = Callable[[str], bool]
 
 PLAN_SUMMARY_RE = re.compile(r"Plan: (\d+) to add, (\d+) to change, (\d+) to destroy")
+# A removed route: Terraform creates the new API deployment (create_before_destroy) before it
+# deletes the method, so that snapshot still serves the route. orch redeploys once more.
+REMOVED_METHOD_RE = re.compile(r"# \S*aws_api_gateway_method\.this\[.*\] will be destroyed")
+DEPLOYMENT_ADDRESS = "module.stack.module.stage.aws_api_gateway_deployment.this"
 EPOCH_FILE = ".sandbox-epoch"
 
 
@@ -38,13 +42,16 @@ class PlanSummary:
     change: int = 0
     destroy: int = 0
 
+    removes_routes: bool = False
+
     @classmethod
     def from_plan(cls, plan: PlanResult) -> PlanSummary:
+        removes = bool(REMOVED_METHOD_RE.search(plan.run.stdout))
         match = PLAN_SUMMARY_RE.search(plan.run.stdout)
         if not match:
-            return cls(changes=plan.changes)
+            return cls(changes=plan.changes, removes_routes=removes)
         add, change, destroy = (int(g) for g in match.groups())
-        return cls(changes=plan.changes, add=add, change=change, destroy=destroy)
+        return cls(changes=plan.changes, add=add, change=change, destroy=destroy, removes_routes=removes)
 
     def text(self) -> str:
         if not self.changes:
@@ -282,8 +289,13 @@ class StageRun:
             if self.stage.config.protected and confirm is not None:
                 if not confirm(f"Apply {summary.text()} to protected stage {self.stage_name!r}?"):
                     raise Aborted(f"nothing applied to stage {self.stage_name!r}.")
-            run_steps([Step("terraform apply (the plan above)", lambda: holder["tf"].apply(tmp_plan))],
-                      self.log)
+            steps = [Step("terraform apply (the plan above)", lambda: holder["tf"].apply(tmp_plan))]
+            if summary.removes_routes:
+                steps.append(Step(
+                    "redeploy the API without the removed routes",
+                    lambda: holder["tf"].apply(replace=[DEPLOYMENT_ADDRESS]),
+                ))
+            run_steps(steps, self.log)
         finally:
             tmp_plan.unlink(missing_ok=True)
         return self.outputs()

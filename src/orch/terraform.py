@@ -280,11 +280,14 @@ class Terraform:
             hint=_tail(result.stderr or result.stdout),
         )
 
-    def apply(self, plan_file: Path | None = None) -> RunResult:
+    def apply(self, plan_file: Path | None = None, *, replace: list[str] | None = None) -> RunResult:
+        """Apply a saved plan, or plan-and-apply without asking (optionally forcing `replace`)."""
         args = (str(plan_file),) if plan_file else ()
         options: dict[str, Any] = {"input": False, "lock_timeout": "60s"}
         if plan_file is None:
             options["auto_approve"] = True
+            if replace:
+                options["replace"] = list(replace)
         result = self.run("apply", *args, **options)
         if result.exit_code != 0:
             text = result.stderr or result.stdout
