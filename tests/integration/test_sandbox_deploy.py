@@ -243,6 +243,7 @@ def test_node_example_deploys_and_answers_through_the_gateway(proj: Path) -> Non
         "function:\n  name: loopback-node\n  source: functions/loopback-node\n"
         "  handler: index.handler\n  runtime: nodejs20.x\n"
         "stage:\n  variables: {env: node}\n"
+        "api:\n  routes:\n    - {method: POST, path: /}\n    - {method: GET, path: /extra}\n"
     )
     result = orch("apply", "node", "--sandbox", cwd=proj)
     assert result.code == 0, result.output
@@ -254,3 +255,18 @@ def test_node_example_deploys_and_answers_through_the_gateway(proj: Path) -> Non
     assert body["event"]["params"]["querystring"] == {"deptno-param": "7"}
     assert body["event"]["context"]["stage"] == "node"
     assert "orch-loopback-node-node" in json.dumps(body["context"])
+    assert requests.get(f"{url}/extra", timeout=30).status_code == 200
+
+
+def test_removing_a_route_redeploys_without_it(proj: Path) -> None:
+    before = outputs(proj, "node")
+    text = (proj / "stages" / "node.yaml").read_text().replace("    - {method: GET, path: /extra}\n", "")
+    (proj / "stages" / "node.yaml").write_text(text)
+    result = orch("apply", "node", "--sandbox", cwd=proj)
+    assert result.code == 0, result.output
+    assert "redeploy the API without the removed routes" in result.stderr
+    after = outputs(proj, "node")
+    assert after["deployment_id"] != before["deployment_id"]
+    assert requests.get(f"{after['invoke_url']}/extra", timeout=30).status_code == 403
+    assert requests.post(after["invoke_url"], json={}, timeout=30).status_code == 200
+    assert orch("plan", "node", "--sandbox", "--detailed-exitcode", cwd=proj).code == 0
