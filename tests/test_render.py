@@ -29,16 +29,16 @@ def test_tfvars_follow_the_stage(project: Path) -> None:
         "method.request.querystring.deptno-param": False,
     }
     assert route["request_templates"] == {
-        "application/json": passthrough_template(),
-        "application/x-www-form-urlencoded": passthrough_template(),
+        "application/json": passthrough_template(project),
+        "application/x-www-form-urlencoded": passthrough_template(project),
     }
     assert [r["status_code"] for r in route["responses"]] == ["200", "400", "500"]
     assert values["stage"]["variables"] == {"env": "prod", "greeting": "hello-from-prod"}
     assert values["stage"]["logging_level"] == "ERROR"
 
 
-def test_passthrough_template_carries_what_the_function_needs() -> None:
-    text = passthrough_template()
+def test_passthrough_template_carries_what_the_function_needs(project: Path) -> None:
+    text = passthrough_template(project)
     for key in ('"body-json"', '"params"', '"stage-variables"', '"context"', '"stage" : "$context.stage"',
                 '"http-method" : "$context.httpMethod"'):
         assert key in text

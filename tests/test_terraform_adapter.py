@@ -65,3 +65,11 @@ def test_a_mirror_without_the_aws_provider_is_a_config_error(tmp_path: Path, mon
     monkeypatch.setenv("ORCH_PROVIDER_MIRROR", str(tmp_path))
     with pytest.raises(ConfigError, match="registry.terraform.io/hashicorp/aws"):
         cli_config(tmp_path / "state")
+
+
+def test_only_the_adapter_imports_python_terraform() -> None:
+    src = Path(__file__).resolve().parents[1] / "src" / "orch"
+    importers = sorted(
+        str(p.relative_to(src)) for p in src.rglob("*.py") if "python_terraform" in p.read_text(encoding="utf-8")
+    )
+    assert importers == ["terraform.py"]

@@ -5,12 +5,18 @@
 # per-route fingerprint that modules/stage hashes to decide when to redeploy.
 
 locals {
+  # The API Gateway console's "Method Request passthrough" template, kept in one file that
+  # orch (and anyone reading the module) uses as well.
+  default_request_templates = coalesce(var.default_request_templates, {
+    "application/json" = file("${path.module}/templates/passthrough.vtl")
+  })
+
   routes = { for r in var.routes : "${r.method} ${r.path}" => r }
 
   request_templates = {
     for k, r in local.routes : k => (
       r.integration_type != "AWS" ? null :
-      r.request_templates == null ? var.default_request_templates :
+      r.request_templates == null ? local.default_request_templates :
       length(r.request_templates) > 0 ? r.request_templates : null
     )
   }

@@ -12,7 +12,6 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +66,19 @@ def work_dir(project_dir: Path, stage: str, target: Target) -> Path:
     return project_dir / ".orch" / "work" / target.name / stage
 
 
-def passthrough_template() -> str:
-    return resources.files("orch").joinpath("templates/passthrough.vtl").read_text("utf-8")
+PASSTHROUGH_FILE = Path("modules") / "integration" / "templates" / "passthrough.vtl"
+
+
+def passthrough_template(project_dir: Path) -> str:
+    """AWS's "Method Request passthrough" template: one file, shared with the integration module."""
+    path = project_dir / PASSTHROUGH_FILE
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        raise ConfigError(
+            f"{path}: the built-in passthrough template is missing.",
+            hint="The project's modules/ folder must be orch's modules (copy them from orch's repository).",
+        ) from None
 
 
 def request_template(stage: Stage, value: str | TemplateFile | TemplateInline) -> str:
@@ -76,7 +86,7 @@ def request_template(stage: Stage, value: str | TemplateFile | TemplateInline) -
         return (stage.project_dir / value.file).read_text(encoding="utf-8")
     if isinstance(value, TemplateInline):
         return value.inline
-    return passthrough_template()  # the only built-in, validated by config
+    return passthrough_template(stage.project_dir)  # the only built-in, validated by config
 
 
 def tfvars(stage: Stage, package: PackageRef) -> dict[str, Any]:
