@@ -8,16 +8,19 @@ TCP connection (``Connection: close``), for ``--duration`` seconds after a warm-
            (POST / with the prototype's passthrough template, the Authorization header
            and the deptno-param query string, 200/400 integration responses), a stage
            ``dev`` and the Lambda function built from functions/loopback; the local
-           gateway (``orch.gateway.server.build_server``) runs the handler in warm workers;
+           gateway (``orch.gateway.server.build_server``, as ``orch.sandboxd`` starts it:
+           usable CPUs + 1 gateway processes sharing the port, ``--processes``) runs the
+           handler in warm workers;
   bare     a standard-library ThreadingHTTPServer (HTTP/1.1) that returns the request body;
   chalice  ``chalice local --no-autoreload`` serving a throwaway app whose POST / returns
            the request's JSON.
 
 Every target must answer 200 with the expected body before it is measured. The script
 checks that wrk really opened one connection per request (TIME_WAIT sockets counted from
-/proc/net/tcp) and whether the gateway started processes on its warm path (worker pids
-and spawn count before/after, and the kernel's fork counter). It prints a table and, as
-its last line, a JSON summary.
+/proc/net/snmp) and whether the gateway started processes on its warm path (every gateway
+process's worker pids and spawn count before/after, processes this process started, and
+new processes anywhere below it in /proc). It prints a table and, as its last line, a JSON
+summary.
 
     .venv/bin/python bench/gateway.py [--duration 10] [--connections 8]
 
@@ -419,7 +422,14 @@ def deploy_to_moto(endpoint: str, project: Path) -> tuple[str, str]:
     version = lam.publish_version(FunctionName=name)["Version"]
     alias_arn = lam.create_alias(FunctionName=name, Name=STAGE, FunctionVersion=version)["AliasArn"]
 
-    template = (ROOT / "src" / "orch" / "templates" / "passthrough.vtl").read_text()
+    template = next(
+        path
+        for path in (
+            ROOT / "modules" / "integration" / "templates" / "passthrough.vtl",
+            ROOT / "src" / "orch" / "templates" / "passthrough.vtl",  # before it moved
+        )
+        if path.exists()
+    ).read_text()
     api_id = apigw.create_rest_api(name=name, endpointConfiguration={"types": ["REGIONAL"]})["id"]
     root = next(r["id"] for r in apigw.get_resources(restApiId=api_id)["items"] if r["path"] == "/")
     apigw.put_method(
@@ -469,7 +479,9 @@ def deploy_to_moto(endpoint: str, project: Path) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def gateway_server(project: Path) -> Iterator[tuple[str, object]]:
+def gateway_server(project: Path, processes: int) -> Iterator[tuple[str, object]]:
+    """The stack ``orch sandbox`` runs: moto and the gateway (``processes`` gateway
+    processes sharing the port, as ``orch.sandboxd``) in this process."""
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
     import logging
@@ -477,7 +489,6 @@ def gateway_server(project: Path) -> Iterator[tuple[str, object]]:
     from moto.server import ThreadedMotoServer
 
     from orch.gateway.server import build_server
-    from orch.gateway.workers import WorkerPool
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request log lines
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -486,27 +497,62 @@ def gateway_server(project: Path) -> Iterator[tuple[str, object]]:
         host, port = moto.get_host_and_port()
         endpoint = f"http://{host}:{port}"
         api_id, _name = deploy_to_moto(endpoint, project)
-        with WorkerPool(max_workers_per_function=4) as pool:
-            server = build_server(
-                "127.0.0.1",
-                0,
-                aws_endpoint=endpoint,
-                region=REGION,
-                project_dir=project,
-                worker_pool=pool,
-                log=lambda line: None,
-            )
-            thread = threading.Thread(target=server.serve_forever, daemon=True)
-            thread.start()
-            try:
-                gport = server.server_address[1]
-                url = f"http://127.0.0.1:{gport}/restapis/{api_id}/{STAGE}/_user_request_/?{QUERY}"
-                yield url, pool
-            finally:
-                server.shutdown()
-                server.server_close()
+        server = build_server(
+            "127.0.0.1",
+            0,
+            aws_endpoint=endpoint,
+            region=REGION,
+            project_dir=project,
+            log=lambda line: None,
+            processes=processes,
+            worker_pool_options={"max_workers_per_function": 4},
+        )
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            if not server.wait_ready(120):
+                raise RuntimeError("the gateway's helper processes did not start")
+            gport = server.server_address[1]
+            url = f"http://127.0.0.1:{gport}/restapis/{api_id}/{STAGE}/_user_request_/?{QUERY}"
+            yield url, server
+        finally:
+            server.shutdown()
+            server.server_close()
     finally:
         moto.stop()
+
+
+def descendants(root: int) -> set[tuple[int, int]]:
+    """(pid, start time) of every process below ``root``, from /proc."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append((int(entry), int(fields[19])))
+    found: set[tuple[int, int]] = set()
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child[0])
+    return found
+
+
+def warm_up_every_process(url: str, headers: dict[str, str], server: object) -> None:
+    """One answered request per gateway process, so each has a warm worker (cold starts
+    stay outside the numbers): new connections until every process has served one."""
+    want = len(server.pids)  # type: ignore[attr-defined]
+    for _ in range(200 * want):
+        stats = server.stats()  # type: ignore[attr-defined]
+        if sum(1 for s in stats if s["workers_started"]) >= want:
+            return
+        check_answer(url, headers, check_gateway)
+    raise RuntimeError("not every gateway process answered a request")
 
 
 # ---- checks --------------------------------------------------------------------------------
@@ -540,9 +586,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=8, help="wrk concurrency")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="gateway processes (default: what orch sandbox runs, default_processes())",
+    )
+    parser.add_argument(
         "--targets", default="gateway,bare,chalice", help="comma-separated subset to run"
     )
     args = parser.parse_args(argv)
+    if args.processes is None:
+        from orch.gateway.multi import default_processes
+
+        args.processes = default_processes()
     wrk = shutil.which("wrk")
     if wrk is None:
         print(
@@ -567,20 +623,30 @@ def main(argv: list[str] | None = None) -> int:
         if "gateway" in targets:
             project = tmp / "project"
             project.mkdir()
-            with gateway_server(project) as (url, pool):
+            with gateway_server(project, args.processes) as (url, server):
                 headers = {"Authorization": AUTHORIZATION}
-                check_answer(url, headers, check_gateway)  # cold start outside the numbers
+                warm_up_every_process(url, headers, server)  # cold starts outside the numbers
+                notes["gateway_processes"] = len(server.pids)  # type: ignore[attr-defined]
 
                 def around() -> Callable[[], None]:
-                    pids = pool.worker_pids()  # type: ignore[attr-defined]
-                    started = pool.workers_started  # type: ignore[attr-defined]
+                    stats = server.stats()  # type: ignore[attr-defined]
+                    tree = descendants(os.getpid())
                     spawned = processes.count
 
                     def after() -> None:
-                        notes["worker_pids_before"] = pids
-                        notes["worker_pids_after"] = pool.worker_pids()  # type: ignore[attr-defined]
-                        notes["workers_started"] = pool.workers_started - started  # type: ignore[attr-defined]
+                        later = server.stats()  # type: ignore[attr-defined]
+                        notes["worker_pids_before"] = sorted(
+                            p for s in stats for p in s["worker_pids"]
+                        )
+                        notes["worker_pids_after"] = sorted(
+                            p for s in later for p in s["worker_pids"]
+                        )
+                        notes["workers_started"] = sum(s["workers_started"] for s in later) - sum(
+                            s["workers_started"] for s in stats
+                        )
                         notes["processes_started"] = processes.count - spawned - 1  # - wrk
+                        # wrk is a child of this process and has exited by now
+                        notes["new_descendants"] = len(descendants(os.getpid()) - tree)
 
                     return after
 
@@ -634,9 +700,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     if "gateway" in results:
         print(
-            "gateway warm path: worker processes started while measuring: "
-            f"{notes.get('workers_started')}, processes started by the benchmark process "
-            f"(gateway + moto) while measuring: {notes.get('processes_started')}; worker pids "
+            f"gateway warm path ({notes.get('gateway_processes')} gateway processes): worker "
+            f"processes started while measuring: {notes.get('workers_started')}, processes "
+            "started by the benchmark process (gateway + moto) while measuring: "
+            f"{notes.get('processes_started')}, new processes below it: "
+            f"{notes.get('new_descendants')}; worker pids "
             f"before {notes.get('worker_pids_before')} after {notes.get('worker_pids_after')}"
         )
 
@@ -670,6 +738,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "gateway_workers_started_while_measuring": notes.get("workers_started"),
         "gateway_processes_started_while_measuring": notes.get("processes_started"),
+        "gateway_new_descendant_processes": notes.get("new_descendants"),
+        "gateway_processes": notes.get("gateway_processes"),
     }
     print(json.dumps(summary))
     return 0

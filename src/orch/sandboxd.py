@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     gateway = None
     gateway_endpoint = None
     try:
+        from orch.gateway.multi import default_processes
         from orch.gateway.server import build_server
     except ImportError:
         build_server = None  # type: ignore[assignment]
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             "127.0.0.1", args.gateway_port, aws_endpoint=endpoint,
             region=args.region,
             project_dir=args.project_dir,
+            processes=default_processes(),
         )
         threading.Thread(target=gateway.serve_forever, name="gateway", daemon=True).start()
         ghost, gport = gateway.server_address[:2]

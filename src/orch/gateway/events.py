@@ -9,6 +9,7 @@ render templates or run handlers.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import time
@@ -127,8 +128,51 @@ def canonical_header(name: str) -> str:
     return CANONICAL_HEADERS.get(name.lower(), name)
 
 
+class _Ids:
+    """Unique ids in AWS's formats without a random-number syscall per request: random
+    per-process prefixes (new after a fork) and a counter for the last characters."""
+
+    _MASK48 = (1 << 48) - 1
+    _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+    def __init__(self) -> None:
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        raw = os.urandom(32).hex()
+        # uuid4: xxxxxxxx-xxxx-4xxx-[89ab]xxx-<12 hex from the counter>
+        variant = "89ab"[int(raw[15], 16) & 3]
+        self._uuid_prefix = f"{raw[:8]}-{raw[8:12]}-4{raw[12:15]}-{variant}{raw[16:19]}-"
+        self._trace_prefix = raw[19:31]
+        self._ext_prefix = "".join(self._B64[b & 63] for b in os.urandom(7))
+        self._start = int.from_bytes(os.urandom(6), "big")
+        self._counter = itertools.count(self._start)
+
+    def request_id(self) -> str:
+        """A UUID (version 4 format), unique per request."""
+        return f"{self._uuid_prefix}{next(self._counter) & self._MASK48:012x}"
+
+    def trace_suffix(self) -> str:
+        """24 hex digits for an X-Amzn-Trace-Id root."""
+        return f"{self._trace_prefix}{next(self._counter) & self._MASK48:012x}"
+
+    def extended_id(self) -> str:
+        """An x-amz-apigw-id: 15 base64 characters and '='."""
+        n = next(self._counter) & self._MASK48
+        b64 = self._B64
+        tail = "".join(b64[(n >> shift) & 63] for shift in (42, 36, 30, 24, 18, 12, 6, 0))
+        return f"{self._ext_prefix}{tail}="
+
+
+_ids = _Ids()
+new_request_id = _ids.request_id
+new_extended_id = _ids.extended_id
+
+
 def trace_id(now: float | None = None) -> str:
-    return f"Root=1-{int(now or time.time()):08x}-{os.urandom(12).hex()}"
+    return f"Root=1-{int(now or time.time()):08x}-{_ids.trace_suffix()}"
 
 
 def added_headers(request: GatewayRequest, trace: str) -> list[tuple[str, str]]:

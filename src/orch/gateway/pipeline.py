@@ -10,14 +10,11 @@ Every failure inside becomes an AWS-shaped response; ``handle`` never raises.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
-import os
 import re
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from email.utils import formatdate
@@ -238,6 +235,19 @@ class _Reject(Exception):
         self.response = response
 
 
+_request_time_cache: tuple[int, str] = (-1, "")
+
+
+def _request_time(second: int) -> str:
+    """$context.requestTime (``02/Jan/2024:10:00:00 +0000``), formatted once per second."""
+    global _request_time_cache
+    cached, text = _request_time_cache
+    if cached != second:
+        text = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(second))
+        _request_time_cache = (second, text)
+    return text
+
+
 # --- the pipeline ----------------------------------------------------------------------
 
 
@@ -271,7 +281,7 @@ class Gateway:
 
     # entry point
     def handle(self, rest_api_id: str, stage: str, request: GatewayRequest) -> GatewayResponse:
-        request_id = str(uuid.uuid4())
+        request_id = events.new_request_id()
         try:
             return self._handle(rest_api_id, stage, request, request_id)
         except _Reject as reject:
@@ -306,7 +316,7 @@ class Gateway:
             return missing_token(request_id)
 
         now = time.time()
-        extended_id = base64.b64encode(os.urandom(10)).decode()[:15] + "="
+        extended_id = events.new_extended_id()
         trace = events.trace_id(now)
         identity = {"sourceIp": request.source_ip, "userAgent": request.header("User-Agent")}
         host = request.header("Host") or ""
@@ -315,7 +325,7 @@ class Gateway:
             "resource_path": match.resource.path,
             "http_method": request.method,
             "extended_request_id": extended_id,
-            "request_time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "request_time": _request_time(int(now)),
             "path": context_path,
             "account_id": api.account_id,
             "protocol": request.protocol,

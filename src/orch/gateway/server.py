@@ -10,11 +10,13 @@ not know API Gateway semantics: every gateway request goes to ``pipeline.Gateway
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -120,7 +122,9 @@ class GatewayRequestHandler(BaseHTTPRequestHandler):
             if match is None:
                 if path == HEALTH_PATH and self.command in ("GET", "HEAD"):
                     status = 200
-                    body = json.dumps({"status": "ok", "service": "orch-gateway"}).encode()
+                    body = json.dumps(
+                        {"status": "ok", "service": "orch-gateway", "pid": os.getpid()}
+                    ).encode()
                     self._send(200, [("Content-Type", "application/json")], body)
                 else:
                     status = 404
@@ -169,6 +173,8 @@ class GatewayRequestHandler(BaseHTTPRequestHandler):
             elapsed = (time.perf_counter() - started) * 1000
             line = f"{self.command} {path} {status} {elapsed:.1f}ms {request_id}"
             self.server.log(f"{line} ({detail})" if detail else line)
+            if self.server.flush_log is not None:
+                self.server.flush_log()
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 
@@ -192,10 +198,15 @@ class GatewayServer(ThreadingHTTPServer):
         *,
         log: Callable[[str], None],
         on_close: Callable[[], None] | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.gateway = gateway
         self.log = log
         self._on_close = on_close
+        self.allow_reuse_port = reuse_port
+        self.helpers: Any = None  # orch.gateway.multi.HelperProcesses when processes > 1
+        # a log that batches a request thread's lines has a flush(), called after each request
+        self.flush_log: Callable[[], None] | None = getattr(log, "flush", None)
         self._pool_lock = threading.Lock()
         self._idle: list[_RequestThread] = []
         self._pool_closed = False
@@ -248,6 +259,30 @@ class GatewayServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
+    @property
+    def pids(self) -> list[int]:
+        """The gateway processes serving this address: this one first, then the helpers."""
+        return [os.getpid(), *(self.helpers.pids if self.helpers is not None else [])]
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        """Wait until every helper process listens; True when all of them do."""
+        return self.helpers.wait_ready(timeout) if self.helpers is not None else True
+
+    def local_stats(self) -> dict[str, Any]:
+        """This process's counters: pid, worker processes started so far, live worker pids."""
+        pool = self.gateway.invoker
+        pids = getattr(pool, "worker_pids", None)
+        return {
+            "pid": os.getpid(),
+            "workers_started": getattr(pool, "workers_started", None),
+            "worker_pids": sorted(pids()) if callable(pids) else [],
+        }
+
+    def stats(self) -> list[dict[str, Any]]:
+        """``local_stats()`` of every gateway process serving this address."""
+        helpers = self.helpers.stats() if self.helpers is not None else []
+        return [self.local_stats(), *helpers]
+
 
 class _RequestThread(threading.Thread):
     """A daemon thread that serves the connections handed to it, one at a time."""
@@ -275,6 +310,8 @@ class _RequestThread(threading.Thread):
             if request is None:
                 return
             server.process_request_thread(request, client_address)
+            if server.flush_log is not None:
+                server.flush_log()  # e.g. handle_error's line
             del job, request, client_address
             if not server._park(self):
                 return
@@ -339,15 +376,29 @@ def build_server(
     worker_pool: Any = None,
     log: Callable[[str], None] | None = None,
     refresh_interval: float = 1.0,
+    processes: int = 1,
+    worker_pool_options: Mapping[str, Any] | None = None,
+    reuse_port: bool = False,
 ) -> GatewayServer:
     """A ready-to-serve gateway (call ``serve_forever()``; ``shutdown()`` + ``server_close()``).
 
-    ``worker_pool`` defaults to a new ``orch.gateway.workers.WorkerPool`` that the server
-    closes in ``server_close()``; a pool passed in stays the caller's to close.
+    ``worker_pool`` defaults to a new ``orch.gateway.workers.WorkerPool`` (built with
+    ``worker_pool_options``) that the server closes in ``server_close()``; a pool passed in
+    stays the caller's to close.
+
+    ``processes`` > 1 also starts ``processes - 1`` helper gateway processes (see
+    ``orch.gateway.multi``) that share the listening port through ``SO_REUSEPORT``, each
+    with its own registry and worker pool; their log lines reach ``log``, and
+    ``server_close()`` stops them (so does this process's death). They join as they become
+    ready (``server.wait_ready()`` waits for them); this process serves meanwhile.
     """
     import boto3
 
+    if processes > 1 and worker_pool is not None:
+        raise ValueError("worker_pool cannot be shared by several gateway processes")
     log = log or _stderr_log
+    if processes > 1 and port != 0:
+        _check_port_free(host, port)
     session = boto3.session.Session(
         aws_access_key_id="test", aws_secret_access_key="test", region_name=region
     )
@@ -360,7 +411,7 @@ def build_server(
     if worker_pool is None:
         from orch.gateway.workers import WorkerPool
 
-        worker_pool = WorkerPool(log_sink=log)
+        worker_pool = WorkerPool(log_sink=log, **dict(worker_pool_options or {}))
         on_close = worker_pool.close
     gateway = Gateway(
         registry,
@@ -370,10 +421,61 @@ def build_server(
         service_caller=make_service_caller(aws_endpoint),
     )
     try:
-        return GatewayServer((host, port), gateway, log=log, on_close=on_close)
+        server = GatewayServer(
+            (host, port),
+            gateway,
+            log=log,
+            on_close=on_close,
+            reuse_port=reuse_port or processes > 1,
+        )
     except OSError as exc:
         if on_close:
             on_close()
+        raise SandboxError(
+            f"The local gateway cannot listen on {host}:{port}: {exc.strerror or exc}.",
+            hint="Pick another port (0 chooses a free one) or stop what is using it.",
+        ) from exc
+    if processes > 1:
+        from orch.gateway.multi import HelperProcesses
+
+        try:
+            helpers = HelperProcesses(
+                processes - 1,
+                host=host,
+                port=server.server_address[1],
+                aws_endpoint=aws_endpoint,
+                region=region,
+                project_dir=Path(project_dir),
+                refresh_interval=refresh_interval,
+                worker_pool_options=worker_pool_options,
+                log=log,
+            )
+        except BaseException:
+            server.server_close()
+            raise
+        server.helpers = helpers
+
+        def close_all(pool_close: Callable[[], None] | None = on_close) -> None:
+            try:
+                helpers.close()
+            finally:
+                if pool_close is not None:
+                    pool_close()
+
+        server._on_close = close_all
+    return server
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """SO_REUSEPORT would let the gateway share a port another server (e.g. an earlier
+    gateway) holds; a plain bind first tells that the port is in use."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family = infos[0][0] if infos else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
         raise SandboxError(
             f"The local gateway cannot listen on {host}:{port}: {exc.strerror or exc}.",
             hint="Pick another port (0 chooses a free one) or stop what is using it.",
@@ -391,9 +493,17 @@ def run_foreground(
     ready: Callable[[GatewayServer], None] | None = None,
 ) -> None:
     """Serve until Ctrl-C (``orch serve``); always stops the workers on the way out."""
+    from orch.gateway.multi import default_processes
+
     log = log or _stderr_log
     server = build_server(
-        host, port, aws_endpoint=aws_endpoint, region=region, project_dir=project_dir, log=log
+        host,
+        port,
+        aws_endpoint=aws_endpoint,
+        region=region,
+        project_dir=project_dir,
+        log=log,
+        processes=default_processes(),
     )
     log(
         f"gateway: listening on {server.url} (invoke URLs: "

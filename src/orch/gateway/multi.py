@@ -1,0 +1,312 @@
+"""Extra gateway processes that share the gateway's listening port.
+
+One Python process serves at most one core of gateway work (the GIL), so
+``build_server(..., processes=N)`` starts N-1 helper processes once, at start-up. Each
+binds the same address with ``SO_REUSEPORT`` (Linux spreads new connections across the
+sockets) and has its own ``ApiRegistry`` and ``WorkerPool``; nothing is started per request.
+
+The parent talks to a helper through two pipes:
+
+* the helper's stdin: ``stats`` lines ask for counters; end of file (the parent closed it or
+  died) makes the helper stop its server and workers and exit;
+* a message pipe from the helper: one JSON object a line, ``{"ready": pid}`` once it
+  listens, ``{"log": [line, ...]}`` (passed to the parent's ``log``; a request's lines in one message) and
+  ``{"stats": {...}}`` answers.
+
+Run as ``python -m orch.gateway.multi CONFIG_JSON`` by ``HelperProcesses`` only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+STOP_TIMEOUT = 15.0
+
+
+MAX_DEFAULT_PROCESSES = 8  # each process holds boto3 and its own warm workers
+
+
+def default_processes() -> int:
+    """Gateway processes to run: ``ORCH_GATEWAY_PROCESSES``, else one more than the usable
+    CPUs (at most ``MAX_DEFAULT_PROCESSES``): a process waits while its workers run a
+    handler, so with one process per CPU the CPUs idle meanwhile (measured on 2 CPUs with
+    bench/gateway.py: 3 processes serve ~10% more than 2)."""
+    configured = os.environ.get("ORCH_GATEWAY_PROCESSES", "").strip()
+    if configured.isdigit() and int(configured) >= 1:
+        return int(configured)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(2, min(cpus + 1, MAX_DEFAULT_PROCESSES))
+
+
+class _Helper:
+    def __init__(self, proc: subprocess.Popen, messages: int) -> None:
+        self.proc = proc
+        self.messages = messages
+        self.ready = False
+        self.ended = False
+        self.stats: dict[str, Any] | None = None
+        self.reader: threading.Thread | None = None
+
+
+class HelperProcesses:
+    """Helper gateway processes serving ``host:port`` next to this one (see the module doc)."""
+
+    def __init__(
+        self,
+        count: int,
+        *,
+        host: str,
+        port: int,
+        aws_endpoint: str,
+        region: str,
+        project_dir: Path,
+        refresh_interval: float,
+        worker_pool_options: Mapping[str, Any] | None,
+        log: Callable[[str], None],
+    ) -> None:
+        self.log = log
+        self._cond = threading.Condition()
+        self._helpers: list[_Helper] = []
+        self._closed = False
+        config = {
+            "host": host,
+            "port": port,
+            "aws_endpoint": aws_endpoint,
+            "region": region,
+            "project_dir": str(project_dir),
+            "refresh_interval": refresh_interval,
+            "worker_pool_options": dict(worker_pool_options or {}),
+        }
+        env = dict(os.environ)
+        source_root = str(Path(__file__).resolve().parents[2])  # the folder holding orch/
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (source_root, env.get("PYTHONPATH", "")) if p
+        )
+        try:
+            for _ in range(count):
+                self._start(config, env)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, config: dict[str, Any], env: dict[str, str]) -> None:
+        read_fd, write_fd = os.pipe()
+        try:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "orch.gateway.multi",
+                    json.dumps({**config, "message_fd": write_fd}),
+                ],
+                stdin=subprocess.PIPE,
+                pass_fds=(write_fd,),
+                close_fds=True,
+                env=env,
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        helper = _Helper(proc, read_fd)
+        helper.reader = threading.Thread(
+            target=self._read, args=(helper,), name="gateway-helper-log", daemon=True
+        )
+        with self._cond:
+            self._helpers.append(helper)
+        helper.reader.start()
+
+    def _read(self, helper: _Helper) -> None:
+        pending = b""
+        try:
+            while True:
+                try:
+                    chunk = os.read(helper.messages, 65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    break
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    self._message(helper, line)
+        finally:
+            os.close(helper.messages)
+            with self._cond:
+                helper.ended = True
+                self._cond.notify_all()
+
+    def _message(self, helper: _Helper, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return
+        lines = message.get("log")
+        if lines is not None:
+            for text in lines:
+                try:
+                    self.log(text)
+                except Exception:  # a broken sink must not stop the reader
+                    pass
+            return
+        with self._cond:
+            if "ready" in message:
+                helper.ready = True
+            elif "stats" in message:
+                helper.stats = message["stats"]
+            self._cond.notify_all()
+
+    @property
+    def pids(self) -> list[int]:
+        return [h.proc.pid for h in self._helpers]
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        """Wait until every helper listens (True) or has exited / the timeout passed."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not all(h.ready or h.ended for h in self._helpers):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return all(h.ready and not h.ended for h in self._helpers)
+
+    def stats(self, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Each live helper's counters (pid, workers_started, worker_pids)."""
+        with self._cond:
+            helpers = [h for h in self._helpers if h.ready and not h.ended]
+            for helper in helpers:
+                helper.stats = None
+        asked = []
+        for helper in helpers:
+            try:
+                assert helper.proc.stdin is not None
+                helper.proc.stdin.write(b"stats\n")
+                helper.proc.stdin.flush()
+                asked.append(helper)
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not all(h.stats is not None or h.ended for h in asked):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            return [h.stats for h in asked if h.stats is not None]
+
+    def close(self) -> None:
+        """Stop every helper (end of file on its stdin), waiting for it to exit."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            helpers = list(self._helpers)
+        for helper in helpers:
+            try:
+                if helper.proc.stdin is not None:
+                    helper.proc.stdin.close()
+            except OSError:
+                pass
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for helper in helpers:
+            try:
+                helper.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.log(f"gateway: helper process {helper.proc.pid} did not stop; killing it")
+                helper.proc.kill()
+                helper.proc.wait()
+        for helper in helpers:
+            if helper.reader is not None and helper.reader is not threading.current_thread():
+                helper.reader.join(timeout=STOP_TIMEOUT)
+
+
+# --- the helper process ------------------------------------------------------------------
+
+
+def _helper_main(config: dict[str, Any]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    fd = int(config["message_fd"])
+    lock = threading.Lock()
+
+    def send(message: dict[str, Any]) -> None:
+        data = (json.dumps(message) + "\n").encode()
+        with lock:
+            try:
+                while data:
+                    data = data[os.write(fd, data) :]
+            except OSError:
+                pass  # the parent is gone; stdin's end of file stops us
+
+    class Log:
+        """Log lines of a request thread are kept until ``flush()`` (the server calls it
+        after each request), so a request's lines cross the pipe in one write."""
+
+        def __init__(self) -> None:
+            self._local = threading.local()
+
+        def __call__(self, line: str) -> None:
+            pending = getattr(self._local, "pending", None)
+            if pending is None:
+                if threading.current_thread().name != "gateway-request":
+                    send({"log": [line]})
+                    return
+                pending = self._local.pending = []
+            pending.append(line)
+
+        def flush(self) -> None:
+            pending = getattr(self._local, "pending", None)
+            if pending:
+                self._local.pending = []
+                send({"log": pending})
+
+    log = Log()
+
+    from orch.errors import SandboxError
+    from orch.gateway.server import build_server
+
+    try:
+        server = build_server(
+            config["host"],
+            int(config["port"]),
+            aws_endpoint=config["aws_endpoint"],
+            region=config["region"],
+            project_dir=Path(config["project_dir"]),
+            log=log,
+            refresh_interval=float(config["refresh_interval"]),
+            worker_pool_options=config.get("worker_pool_options") or None,
+            reuse_port=True,
+        )
+    except SandboxError as exc:
+        send({"log": [f"gateway: helper process {os.getpid()} cannot serve: {exc.message}"]})
+        return 1
+    thread = threading.Thread(target=server.serve_forever, name="gateway", daemon=True)
+    thread.start()
+    try:
+        send({"ready": os.getpid()})
+        for line in sys.stdin.buffer:
+            if line.strip() == b"stats":
+                send({"stats": server.local_stats()})
+    finally:
+        server.shutdown()
+        server.server_close()
+        os.close(fd)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_helper_main(json.loads(sys.argv[1])))
