@@ -422,14 +422,9 @@ def deploy_to_moto(endpoint: str, project: Path) -> tuple[str, str]:
     version = lam.publish_version(FunctionName=name)["Version"]
     alias_arn = lam.create_alias(FunctionName=name, Name=STAGE, FunctionVersion=version)["AliasArn"]
 
-    template = next(
-        path
-        for path in (
-            ROOT / "modules" / "integration" / "templates" / "passthrough.vtl",
-            ROOT / "src" / "orch" / "templates" / "passthrough.vtl",  # before it moved
-        )
-        if path.exists()
-    ).read_text()
+    from orch.render import passthrough_template
+
+    template = passthrough_template(ROOT)
     api_id = apigw.create_rest_api(name=name, endpointConfiguration={"types": ["REGIONAL"]})["id"]
     root = next(r["id"] for r in apigw.get_resources(restApiId=api_id)["items"] if r["path"] == "/")
     apigw.put_method(

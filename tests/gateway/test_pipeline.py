@@ -28,11 +28,13 @@ from orch.gateway.model import (
     Resource,
 )
 from orch.gateway.pipeline import MAX_BODY_BYTES, Gateway, Router
-from orch.gateway.vtl import PASSTHROUGH_TEMPLATE
 from orch.gateway.workers import InvokeResult
+from orch.render import passthrough_template
 
 FN_ARN = "arn:aws:lambda:us-east-1:123456789012:function:fn:live"
 URI = lambda_uri(FN_ARN)
+
+PASSTHROUGH_TEMPLATE = passthrough_template(Path(__file__).resolve().parents[2])
 
 
 @dataclass(frozen=True)

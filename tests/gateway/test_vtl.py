@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from orch.gateway import vtl
+from orch.render import passthrough_template
 
 
 def context(**overrides):
@@ -123,7 +125,7 @@ def test_passthrough_template_gives_the_documented_event_for_the_prototype_reque
         "header": {"Authorization": "Bearer t0k3n", "Content-Type": "application/json"},
     }
     out = render(
-        vtl.PASSTHROUGH_TEMPLATE,
+        passthrough_template(Path(__file__).resolve().parents[2]),
         body=json.dumps({"deptno": 10, "name": "O'Neil"}),
         params=params,
         stage_variables={"env": "dev"},

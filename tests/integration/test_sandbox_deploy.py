@@ -90,6 +90,8 @@ def test_prototype_request_reaches_the_function_as_documented(proj: Path) -> Non
     resp = requests.post(f"{url}?deptno-param=x", headers={"Authorization": "y"}, data='{"a":1}', timeout=30)
     assert resp.status_code == 200, resp.text
     event = resp.json()["event"]
+    # The API invokes the stage's alias, and the function's context says so.
+    assert resp.json()["context"]["invoked_function_arn"].endswith(":function:orch-loopback-dev:dev")
     assert event["body-json"] == {"a": 1}
     assert event["params"]["path"] == {}
     assert event["params"]["querystring"] == {"deptno-param": "x"}

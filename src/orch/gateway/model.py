@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import os
 import re
 import shutil
@@ -347,7 +348,13 @@ def resolve_function(lambda_client: Any, ref: FunctionRef, project_dir: Path) ->
             hint="Run `orch apply --sandbox` again.",
         ) from exc
     code_dir = unpack_package(project_dir, code_sha256_hex(config["CodeSha256"]))
-    return function_spec_from_config(config, code_dir)
+    spec = function_spec_from_config(config, code_dir)
+    if ref.qualifier:
+        # Lambda's context.invoked_function_arn is the ARN the caller used: with an alias,
+        # the alias ARN (moto answers with the version's ARN).
+        base = spec.arn.split(":function:")[0] + ":function:" + spec.name
+        spec = dataclasses.replace(spec, arn=f"{base}:{ref.qualifier}")
+    return spec
 
 
 # --- the cache -------------------------------------------------------------------------
