@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from orch.errors import SandboxError
+from orch.gateway.workers import FunctionSpec
 
 DEFAULT_TIMEOUT_MS = 29000
 LAMBDA_URI = re.compile(
@@ -297,31 +298,8 @@ def unpack_package(project_dir: Path, sha_hex: str) -> Path:
     return target
 
 
-@dataclass(frozen=True)
-class _FallbackFunctionSpec:
-    """Same fields as ``orch.gateway.workers.FunctionSpec``, used until that module exists."""
-
-    name: str
-    version: str
-    code_dir: Path
-    handler: str
-    runtime: str
-    timeout: int
-    memory_size: int
-    environment: dict[str, str]
-    arn: str
-
-
-def _function_spec_type() -> type:
-    try:
-        from orch.gateway.workers import FunctionSpec  # the handler-execution layer's type
-    except ImportError:
-        return _FallbackFunctionSpec
-    return FunctionSpec
-
-
-def function_spec_from_config(config: Mapping[str, Any], code_dir: Path) -> Any:
-    return _function_spec_type()(
+def function_spec_from_config(config: Mapping[str, Any], code_dir: Path) -> FunctionSpec:
+    return FunctionSpec(
         name=config["FunctionName"],
         version=str(config.get("Version", "$LATEST")),
         code_dir=code_dir,
@@ -334,7 +312,7 @@ def function_spec_from_config(config: Mapping[str, Any], code_dir: Path) -> Any:
     )
 
 
-def resolve_function(lambda_client: Any, ref: FunctionRef, project_dir: Path) -> Any:
+def resolve_function(lambda_client: Any, ref: FunctionRef, project_dir: Path) -> FunctionSpec:
     """Lambda get_function -> the unpacked package -> a FunctionSpec for the worker pool."""
     kwargs: dict[str, Any] = {"FunctionName": ref.function_arn}
     if ref.qualifier:
