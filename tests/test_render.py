@@ -44,14 +44,15 @@ def test_passthrough_template_carries_what_the_function_needs(project: Path) -> 
         assert key in text
 
 
-def test_sandbox_points_every_service_at_the_emulator_and_keeps_state_local(project: Path) -> None:
+def test_sandbox_points_every_service_and_the_state_bucket_at_the_emulator(project: Path) -> None:
     stage = load_stage(project, "dev")
     (project / "stages" / "dev.yaml").write_text(
         (project / "stages" / "dev.yaml").read_text() + "backend: {type: s3, bucket: team-state}\n"
     )
     stage = load_stage(project, "dev")
     sandbox = render(stage, Target("sandbox", "http://127.0.0.1:4999"), PKG)
-    assert 'backend "local"' in sandbox["backend.tf"]
+    assert 'backend "s3"' in sandbox["backend.tf"]  # the bucket lives in the emulator's S3
+    assert 'endpoints                   = { s3 = "http://127.0.0.1:4999" }' in sandbox["backend.tf"]
     assert 'lambda     = "http://127.0.0.1:4999"' in sandbox["main.tf"]
     assert 'access_key                  = "test"' in sandbox["main.tf"]
     aws = render(stage, Target("aws"), PKG)
@@ -59,7 +60,7 @@ def test_sandbox_points_every_service_at_the_emulator_and_keeps_state_local(proj
     assert '"team-state"' in aws["backend.tf"]
     assert '"orch/orch/dev/terraform.tfstate"' in aws["backend.tf"]
     assert "use_lockfile = true" in aws["backend.tf"]
-    assert "endpoints" not in aws["main.tf"]
+    assert "endpoints" not in aws["main.tf"] and "endpoints" not in aws["backend.tf"]
     assert work_dir(project, "dev", Target("aws")) != work_dir(project, "dev", Target("sandbox", "x"))
 
 

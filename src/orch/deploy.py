@@ -141,6 +141,10 @@ class StageRun:
             )
             self.target = render_mod.Target("sandbox", self.sandbox_info.endpoint)
             self._check_epoch()
+            backend = self.stage.config.backend
+            if backend.type == "s3":
+                # The emulator starts empty: create the state bucket (real AWS: bring your own).
+                _ensure_bucket(self._boto_client("s3"), backend.bucket, backend.region or self.stage.config.region)
         else:
             check_aws_credentials(self.stage.config.region)
             self.target = render_mod.Target("aws")

@@ -196,9 +196,7 @@ def render(stage: Stage, target: Target, package: PackageRef) -> dict[str, str]:
         modules_source = "./" + modules_source
     values = tfvars(stage, package)
     backend = stage.config.backend.model_dump()
-    if target.sandbox:
-        backend = {"type": "local"}  # sandbox state always stays on this machine
-    elif backend["type"] == "s3":
+    if backend["type"] == "s3":  # in the sandbox: a bucket in the emulator's S3
         backend["key"] = backend["key"] or f"orch/{stage.config.project}/{stage.name}/terraform.tfstate"
         backend["region"] = backend["region"] or stage.config.region
     context = {

@@ -218,6 +218,20 @@ def test_restarted_sandbox_starts_the_stage_clean(proj: Path) -> None:
     assert status["running"] is True and status["endpoint"].startswith("http://127.0.0.1:")
 
 
+def test_s3_backend_with_lockfile_keeps_state_in_the_bucket(proj: Path) -> None:
+    (proj / "stages" / "remote.yaml").write_text("backend: {type: s3, bucket: orch-state}\n")
+    result = orch("apply", "remote", "--sandbox", cwd=proj)
+    assert result.code == 0, result.output
+    state = aws(proj, "s3").get_object(Bucket="orch-state", Key="orch/orch/remote/terraform.tfstate")
+    assert "orch-loopback-remote" in state["Body"].read().decode()
+    assert not (proj / ".orch/work/sandbox/remote/terraform.tfstate").exists()
+    keys = [o["Key"] for o in aws(proj, "s3").list_objects_v2(Bucket="orch-state").get("Contents", [])]
+    assert not [k for k in keys if k.endswith(".tflock")], "the lock file must be released after apply"
+    assert outputs(proj, "remote")["function_name"] == "orch-loopback-remote"
+    result = orch("plan", "remote", "--sandbox", "--detailed-exitcode", cwd=proj)
+    assert result.code == 0, result.output
+
+
 def test_package_over_50_mb_deploys_through_the_sandbox_s3(proj: Path) -> None:
     big = proj / "functions" / "big"
     shutil.copytree(proj / "functions" / "loopback", big)
