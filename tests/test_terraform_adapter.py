@@ -73,3 +73,18 @@ def test_only_the_adapter_imports_python_terraform() -> None:
         str(p.relative_to(src)) for p in src.rglob("*.py") if "python_terraform" in p.read_text(encoding="utf-8")
     )
     assert importers == ["terraform.py"]
+
+
+def test_saved_plan_summary_from_show_json() -> None:
+    plan = {"resource_changes": [
+        {"type": "aws_api_gateway_method", "change": {"actions": ["delete"]}},
+        {"type": "aws_api_gateway_deployment", "change": {"actions": ["create", "delete"]}},
+        {"type": "aws_lambda_function", "change": {"actions": ["update"]}},
+        {"type": "aws_lambda_alias", "change": {"actions": ["no-op"]}},
+    ]}
+    summary = PlanSummary.from_plan_json(plan)
+    assert (summary.changes, summary.add, summary.change, summary.destroy) == (True, 1, 1, 2)
+    assert summary.removes_routes
+    replaced = {"resource_changes": [{"type": "aws_api_gateway_method", "change": {"actions": ["delete", "create"]}}]}
+    assert not PlanSummary.from_plan_json(replaced).removes_routes
+    assert PlanSummary.from_plan_json({}).text() == "no changes"

@@ -53,6 +53,21 @@ class PlanSummary:
         add, change, destroy = (int(g) for g in match.groups())
         return cls(changes=plan.changes, add=add, change=change, destroy=destroy, removes_routes=removes)
 
+    @classmethod
+    def from_plan_json(cls, plan: dict[str, Any]) -> PlanSummary:
+        """The same summary from `terraform show -json` of a saved plan."""
+        counts = {"create": 0, "update": 0, "delete": 0}
+        removes = False
+        for change in plan.get("resource_changes", []):
+            actions = change.get("change", {}).get("actions", [])
+            for action in actions:
+                if action in counts:
+                    counts[action] += 1
+            if change.get("type") == "aws_api_gateway_method" and actions == ["delete"]:
+                removes = True
+        changed = any(counts.values())
+        return cls(changed, counts["create"], counts["update"], counts["delete"], removes_routes=removes)
+
     def text(self) -> str:
         if not self.changes:
             return "no changes"
@@ -275,10 +290,12 @@ class StageRun:
                 Step(f"load stage {self.stage_name!r}", self._load),
                 Step("connect to " + ("the sandbox" if self.sandbox else "AWS"), self._connect),
                 Step("check the Terraform working folder", lambda: self._ready_for_saved_plan(holder)),
-                Step(f"terraform apply {plan_file.name} (the saved plan, exactly)",
-                     lambda: holder["tf"].apply(plan_file)),
+                Step(f"read the saved plan {plan_file.name}", lambda: holder.__setitem__(
+                    "summary", PlanSummary.from_plan_json(holder["tf"].show_plan(plan_file)))),
             ]
             run_steps(steps, self.log)
+            self._confirm_protected(holder["summary"], confirm)
+            self._apply_steps(holder, holder["summary"], plan_file, f"terraform apply {plan_file.name} (exactly)")
             return self.outputs()
         tmp_plan = self.workdir / "orch.tfplan"
         steps = self.prepare_steps(holder)
@@ -289,20 +306,26 @@ class StageRun:
             if not summary.changes:
                 self.log(f"stage {self.stage_name!r} is up to date: nothing to apply")
                 return self.outputs()
-            assert self.stage is not None
-            if self.stage.config.protected and confirm is not None:
-                if not confirm(f"Apply {summary.text()} to protected stage {self.stage_name!r}?"):
-                    raise Aborted(f"nothing applied to stage {self.stage_name!r}.")
-            steps = [Step("terraform apply (the plan above)", lambda: holder["tf"].apply(tmp_plan))]
-            if summary.removes_routes:
-                steps.append(Step(
-                    "redeploy the API without the removed routes",
-                    lambda: holder["tf"].apply(replace=[DEPLOYMENT_ADDRESS]),
-                ))
-            run_steps(steps, self.log)
+            self._confirm_protected(summary, confirm)
+            self._apply_steps(holder, summary, tmp_plan, "terraform apply (the plan above)")
         finally:
             tmp_plan.unlink(missing_ok=True)
         return self.outputs()
+
+    def _confirm_protected(self, summary: PlanSummary, confirm: Confirm | None) -> None:
+        assert self.stage is not None
+        if self.stage.config.protected and confirm is not None:
+            if not confirm(f"Apply {summary.text()} to protected stage {self.stage_name!r}?"):
+                raise Aborted(f"nothing applied to stage {self.stage_name!r}.")
+
+    def _apply_steps(self, holder: dict[str, Any], summary: PlanSummary, plan_file: Path, title: str) -> None:
+        steps = [Step(title, lambda: holder["tf"].apply(plan_file))]
+        if summary.removes_routes:
+            steps.append(Step(
+                "redeploy the API without the removed routes",
+                lambda: holder["tf"].apply(replace=[DEPLOYMENT_ADDRESS]),
+            ))
+        run_steps(steps, self.log)
 
     def _ready_for_saved_plan(self, holder: dict[str, Any]) -> None:
         if not (self.workdir / "main.tf").is_file():

@@ -274,9 +274,10 @@ def test_node_example_deploys_and_answers_through_the_gateway(proj: Path) -> Non
     assert requests.get(f"{url}/extra", timeout=30).status_code == 200
 
 
-def test_removing_a_route_redeploys_without_it(proj: Path) -> None:
+def test_removing_a_route_redeploys_without_it(proj: Path, tmp_path: Path) -> None:
     before = outputs(proj, "node")
-    text = (proj / "stages" / "node.yaml").read_text().replace("    - {method: GET, path: /extra}\n", "")
+    with_extra = (proj / "stages" / "node.yaml").read_text()
+    text = with_extra.replace("    - {method: GET, path: /extra}\n", "")
     (proj / "stages" / "node.yaml").write_text(text)
     result = orch("apply", "node", "--sandbox", cwd=proj)
     assert result.code == 0, result.output
@@ -286,3 +287,15 @@ def test_removing_a_route_redeploys_without_it(proj: Path) -> None:
     assert requests.get(f"{after['invoke_url']}/extra", timeout=30).status_code == 403
     assert requests.post(after["invoke_url"], json={}, timeout=30).status_code == 200
     assert orch("plan", "node", "--sandbox", "--detailed-exitcode", cwd=proj).code == 0
+
+    # The same through a saved plan: `orch apply --plan` redeploys too.
+    (proj / "stages" / "node.yaml").write_text(with_extra)
+    assert orch("apply", "node", "--sandbox", cwd=proj).code == 0
+    assert requests.get(f"{after['invoke_url']}/extra", timeout=30).status_code == 200
+    (proj / "stages" / "node.yaml").write_text(text)
+    saved = tmp_path / "remove.tfplan"
+    assert orch("plan", "node", "--sandbox", "--out", str(saved), cwd=proj).code == 0
+    result = orch("apply", "node", "--sandbox", "--plan", str(saved), cwd=proj)
+    assert result.code == 0, result.output
+    assert "redeploy the API without the removed routes" in result.stderr
+    assert requests.get(f"{after['invoke_url']}/extra", timeout=30).status_code == 403
