@@ -56,6 +56,10 @@ class _BodyTooLarge(Exception):
 
 class GatewayRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # A buffered wfile: the status line, headers and body leave in one send when the
+    # response is written (handle_one_request and finish() flush it); larger bodies go
+    # straight through.
+    wbufsize = 64 * 1024
     server: GatewayServer
 
     # BaseHTTPRequestHandler would add "Server: BaseHTTP/..."; API Gateway sends no Server.

@@ -271,11 +271,17 @@ class InputVariable:
         return len((self.body or "").encode())
 
 
+_JS_PLAIN = re.compile(r"[^'\"\\/\x00-\x1f\x7f-\U0010ffff]*")
+"""Text ``escape_javascript`` leaves as it is: printable ASCII other than ' " \\ /."""
+
+
 def escape_javascript(value: Any) -> str | None:
     """Java commons-lang ``StringEscapeUtils.escapeJavaScript``, as AWS's $util uses."""
     if value is None:
         return None
     text = _java_str(value)
+    if _JS_PLAIN.fullmatch(text):
+        return text  # nothing to escape
     out = []
     for ch in text:
         code = ord(ch)
@@ -413,6 +419,7 @@ _LocalNamespace = _airspeed_ops.LocalNamespace
 _FunctionDefinition = _airspeed_ops._FunctionDefinition
 _MISSING = object()
 _LOOKUP_ERRORS = (KeyError, TypeError, AttributeError)
+_ADDITIONAL_METHODS = _airspeed_ops.__additional_methods__
 _type_kinds: dict[type, int] = {}
 _PLAIN_DICT, _NOT_SUBSCRIPTABLE, _OTHER, _GENERIC = 0, 1, 2, 3
 
@@ -478,6 +485,9 @@ def _fast_name(node: Any) -> Callable[[Any, Any, Any], Any]:
             if result is None:
                 result = getattr(current, name, None)
                 if result is None:
+                    methods = _ADDITIONAL_METHODS.get(cls)
+                    if not methods or name not in methods:
+                        return None  # airspeed's answer when no added method has the name
                     return generic(current, loader, top)
         if isinstance(result, _FunctionDefinition):
             return generic(current, loader, top)
@@ -570,6 +580,27 @@ def _specialize(root: Any) -> None:
                 node.calculate = found[0].calculate
         elif cls is ops.ElseifBlock:
             node.calculate = node.condition.calculate
+        elif cls is ops.Block:
+            node.evaluate_raw = _fast_block(node)
+
+
+def _fast_block(node: Any) -> Callable[[Any, Any, Any], None]:
+    """Block.evaluate_raw with a Text child's text written straight to the stream (a Text
+    element only writes its text); other children are evaluated as airspeed does."""
+    text_cls = _airspeed_ops.Text
+    items = tuple(
+        (child.text, None) if type(child) is text_cls else (None, child.evaluate)
+        for child in node.children
+    )
+
+    def evaluate_raw(stream: Any, namespace: Any, loader: Any) -> None:
+        for text, evaluate in items:
+            if evaluate is None:
+                stream.write(text)  # looked up each time: #stop swaps the stream's write
+            else:
+                evaluate(stream, namespace, loader)
+
+    return evaluate_raw
 
 
 class _Output:
