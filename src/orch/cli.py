@@ -218,15 +218,10 @@ def package(stage: StageArg, project: ProjectOpt = None) -> int:
     """Build STAGE's function zip (deterministic) and print its path and SHA-256."""
     from orch import package as package_mod
     from orch.config import load_stage
-    from orch.deploy import project_dir_from
+    from orch.deploy import package_stage, project_dir_from
 
-    project_dir = project_dir_from(project)
-    st = load_stage(project_dir, stage)
-    fn = st.config.function
-    package_mod.check_handler(st.source_dir, fn.runtime, fn.handler)
-    result = package_mod.build_package(
-        st.source_dir, fn.runtime, project_dir / ".orch" / "packages", name=st.function_name
-    )
+    st = load_stage(project_dir_from(project), stage)
+    result = package_stage(st)
     _log(
         f"{st.function_name}: {result.file_count} files, {result.size / 1e6:.2f} MB zipped, "
         f"{result.unzipped_size / 1e6:.2f} MB unzipped"

@@ -193,12 +193,7 @@ class StageRun:
         from orch import package as package_mod
 
         assert self.stage is not None
-        fn = self.stage.config.function
-        package_mod.check_handler(self.stage.source_dir, fn.runtime, fn.handler)
-        result = package_mod.build_package(
-            self.stage.source_dir, fn.runtime, self.project_dir / ".orch" / "packages",
-            name=self.stage.function_name,
-        )
+        result = package_stage(self.stage)
         self.log(f"      {result.path.name}: {result.size / 1e6:.2f} MB, sha256 {result.sha256_hex[:16]}…")
         if not package_mod.needs_s3(result):
             return render_mod.PackageRef(result.sha256_b64, filename=str(result.path))
@@ -256,22 +251,14 @@ class StageRun:
 
     # ----------------------------------------------------------------- commands
 
-    def render_only(self, package: render_mod.PackageRef | None = None) -> dict[str, str]:
-        """Render without writing, connecting or packaging (for `orch render`)."""
+    def render_only(self) -> dict[str, str]:
+        """Render without writing files or connecting (for `orch render`); the package is built
+        (content-addressed, so this is idempotent) because its hash is part of the tfvars."""
         stage = self._load()
         target = render_mod.Target("sandbox", "http://127.0.0.1:<sandbox-port>") if self.sandbox \
             else render_mod.Target("aws")
-        if package is None:
-            from orch import package as package_mod
-
-            fn = stage.config.function
-            package_mod.check_handler(stage.source_dir, fn.runtime, fn.handler)
-            result = package_mod.build_package(
-                stage.source_dir, fn.runtime, self.project_dir / ".orch" / "packages",
-                name=stage.function_name,
-            )
-            package = render_mod.PackageRef(result.sha256_b64, filename=str(result.path))
-        return render_mod.render(stage, target, package)
+        result = package_stage(stage)
+        return render_mod.render(stage, target, render_mod.PackageRef(result.sha256_b64, filename=str(result.path)))
 
     def plan(self, out: Path | None = None) -> PlanSummary:
         holder: dict[str, Any] = {}
@@ -369,6 +356,17 @@ class StageRun:
                     info.gateway_endpoint, values["rest_api_id"], values.get("stage_name", self.stage_name)
                 )
         return values
+
+
+def package_stage(stage: config_mod.Stage):
+    """Check the handler exists and build the stage's deterministic function zip."""
+    from orch import package as package_mod
+
+    fn = stage.config.function
+    package_mod.check_handler(stage.source_dir, fn.runtime, fn.handler)
+    return package_mod.build_package(
+        stage.source_dir, fn.runtime, stage.project_dir / ".orch" / "packages", name=stage.function_name
+    )
 
 
 def sandbox_invoke_url(gateway_endpoint: str, rest_api_id: str, stage_name: str) -> str:
