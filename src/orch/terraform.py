@@ -11,6 +11,7 @@ Exit codes of `terraform plan -detailed-exitcode` are mapped explicitly:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -311,8 +312,6 @@ class Terraform:
         return result
 
     def output(self) -> dict[str, Any]:
-        import json
-
         result = self.run("output", stream=False, json=True)
         if result.exit_code != 0:
             raise TerraformError(
@@ -322,8 +321,6 @@ class Terraform:
         return {name: item.get("value") for name, item in data.items()}
 
     def show_plan(self, plan_file: Path) -> dict[str, Any]:
-        import json
-
         result = self.run("show", str(plan_file), stream=False, json=True)
         if result.exit_code != 0:
             raise TerraformError(
