@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import threading
 import zipfile
 from collections.abc import Callable, Iterator
@@ -18,7 +17,6 @@ import boto3
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CONFORMANCE_DIR = REPO.parent / "shared" / "conformance" / "apigw"
 REGION = "us-east-1"
 
 ECHO_HANDLER = "def handler(event, context):\n    return event\n"
@@ -26,21 +24,6 @@ PROXY_ECHO_HANDLER = (
     "import json\n\n\ndef handler(event, context):\n"
     "    return {'statusCode': 200, 'body': json.dumps(event), 'isBase64Encoded': False}\n"
 )
-MAPPING_RESPONSES_HANDLER = (
-    "def handler(event, context):\n"
-    "    status = int(event['body']['httpStatus'])\n"
-    "    return {'statusCode': 200, 'body': 'customerror' if status >= 400 else 'noerror'}\n"
-)
-
-
-@pytest.fixture(scope="session")
-def conformance_dir() -> Path:
-    if not CONFORMANCE_DIR.is_dir():
-        reason = f"conformance recordings not found at {CONFORMANCE_DIR}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason} (CI=true requires them)")
-        pytest.skip(reason)
-    return CONFORMANCE_DIR
 
 
 @pytest.fixture(scope="session")
