@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -47,6 +48,7 @@ SETUP_PLACEHOLDER = re.compile(
     r"sqs-queue-url)(?::([^<>]+))?>"
 )
 _SIMPLE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RUNS = itertools.count(1)  # a case built twice in one moto gets new function and queue names
 
 
 def conformance_dir() -> Path:
@@ -358,6 +360,7 @@ class CaseRunner:
         self.backend_urls: dict[str, str] = {}
         self.api_id = ""
         self.stage = ""
+        self.prefix = f"conf{next(_RUNS)}-{self.name.replace('_', '-')}"
 
     # setup
     def setup(self) -> None:
@@ -367,7 +370,7 @@ class CaseRunner:
         for name, spec in (case.get("http_backends") or {}).items():
             self.backend_urls[name] = self.env.backends.url(spec["kind"])
         for name in (case.get("aws_resources") or {}).get("sqs_queues", []):
-            queue_name = f"orch-{self.name.replace('_', '-')}-{name}"
+            queue_name = f"{self.prefix}-{name}"
             self.queues[name] = self.env.aws.sqs.create_queue(QueueName=queue_name)["QueueUrl"]
         self._build_api(case["apigateway"])
 
@@ -376,7 +379,7 @@ class CaseRunner:
         data = function_zip(spec)
         digest = hashlib.sha256(data).hexdigest()
         (self.env.project_dir / ".orch" / "packages" / f"{digest}.zip").write_bytes(data)
-        function_name = f"conf-{self.name.replace('_', '-')}-{name.replace('_', '-')}"
+        function_name = f"{self.prefix}-{name.replace('_', '-')}"
         created = aws.lambda_.create_function(
             FunctionName=function_name,
             Runtime="python3.12",
