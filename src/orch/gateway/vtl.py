@@ -9,15 +9,80 @@ plain data and gets a string (plus ``$context.responseOverride``) back.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import os
 import re
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
+from importlib import metadata
 from typing import Any
 
 import airspeed
 from airspeed import operators as _airspeed_ops
+
+from orch.errors import SandboxError
+
+AIRSPEED_DISTRIBUTION = "airspeed-ext"
+AIRSPEED_VERSION = "0.6.9"  # the version pyproject.toml pins; the fast paths below rely on it
+
+
+def check_template_engine() -> None:
+    """Fail loudly unless the ``airspeed`` module is airspeed-ext's, at the pinned version.
+
+    airspeed-ext and the older plain ``airspeed`` distribution install the same ``airspeed``
+    package; with both installed, whichever was installed last silently wins, and plain
+    airspeed renders AWS templates differently (it has none of AWS's Java methods). So:
+    no ``airspeed`` distribution may be installed, and the imported ``airspeed/operators.py``
+    must be the file airspeed-ext's RECORD lists, byte for byte (its sha256).
+
+    Raises SandboxError naming what was found and how to repair the environment.
+    """
+    hint = (
+        f"Run `pip uninstall -y airspeed && pip install --force-reinstall "
+        f"{AIRSPEED_DISTRIBUTION}=={AIRSPEED_VERSION}` in orch's environment."
+    )
+    try:
+        plain = metadata.distribution("airspeed")
+    except metadata.PackageNotFoundError:
+        plain = None
+    if plain is not None and plain.metadata["Name"].lower() == "airspeed":
+        raise SandboxError(
+            f"The plain `airspeed` {plain.version} package is installed beside "
+            f"{AIRSPEED_DISTRIBUTION}: both provide the `airspeed` module, and plain airspeed "
+            "renders API Gateway mapping templates wrongly.",
+            hint=hint,
+        )
+    try:
+        dist = metadata.distribution(AIRSPEED_DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        raise SandboxError(f"{AIRSPEED_DISTRIBUTION} is not installed.", hint=hint) from None
+    if dist.version != AIRSPEED_VERSION:
+        raise SandboxError(
+            f"{AIRSPEED_DISTRIBUTION} {dist.version} is installed; orch's local gateway is built "
+            f"and tested on {AIRSPEED_VERSION}.",
+            hint=hint,
+        )
+    recorded = next((f for f in dist.files or () if str(f) == "airspeed/operators.py"), None)
+    loaded = os.path.realpath(_airspeed_ops.__file__)
+    if recorded is None or recorded.hash is None or os.path.realpath(recorded.locate()) != loaded:
+        raise SandboxError(
+            f"The `airspeed` module orch imports ({loaded}) is not the one "
+            f"{AIRSPEED_DISTRIBUTION} installed.",
+            hint=hint,
+        )
+    with open(loaded, "rb") as handle:
+        digest = base64.urlsafe_b64encode(hashlib.sha256(handle.read()).digest()).rstrip(b"=")
+    if digest.decode() != recorded.hash.value:
+        raise SandboxError(
+            f"{loaded} differs from what {AIRSPEED_DISTRIBUTION} {AIRSPEED_VERSION} installed "
+            "(another package overwrote it).",
+            hint=hint,
+        )
+
+
+check_template_engine()
 
 
 class TemplateError(Exception):
