@@ -110,18 +110,22 @@ def loads_json(text: str | bytes) -> Any:
     Infinity, which Python accepts and Jackson refuses), ``NotJson`` for text that is not
     JSON and ``BodyParseError`` for a document nested too deep (never a RecursionError)."""
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return _DECODER.decode(text if isinstance(text, str) else text.decode("utf-8"))
     except RecursionError as exc:
         raise BodyParseError(
             f"Document nesting depth exceeds the maximum allowed ({MAX_JSON_DEPTH}, from "
             "`StreamReadConstraints.getMaxNestingDepth()`)"
         ) from exc
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
         raise NotJson(str(exc)) from exc
 
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"Non-standard token '{name}'")
+
+
+# Built once: json.loads/json.dumps with any option build a new decoder/encoder per call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 # Java-flavoured string methods AWS templates use that airspeed lacks. airspeed looks
@@ -151,8 +155,11 @@ def _java_str(value: Any) -> str:
     return str(value)
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _json_compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT.encode(value)
 
 
 class VtlMap(dict):
