@@ -13,7 +13,6 @@ a case needs comes from its file. The case files are read in place, never copied
 from __future__ import annotations
 
 import base64
-import hashlib
 import itertools
 import json
 import os
@@ -243,12 +242,10 @@ def handler(event, context):
 '''
 
 
-def function_zip(spec: dict[str, Any]) -> bytes:
+def function_files(spec: dict[str, Any]) -> dict[str, str]:
     """The deployment package of one case function: the generic handler and its spec."""
-    from tests.gateway.conftest import build_zip
-
     clean = {k: v for k, v in spec.items() if k not in ("source", "notes", "runtime_recorded")}
-    return build_zip({"handler.py": HANDLER_SOURCE, "spec.json": json.dumps(clean, indent=1)})
+    return {"handler.py": HANDLER_SOURCE, "spec.json": json.dumps(clean, indent=1)}
 
 
 # --- HTTP backends ---------------------------------------------------------------------
@@ -375,24 +372,11 @@ class CaseRunner:
         self._build_api(case["apigateway"])
 
     def _deploy_function(self, name: str, spec: dict[str, Any]) -> dict[str, str]:
-        aws = self.env.aws
-        data = function_zip(spec)
-        digest = hashlib.sha256(data).hexdigest()
-        (self.env.project_dir / ".orch" / "packages" / f"{digest}.zip").write_bytes(data)
+        from tests.gateway.conftest import deploy_function
+
         function_name = f"{self.prefix}-{name.replace('_', '-')}"
-        created = aws.lambda_.create_function(
-            FunctionName=function_name,
-            Runtime="python3.12",
-            Role=aws.role_arn,
-            Handler="handler.handler",
-            Code={"ZipFile": data},
-            Timeout=30,
-            Publish=True,
-        )
-        alias = aws.lambda_.create_alias(
-            FunctionName=function_name, Name="live", FunctionVersion=created["Version"]
-        )
-        return {"name": function_name, "arn": alias["AliasArn"]}
+        arn = deploy_function(self.env.aws, self.env.project_dir, function_name, function_files(spec), timeout=30)
+        return {"name": function_name, "arn": arn}
 
     def _placeholder(self, match: re.Match) -> str:
         kind, name = match.group(1), match.group(2)

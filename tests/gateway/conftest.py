@@ -91,6 +91,28 @@ _counter = iter(range(1_000_000))
 _counter_lock = threading.Lock()
 
 
+def deploy_function(
+    aws: Aws, project_dir: Path, name: str, files: dict[str, str], *, store: bool = True, timeout: int = 10
+) -> str:
+    """Create a python function from ``files`` in moto (published, alias 'live') and keep its
+    zip in the project's package store (unless ``store`` is false); returns the alias ARN."""
+    data = build_zip(files)
+    if store:
+        digest = hashlib.sha256(data).hexdigest()
+        (project_dir / ".orch" / "packages" / f"{digest}.zip").write_bytes(data)
+    created = aws.lambda_.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=aws.role_arn,
+        Handler="handler.handler",
+        Code={"ZipFile": data},
+        Timeout=timeout,
+        Publish=True,
+    )
+    alias = aws.lambda_.create_alias(FunctionName=name, Name="live", FunctionVersion=created["Version"])
+    return alias["AliasArn"]
+
+
 @pytest.fixture(scope="session")
 def make_function(aws: Aws, project_dir: Path) -> Callable[..., str]:
     """Deploy a python handler (published, alias 'live'); returns the alias ARN."""
@@ -98,23 +120,7 @@ def make_function(aws: Aws, project_dir: Path) -> Callable[..., str]:
     def make(source: str, *, name: str | None = None, store: bool = True, timeout: int = 10):
         with _counter_lock:
             name = name or f"fn-{next(_counter)}"
-        data = build_zip({"handler.py": source})
-        if store:
-            digest = hashlib.sha256(data).hexdigest()
-            (project_dir / ".orch" / "packages" / f"{digest}.zip").write_bytes(data)
-        created = aws.lambda_.create_function(
-            FunctionName=name,
-            Runtime="python3.12",
-            Role=aws.role_arn,
-            Handler="handler.handler",
-            Code={"ZipFile": data},
-            Timeout=timeout,
-            Publish=True,
-        )
-        alias = aws.lambda_.create_alias(
-            FunctionName=name, Name="live", FunctionVersion=created["Version"]
-        )
-        return alias["AliasArn"]
+        return deploy_function(aws, project_dir, name, {"handler.py": source}, store=store, timeout=timeout)
 
     return make
 

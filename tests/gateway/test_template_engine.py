@@ -19,6 +19,7 @@ import airspeed
 import pytest
 from tests.gateway import conformance
 from tests.gateway.test_aws_answers import FORM_TEMPLATE
+from tests.gateway.test_vtl import context
 
 from orch.gateway import vtl
 from orch.render import passthrough_template
@@ -100,32 +101,11 @@ def _conformance_templates() -> list[str]:
     return found
 
 
-def _context() -> vtl.RootContext:
-    return vtl.build_context(
-        resource_id="r1",
-        resource_path="/{id}",
-        http_method="POST",
-        extended_request_id="e=",
-        request_time="01/Jan/2026:00:00:00 +0000",
-        path="/dev/7",
-        account_id="123456789012",
-        protocol="HTTP/1.1",
-        stage="dev",
-        domain_prefix="api",
-        request_time_epoch=1,
-        request_id="req",
-        identity={"sourceIp": "127.0.0.1", "userAgent": "t"},
-        domain_name="localhost",
-        deployment_id="d1",
-        api_id="api",
-    )
-
-
 def _fast(template: str, body: str, params: dict) -> str:
     return vtl.render(
         template,
         input_var=vtl.InputVariable(body, params),
-        context=_context(),
+        context=context(),
         stage_variables={"env": "dev"},
     )
 
@@ -133,7 +113,7 @@ def _fast(template: str, body: str, params: dict) -> str:
 def _merged(template: str, body: str, params: dict) -> str:
     namespace = {
         "input": vtl.InputVariable(body, params),
-        "context": _context(),
+        "context": context(),
         "stageVariables": vtl.VtlMap({"env": "dev"}),
         "util": vtl.UTIL,
     }
@@ -167,4 +147,4 @@ def test_fast_path_renders_like_airspeeds_own_merge():
 def test_the_depth_guard_holds_on_both_paths(template):
     deep = "[" * 5000 + "]" * 5000
     with pytest.raises(vtl.BodyParseError):
-        vtl.render(template, input_var=vtl.InputVariable(deep), context=_context(), stage_variables={})
+        vtl.render(template, input_var=vtl.InputVariable(deep), context=context(), stage_variables={})
