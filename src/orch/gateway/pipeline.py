@@ -974,9 +974,7 @@ class Gateway:
         if key is not None and templates[key]:
             input_var = vtl.InputVariable(result.body, inv.params)
             body = self._render(templates[key], input_var, inv, "response").encode()
-        elif key is not None:
-            body = b""  # an empty template: an empty body (case 21)
-        elif result.raw is not None:
+        elif result.raw is not None:  # no template (or an empty one): the body as it came
             body = result.raw
         else:
             body = result.body.encode()
