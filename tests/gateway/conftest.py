@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import threading
 import zipfile
 from collections.abc import Callable, Iterator
@@ -18,7 +17,6 @@ import boto3
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CONFORMANCE_DIR = REPO.parent / "shared" / "conformance" / "apigw"
 REGION = "us-east-1"
 
 ECHO_HANDLER = "def handler(event, context):\n    return event\n"
@@ -26,21 +24,6 @@ PROXY_ECHO_HANDLER = (
     "import json\n\n\ndef handler(event, context):\n"
     "    return {'statusCode': 200, 'body': json.dumps(event), 'isBase64Encoded': False}\n"
 )
-MAPPING_RESPONSES_HANDLER = (
-    "def handler(event, context):\n"
-    "    status = int(event['body']['httpStatus'])\n"
-    "    return {'statusCode': 200, 'body': 'customerror' if status >= 400 else 'noerror'}\n"
-)
-
-
-@pytest.fixture(scope="session")
-def conformance_dir() -> Path:
-    if not CONFORMANCE_DIR.is_dir():
-        reason = f"conformance recordings not found at {CONFORMANCE_DIR}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason} (CI=true requires them)")
-        pytest.skip(reason)
-    return CONFORMANCE_DIR
 
 
 @pytest.fixture(scope="session")
@@ -108,6 +91,28 @@ _counter = iter(range(1_000_000))
 _counter_lock = threading.Lock()
 
 
+def deploy_function(
+    aws: Aws, project_dir: Path, name: str, files: dict[str, str], *, store: bool = True, timeout: int = 10
+) -> str:
+    """Create a python function from ``files`` in moto (published, alias 'live') and keep its
+    zip in the project's package store (unless ``store`` is false); returns the alias ARN."""
+    data = build_zip(files)
+    if store:
+        digest = hashlib.sha256(data).hexdigest()
+        (project_dir / ".orch" / "packages" / f"{digest}.zip").write_bytes(data)
+    created = aws.lambda_.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=aws.role_arn,
+        Handler="handler.handler",
+        Code={"ZipFile": data},
+        Timeout=timeout,
+        Publish=True,
+    )
+    alias = aws.lambda_.create_alias(FunctionName=name, Name="live", FunctionVersion=created["Version"])
+    return alias["AliasArn"]
+
+
 @pytest.fixture(scope="session")
 def make_function(aws: Aws, project_dir: Path) -> Callable[..., str]:
     """Deploy a python handler (published, alias 'live'); returns the alias ARN."""
@@ -115,23 +120,7 @@ def make_function(aws: Aws, project_dir: Path) -> Callable[..., str]:
     def make(source: str, *, name: str | None = None, store: bool = True, timeout: int = 10):
         with _counter_lock:
             name = name or f"fn-{next(_counter)}"
-        data = build_zip({"handler.py": source})
-        if store:
-            digest = hashlib.sha256(data).hexdigest()
-            (project_dir / ".orch" / "packages" / f"{digest}.zip").write_bytes(data)
-        created = aws.lambda_.create_function(
-            FunctionName=name,
-            Runtime="python3.12",
-            Role=aws.role_arn,
-            Handler="handler.handler",
-            Code={"ZipFile": data},
-            Timeout=timeout,
-            Publish=True,
-        )
-        alias = aws.lambda_.create_alias(
-            FunctionName=name, Name="live", FunctionVersion=created["Version"]
-        )
-        return alias["AliasArn"]
+        return deploy_function(aws, project_dir, name, {"handler.py": source}, store=store, timeout=timeout)
 
     return make
 

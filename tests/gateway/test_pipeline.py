@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -179,10 +179,26 @@ def test_unknown_stage_is_forbidden():
     assert (response.status, body_of(response)) == (403, {"message": "Forbidden"})
 
 
+MOCK_200 = {"application/json": '{"statusCode": 200}'}
+
+
 def test_any_method_catches_every_verb():
-    gw = gateway(api_with(resource("/x", [method("ANY", integration("MOCK"))])))
+    gw = gateway(api_with(resource("/x", [method("ANY", integration("MOCK", templates=MOCK_200))])))
     for verb in ("GET", "POST", "PATCH"):
         assert gw.handle("api1", "dev", request(verb, "/x")).status == 200
+
+
+def test_mock_without_a_status_code_is_500_and_a_lenient_template_is_read():
+    """AWS logs "Unable to parse statusCode" and answers 500 when the MOCK request template
+    gives no statusCode (none at all here); ``{statusCode: 200}`` is not JSON but works
+    (case 21)."""
+    gw = gateway(api_with(resource("/x", [method("GET", integration("MOCK"))])))
+    response = gw.handle("api1", "dev", request("GET", "/x"))
+    assert (response.status, body_of(response)) == (500, {"message": "Internal server error"})
+    lenient = integration("MOCK", templates={"application/json": "{statusCode: 201}"},
+                          responses=[IntegrationResponse("201", "2\\d{2}", {}, {})])
+    gw = gateway(api_with(resource("/x", [method("GET", lenient)])))
+    assert gw.handle("api1", "dev", request("GET", "/x")).status == 201
 
 
 # --- method request ----------------------------------------------------------------------
@@ -193,12 +209,13 @@ def test_required_parameters_are_enforced_only_with_a_validator():
         "method.request.querystring.deptno-param": True,
         "method.request.header.Authorization": True,
     }
-    integ = integration("MOCK")
+    integ = integration("MOCK", templates=MOCK_200)
     validated = gateway(api_with(resource("/", [method("GET", integ, params, validate=True)])))
     response = validated.handle("api1", "dev", request())
     assert response.status == 400
     assert body_of(response) == {
-        "message": "Missing required request parameters: [deptno-param, Authorization]"
+        # in the order of the sorted method.request.* keys: headers first (case 13)
+        "message": "Missing required request parameters: [Authorization, deptno-param]"
     }
     ok = validated.handle(
         "api1", "dev", request(query="deptno-param=10", headers={"authorization": "x"})
@@ -310,13 +327,43 @@ def test_passthrough_behaviour_for_an_unmapped_content_type(behaviour, templates
         assert pool.events == [b'"raw"']
 
 
-def test_malformed_json_with_input_json_is_a_400_and_no_invocation():
+def test_a_rendered_lambda_payload_that_is_not_json_is_a_400_and_no_invocation():
     pool = FakePool()
-    integ = integration(templates={"application/json": "$input.json('$')"})
-    gw = gateway(api_with(resource("/", [method("POST", integ)])), pool)
-    response = gw.handle("api1", "dev", request("POST", "/", body=b"{oops"))
+    integ = integration(templates={"application/json": '{"v": "$util.escapeJavaScript($input.params(\'v\'))"}'})
+    gw = gateway(api_with(resource("/", [method("GET", integ)])), pool)
+    response = gw.handle("api1", "dev", request("GET", "/", query="v=it%27s"))
     assert response.status == 400
     assert body_of(response)["message"].startswith("Could not parse request body into json")
+    assert pool.events == []
+    # the same template with a harmless value reaches the function
+    assert gw.handle("api1", "dev", request("GET", "/", query="v=fine")).status == 200
+    assert json.loads(pool.events[0]) == {"v": "fine"}
+
+
+def test_a_body_that_is_not_json_is_a_json_string_to_input_json():
+    pool = FakePool()
+    integ = integration(templates={"application/json": '{"raw": $input.json(\'$\')}'})
+    gw = gateway(api_with(resource("/", [method("POST", integ)])), pool)
+    assert gw.handle("api1", "dev", request("POST", "/", body=b"{oops")).status == 200
+    assert json.loads(pool.events[0]) == {"raw": "{oops"}
+
+
+def test_json_nested_100000_deep_is_a_400_everywhere_it_is_parsed():
+    deep = b"[" * 100_000 + b"]" * 100_000
+    pool = FakePool()
+    templated = integration(templates={"application/json": "$input.json('$')"})
+    passthrough = integration()  # WHEN_NO_MATCH, no templates: the body goes to Lambda as is
+    gw = gateway(
+        api_with(
+            resource("/t", [method("POST", templated)], rid="a"),
+            resource("/p", [method("POST", passthrough)], rid="b"),
+        ),
+        pool,
+    )
+    for path in ("/t", "/p"):
+        response = gw.handle("api1", "dev", request("POST", path, body=deep))
+        assert response.status == 400, (path, response)
+        assert body_of(response)["message"].startswith("Could not parse request body into json")
     assert pool.events == []
 
 
@@ -531,8 +578,10 @@ def test_proxy_event_shape():
     [
         b"not json",
         b"null",
-        b'{"body": "x"}',
         b'{"statusCode": 200, "body": {"a": 1}}',
+        b'{"statusCode": "test"}',
+        b'{"multiValueHeaders": {"a": "not a list"}}',
+        b'{"statusDescription": "200 OK"}',
         b'{"statusCode": 200, "extra": 1}',
     ],
 )
@@ -553,10 +602,33 @@ def test_proxy_response_headers_and_base64_body():
         }
     ).encode()
     gw, _ = _proxy_gateway(payload)
-    response = gw.handle("api1", "dev", request("GET", "/x"))
-    assert response.status == 201 and response.body == b"hi"
+    # no binary media types: the base64 text is sent as it is (case 10)
+    response = gw.handle("api1", "dev", request("GET", "/x", headers={"Accept": "image/png"}))
+    assert response.status == 201 and response.body == b"aGk="
     assert ("Set-Cookie", "a=1") in response.headers and ("Set-Cookie", "b=2") in response.headers
     assert ("Content-Type", "application/json") in response.headers
+    # with one, decoded only when the first type the client accepts is binary (case 11)
+    gw.registry.api = replace(gw.registry.api, binary_media_types=("image/png",))
+    decoded = gw.handle("api1", "dev", request("GET", "/x", headers={"Accept": "image/png"}))
+    assert decoded.body == b"hi"
+    for accept in ("image/*", "*/*", "text/html,image/png", ""):
+        text = gw.handle("api1", "dev", request("GET", "/x", headers={"Accept": accept}))
+        assert text.body == b"aGk=", accept
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "body"),
+    [
+        (b"{}", 200, b""),
+        (b'{"headers": {"test-header": "value"}}', 200, b""),
+        (b'{"body": "x"}', 200, b"x"),
+        (b'{"statusCode": "201", "headers": null}', 201, b""),
+    ],
+)
+def test_every_proxy_response_field_is_optional(payload, status, body):
+    gw, _ = _proxy_gateway(payload)
+    response = gw.handle("api1", "dev", request("GET", "/x"))
+    assert (response.status, response.body) == (status, body)
 
 
 def test_proxy_function_error_is_502_and_timeout_504():
@@ -637,15 +709,14 @@ def test_server_survives_bad_input(served_api, gateway_server):
     assert requests.get(base + "/elsewhere", timeout=5).status_code == 404
     assert requests.get(served_api + "/nope", timeout=5).status_code == 403
     assert requests.delete(served_api + "/", timeout=5).status_code == 403
-    assert (
-        requests.post(
-            served_api + "/",
-            data=b"{broken",
-            timeout=5,
-            headers={"Content-Type": "application/json"},
-        ).status_code
-        == 400
+    deep = requests.post(
+        served_api + "/",
+        data=b"[" * 100_000 + b"]" * 100_000,
+        timeout=30,
+        headers={"Content-Type": "application/json"},
     )
+    assert deep.status_code == 400, deep.text
+    assert deep.json()["message"].startswith("Could not parse request body into json")
     missing = requests.get(served_api + "/missing", timeout=30)
     assert missing.status_code == 502 and "orch package" in missing.headers["x-orch-error"]
     # a body over 10 MB is refused before it is read, and the connection is closed

@@ -75,13 +75,52 @@ def test_json_and_path_follow_the_jsonpath_subset():
     assert render("$input.json('$.nope')", body) == "null"
 
 
-def test_empty_body_is_an_empty_object():
+def test_empty_body_is_an_empty_object_and_input_body_is_its_text():
     assert render("$input.json('$')", "") == "{}"
+    # case 17 (recorded on AWS): $input.body of an empty body is {}, else the raw text
+    assert render("$input.body", "") == "{}"
+    assert render("$input.body", '{"some": "value"}') == '{"some": "value"}'
+    assert render("[$input.body.testAccess]", "some raw data") == "[]"
 
 
-def test_malformed_json_body_raises_body_parse_error():
+def test_a_body_that_is_not_json_is_one_json_string():
+    form = "To=%2B15550001111&ToCity=SOME%2BCITY"
+    assert render("$input.path('$')", form) == form
+    assert render("#foreach($p in $input.path('$').split('&'))$p;#end", form) == (
+        "To=%2B15550001111;ToCity=SOME%2BCITY;"
+    )
+    assert render("$input.json('$')", form) == json.dumps(form)
+    assert render("[$input.path('$.To')]", form) == "[]"
+
+
+def test_json_nested_past_the_depth_limit_is_a_body_parse_error():
+    deep = "[" * 100_000 + "]" * 100_000
+    for template in ("$input.json('$')", "$input.path('$')", "$input.path('$').size()"):
+        with pytest.raises(vtl.BodyParseError):
+            render(template, deep)
     with pytest.raises(vtl.BodyParseError):
-        render("$input.json('$')", "{not json")
+        vtl.loads_json(deep)
+    # just inside the limit still renders
+    ok = "[" * 500 + "]" * 500
+    assert render("$input.json('$')", ok) == ok
+
+
+def test_lists_from_json_print_as_json_and_maps_java_style():
+    # Recorded on AWS: case 16 and LocalStack's snapshot test_input_path_template_formatting
+    cases = [
+        ('$input.path("$")', {"foo": "bar"}, "{foo=bar}"),
+        ('$input.path("$")', [{"foo": "bar"}], '[{"foo":"bar"}]'),
+        ('$input.path("$").nested', {"nested": [{"foo": "bar"}]}, '[{"foo":"bar"}]'),
+        ('$input.path("$")[0]', [{"foo": "bar"}], "{foo=bar}"),
+        ('$input.path("$")[0]', [[{"foo": "bar"}]], '[{"foo":"bar"}]'),
+        ('$input.path("$")', {"foo": [{"nested": "bar"}]}, '{foo=[{"nested":"bar"}]}'),
+        ('$input.path("$").toString()', {"list": [{"foo": "bar"}]}, '{list=[{"foo":"bar"}]}'),
+        ('$input.path("$")', {"bigger": "dict", "to": "test"}, "{bigger=dict, to=test}"),
+    ]
+    for template, body, expected in cases:
+        assert render(template, json.dumps(body)) == expected, (template, body)
+    # a list that is not from JSON keeps the Java form
+    assert render("$input.params().header.keySet()", params=PARAMS) == "[id, X-Token]"
 
 
 def test_util_functions():
@@ -91,6 +130,7 @@ def test_util_functions():
     assert render("$util.base64Encode('hi')") == "aGk="
     assert render("$util.base64Decode('aGk=')") == "hi"
     assert render("#set($o = $util.parseJson('{\"a\": [1]}'))$o.a.get(0)") == "1"
+    assert render("[$util.urlEncode($nothing)]") == "[]"
 
 
 def test_context_nulls_render_empty_and_nested_maps_render_empty():

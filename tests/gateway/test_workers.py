@@ -8,6 +8,7 @@ import os
 import select
 import shutil
 import signal
+import sys
 import textwrap
 import threading
 import time
@@ -54,6 +55,9 @@ class Oops(Exception):
 
 def fail(event, context):
     raise Oops("it broke")
+
+def stdlib_fail(event, context):
+    return json.loads("{not json")
 
 def sleepy(event, context):
     time.sleep(event.get("sleep", 5))
@@ -226,8 +230,20 @@ def test_python_exception_shape(pool: WorkerPool, py_code: Path) -> None:
     assert result.error["errorMessage"] == "it broke"
     assert result.error["requestId"] == "req-err"
     trace = result.error["stackTrace"]
-    assert len(trace) == 1 and "handler.py" in trace[0] and "in fail" in trace[0]
+    assert len(trace) == 1 and "in fail" in trace[0]
+    # frames name the file as Lambda does, never a path of this machine
+    assert trace[0].startswith('  File "/var/task/handler.py", line ')
+    assert str(py_code) not in json.dumps(result.error)
     assert "[ERROR] Oops: it broke" in result.logs
+
+
+def test_python_frames_outside_the_code_name_lambdas_folders(pool: WorkerPool, py_code: Path) -> None:
+    result = pool.invoke(make_spec(py_code, "handler.stdlib_fail"), b"{}", "req-std")
+    assert result.error is not None
+    trace = "".join(result.error["stackTrace"])
+    assert '"/var/task/handler.py"' in trace
+    assert '"/var/lang/lib/python3.11/json/' in trace  # the standard library, as on Lambda
+    assert str(py_code) not in trace and sys.prefix not in trace and sys.base_prefix not in trace
 
 
 def test_python_runtime_errors(pool: WorkerPool, py_code: Path) -> None:
@@ -407,11 +423,16 @@ def test_node_errors(pool: WorkerPool, node_code: Path) -> None:
     assert result.error["errorType"] == "TypeError"
     assert result.error["errorMessage"] == "bad type"
     assert result.error["trace"][0] == "TypeError: bad type"
+    # frames name /var/task and /var/runtime as on Lambda, never a path of this machine
+    assert "/var/task/index.js:" in result.error["trace"][1]
+    assert str(node_code) not in json.dumps(result.error)
+    assert "node_bootstrap" not in json.dumps(result.error)
     cb = pool.invoke(dataclasses.replace(spec, handler="index.callbackFail"), b"{}", "e-2")
     assert cb.error is not None and cb.error["errorMessage"] == "cb failed"
     missing = pool.invoke(dataclasses.replace(spec, handler="nope.handler"), b"{}", "e-3")
     assert missing.error is not None
     assert missing.error["errorType"] == "Runtime.ImportModuleError"
+    assert str(node_code) not in json.dumps(missing.error)
 
 
 @needs_node

@@ -88,23 +88,10 @@ CANONICAL_HEADERS = {
     )
 }
 
-# Never forwarded to a proxy integration (hop-by-hop, or framing API Gateway redoes).
-PROXY_DROPPED_HEADERS = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "upgrade",
-        "content-length",
-        "expect",
-    }
-)
-
-# Headers ``$input.params()`` does not expose to a non-proxy integration (case 2).
-TEMPLATE_HIDDEN_HEADERS = frozenset(
+# Request headers API Gateway drops before the integration: they are in neither the proxy
+# event (case 12: of 25 headers sent these 11 never arrive) nor ``$input.params()`` (case 2,
+# where they render ""). The last three are hop-by-hop headers the recordings did not send.
+DROPPED_REQUEST_HEADERS = frozenset(
     {
         "connection",
         "content-length",
@@ -114,8 +101,8 @@ TEMPLATE_HIDDEN_HEADERS = frozenset(
         "proxy-authenticate",
         "server",
         "te",
-        "transfer-encoding",
         "trailer",
+        "transfer-encoding",
         "upgrade",
         "www-authenticate",
         "keep-alive",
@@ -158,6 +145,10 @@ class _Ids:
         """24 hex digits for an X-Amzn-Trace-Id root."""
         return f"{self._trace_prefix}{next(self._counter) & self._MASK48:012x}"
 
+    def trace_parent(self) -> str:
+        """16 hex digits for an X-Amzn-Trace-Id Parent."""
+        return f"{self._trace_prefix[:4]}{next(self._counter) & self._MASK48:012x}"
+
     def extended_id(self) -> str:
         """An x-amz-apigw-id: 15 base64 characters and '='."""
         n = next(self._counter) & self._MASK48
@@ -171,8 +162,24 @@ new_request_id = _ids.request_id
 new_extended_id = _ids.extended_id
 
 
-def trace_id(now: float | None = None) -> str:
-    return f"Root=1-{int(now or time.time()):08x}-{_ids.trace_suffix()}"
+def trace_id(incoming: str | None = None, now: float | None = None) -> str:
+    """The request's X-Ray trace header, ``Root=1-<epoch hex>-<24 hex>;Parent=<16 hex>;Sampled=<0|1>``.
+
+    A client's ``X-Amzn-Trace-Id`` is kept: its Root, its Parent (a new one when it has none)
+    and its Sampled flag (default 1 with a Parent, else 0). Case 24 recorded both halves: the
+    whole header sent comes back on an AWS_PROXY response, and a Root sent alone comes back
+    with another Parent. The Sampled default is LocalStack's AWS-validated choice
+    (``next_gen/execute_api/handlers/parse.py``), not in a recording here.
+    """
+    fields: dict[str, str] = {}
+    for part in (incoming or "").split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key:
+            fields[key.capitalize()] = value
+    root = fields.get("Root") or f"1-{int(now or time.time()):08x}-{_ids.trace_suffix()}"
+    parent = fields.get("Parent")
+    sampled = fields.get("Sampled") or ("1" if parent else "0")
+    return f"Root={root};Parent={parent or _ids.trace_parent()};Sampled={sampled}"
 
 
 def added_headers(request: GatewayRequest, trace: str) -> list[tuple[str, str]]:
@@ -198,7 +205,7 @@ def proxy_headers(
     replaced = {"x-forwarded-for", "x-forwarded-port", "x-forwarded-proto", "x-amzn-trace-id"}
     for name, value in request.headers:
         lower = name.lower()
-        if lower in PROXY_DROPPED_HEADERS or lower in replaced:
+        if lower in DROPPED_REQUEST_HEADERS or lower in replaced:
             continue
         key = canonical_header(name)
         single[key] = value
@@ -235,15 +242,33 @@ def query_maps(
     return single, multi
 
 
-def is_binary(content_type: str | None, binary_media_types: Iterable[str]) -> bool:
-    if not content_type:
+def media_type(header_value: str | None) -> str | None:
+    """The first media type of a Content-Type or Accept value, parameters dropped, lower-cased."""
+    if not header_value:
+        return None
+    return header_value.split(",", 1)[0].split(";", 1)[0].strip().lower() or None
+
+
+def is_binary(header_value: str | None, binary_media_types: Iterable[str]) -> bool:
+    """Whether a Content-Type or Accept value names one of the API's binary media types.
+
+    As case 11 recorded for Accept: only the first media type of the header counts
+    (``image/webp,image/png`` does not match ``image/png``); a configured ``type/*`` matches
+    that type's subtypes; a configured ``*/sub`` never matches (not ``*/test``, not
+    ``random/test``); ``image/*`` or ``*/*`` sent by the client match nothing more specific.
+    A configured ``*/*`` matches every media type (AWS's documented catch-all, not recorded).
+    """
+    media = media_type(header_value)
+    if media is None or "/" not in media:
         return False
-    media = content_type.split(";", 1)[0].strip().lower()
+    kind = media.split("/", 1)[0]
     for pattern in binary_media_types:
-        pattern = pattern.lower()
-        if pattern == "*/*" or pattern == media:
+        pattern = pattern.split(";", 1)[0].strip().lower()
+        if pattern == "*/*":
             return True
-        if pattern.endswith("/*") and media.startswith(pattern[:-1]):
+        if pattern.startswith("*/"):
+            continue
+        if pattern == media or (pattern.endswith("/*") and kind == pattern[:-2]):
             return True
     return False
 
@@ -329,52 +354,74 @@ class MalformedProxyResponse(ValueError):
 
 
 PROXY_RESPONSE_KEYS = frozenset(
-    {"statusCode", "statusDescription", "headers", "multiValueHeaders", "body", "isBase64Encoded"}
+    {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"}
 )
 
 
-def _header_value(value: Any) -> str:
+def _header_text(name: str, value: Any) -> str:
+    # Scalars become text as a JSON-to-String binding makes them (case 10: ``true`` ->
+    # "true"); a null, object or list value is malformed.
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise MalformedProxyResponse(f"header {name!r} has a {type(value).__name__} value")
 
 
-def parse_proxy_response(payload: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
-    """A proxy function's result -> (status, headers, body); raises MalformedProxyResponse."""
+def parse_proxy_response(
+    payload: bytes | None, *, decode_base64: bool
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A proxy function's result -> (status, headers, body); raises MalformedProxyResponse.
+
+    AWS's rules, as case 10 recorded them: every field is optional (``{}`` or only
+    ``headers`` answer 200 with an empty body); an unknown key, a ``statusCode`` that is not
+    an integer (``"200"`` is one, ``"test"`` is not), ``multiValueHeaders`` values that are not
+    lists, or a result that is not a JSON object make the response malformed (502);
+    ``headers: null`` is fine. A base64 ``body`` is decoded only when ``decode_base64`` (the
+    request's Accept names a binary media type, case 11) and ``isBase64Encoded`` is true;
+    otherwise the text is sent as it is. Headers given in both maps: the
+    ``multiValueHeaders`` values, plus a ``headers`` value they do not already hold (AWS's
+    documented merge, https://docs.aws.amazon.com/apigateway/latest/developerguide/
+    set-up-lambda-proxy-integrations.html). A ``body`` that is not a string is treated as
+    malformed (not recorded).
+    """
     try:
         result = json.loads(payload) if payload else None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise MalformedProxyResponse(f"result is not JSON: {exc}") from exc
     if not isinstance(result, dict):
         raise MalformedProxyResponse("result is not a JSON object")
     unknown = set(result) - PROXY_RESPONSE_KEYS
     if unknown:
         raise MalformedProxyResponse(f"unexpected keys {sorted(unknown)}")
-    status = result.get("statusCode")
-    if isinstance(status, str) and status.strip().isdigit():
+    status: Any = result.get("statusCode")
+    if status is None:
+        status = 200
+    elif isinstance(status, str) and status.strip().lstrip("+-").isdigit():
         status = int(status)
     if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
         raise MalformedProxyResponse(f"statusCode {status!r} is not an HTTP status")
-    headers: list[tuple[str, str]] = []
     single = result.get("headers") or {}
     multi = result.get("multiValueHeaders") or {}
     if not isinstance(single, dict) or not isinstance(multi, dict):
         raise MalformedProxyResponse("headers/multiValueHeaders must be objects")
-    for name, value in single.items():
-        if value is None or isinstance(value, (dict, list)):
-            raise MalformedProxyResponse(f"header {name!r} has a non-scalar value")
-        if name not in multi:
-            headers.append((str(name), _header_value(value)))
+    headers: list[tuple[str, str]] = []
+    multi_values: dict[str, list[str]] = {}
     for name, values in multi.items():
         if not isinstance(values, list):
             raise MalformedProxyResponse(f"multiValueHeaders[{name!r}] is not a list")
-        for value in values:
-            headers.append((str(name), _header_value(value)))
+        texts = [_header_text(name, value) for value in values]
+        multi_values[str(name).lower()] = texts
+        headers.extend((str(name), text) for text in texts)
+    for name, value in single.items():
+        text = _header_text(name, value)
+        if text not in multi_values.get(str(name).lower(), ()):
+            headers.append((str(name), text))
     body = result.get("body")
     if body is not None and not isinstance(body, str):
         raise MalformedProxyResponse("body must be a string")
     raw = (body or "").encode()
-    if result.get("isBase64Encoded") and body:
+    if decode_base64 and result.get("isBase64Encoded") is True and body:
         try:
             raw = base64.b64decode(body, validate=False)
         except ValueError as exc:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from orch.errors import SandboxError
+from orch.gateway.gateway_responses import CustomResponse
 from orch.gateway.workers import FunctionSpec
 
 DEFAULT_TIMEOUT_MS = 29000
@@ -100,6 +101,7 @@ class DeployedApi:
     region: str
     account_id: str
     binary_media_types: tuple[str, ...] = ()
+    gateway_responses: Mapping[str, CustomResponse] = field(default_factory=dict)
     loaded_at: float = field(default=0.0, compare=False)
 
 
@@ -201,6 +203,7 @@ def load_api(
         kwargs["position"] = position
     region = apigw_client.meta.region_name
     return DeployedApi(
+        gateway_responses=_gateway_responses(apigw_client, rest_api_id),
         rest_api_id=rest_api_id,
         name=api.get("name", ""),
         stage_name=stage_name,
@@ -212,6 +215,27 @@ def load_api(
         binary_media_types=tuple(api.get("binaryMediaTypes") or ()),
         loaded_at=time.monotonic(),
     )
+
+
+def _gateway_responses(apigw_client: Any, rest_api_id: str) -> dict[str, CustomResponse]:
+    """The API's customized gateway responses (``put_gateway_response``), by type. AWS lists
+    every type, customized or not (``defaultResponse`` false marks the customized ones);
+    moto lists only what was put."""
+    out: dict[str, CustomResponse] = {}
+    try:
+        items = apigw_client.get_gateway_responses(restApiId=rest_api_id).get("items", [])
+    except Exception:  # an emulator without gateway responses: AWS's defaults apply
+        return out
+    for item in items:
+        if item.get("defaultResponse") is True or not item.get("responseType"):
+            continue
+        out[item["responseType"]] = CustomResponse(
+            response_type=item["responseType"],
+            status_code=item.get("statusCode"),
+            response_parameters=dict(item.get("responseParameters") or {}),
+            response_templates=dict(item.get("responseTemplates") or {}),
+        )
+    return out
 
 
 # --- the function behind an integration ------------------------------------------------

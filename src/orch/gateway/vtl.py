@@ -9,15 +9,80 @@ plain data and gets a string (plus ``$context.responseOverride``) back.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import os
 import re
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
+from importlib import metadata
 from typing import Any
 
 import airspeed
 from airspeed import operators as _airspeed_ops
+
+from orch.errors import SandboxError
+
+AIRSPEED_DISTRIBUTION = "airspeed-ext"
+AIRSPEED_VERSION = "0.6.9"  # the version pyproject.toml pins; the fast paths below rely on it
+
+
+def check_template_engine() -> None:
+    """Fail loudly unless the ``airspeed`` module is airspeed-ext's, at the pinned version.
+
+    airspeed-ext and the older plain ``airspeed`` distribution install the same ``airspeed``
+    package; with both installed, whichever was installed last silently wins, and plain
+    airspeed renders AWS templates differently (it has none of AWS's Java methods). So:
+    no ``airspeed`` distribution may be installed, and the imported ``airspeed/operators.py``
+    must be the file airspeed-ext's RECORD lists, byte for byte (its sha256).
+
+    Raises SandboxError naming what was found and how to repair the environment.
+    """
+    hint = (
+        f"Run `pip uninstall -y airspeed && pip install --force-reinstall "
+        f"{AIRSPEED_DISTRIBUTION}=={AIRSPEED_VERSION}` in orch's environment."
+    )
+    try:
+        plain = metadata.distribution("airspeed")
+    except metadata.PackageNotFoundError:
+        plain = None
+    if plain is not None and plain.metadata["Name"].lower() == "airspeed":
+        raise SandboxError(
+            f"The plain `airspeed` {plain.version} package is installed beside "
+            f"{AIRSPEED_DISTRIBUTION}: both provide the `airspeed` module, and plain airspeed "
+            "renders API Gateway mapping templates wrongly.",
+            hint=hint,
+        )
+    try:
+        dist = metadata.distribution(AIRSPEED_DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        raise SandboxError(f"{AIRSPEED_DISTRIBUTION} is not installed.", hint=hint) from None
+    if dist.version != AIRSPEED_VERSION:
+        raise SandboxError(
+            f"{AIRSPEED_DISTRIBUTION} {dist.version} is installed; orch's local gateway is built "
+            f"and tested on {AIRSPEED_VERSION}.",
+            hint=hint,
+        )
+    recorded = next((f for f in dist.files or () if str(f) == "airspeed/operators.py"), None)
+    loaded = os.path.realpath(_airspeed_ops.__file__)
+    if recorded is None or recorded.hash is None or os.path.realpath(recorded.locate()) != loaded:
+        raise SandboxError(
+            f"The `airspeed` module orch imports ({loaded}) is not the one "
+            f"{AIRSPEED_DISTRIBUTION} installed.",
+            hint=hint,
+        )
+    with open(loaded, "rb") as handle:
+        digest = base64.urlsafe_b64encode(hashlib.sha256(handle.read()).digest()).rstrip(b"=")
+    if digest.decode() != recorded.hash.value:
+        raise SandboxError(
+            f"{loaded} differs from what {AIRSPEED_DISTRIBUTION} {AIRSPEED_VERSION} installed "
+            "(another package overwrote it).",
+            hint=hint,
+        )
+
+
+check_template_engine()
 
 
 class TemplateError(Exception):
@@ -25,7 +90,42 @@ class TemplateError(Exception):
 
 
 class BodyParseError(TemplateError):
-    """``$input.json``/``$input.path`` met a body that is not JSON (AWS answers 400)."""
+    """A body could not be read as JSON where AWS requires it (AWS answers 400 with
+    ``Could not parse request body into json: ...``): JSON nested deeper than
+    ``MAX_JSON_DEPTH``."""
+
+
+MAX_JSON_DEPTH = 1000
+"""Jackson's default ``StreamReadConstraints.getMaxNestingDepth()``. Python's own JSON
+decoder stops near the same depth (the interpreter's recursion limit, 1000 by default) with a
+RecursionError, which ``loads_json`` turns into the message Jackson gives."""
+
+
+class NotJson(ValueError):
+    """Text that is not a JSON document."""
+
+
+def loads_json(text: str | bytes) -> Any:
+    """``json.loads`` as the gateway needs it everywhere: JSON's grammar only (no NaN or
+    Infinity, which Python accepts and Jackson refuses), ``NotJson`` for text that is not
+    JSON and ``BodyParseError`` for a document nested too deep (never a RecursionError)."""
+    try:
+        return _DECODER.decode(text if isinstance(text, str) else text.decode("utf-8"))
+    except RecursionError as exc:
+        raise BodyParseError(
+            f"Document nesting depth exceeds the maximum allowed ({MAX_JSON_DEPTH}, from "
+            "`StreamReadConstraints.getMaxNestingDepth()`)"
+        ) from exc
+    except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
+        raise NotJson(str(exc)) from exc
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"Non-standard token '{name}'")
+
+
+# Built once: json.loads/json.dumps with any option build a new decoder/encoder per call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 # Java-flavoured string methods AWS templates use that airspeed lacks. airspeed looks
@@ -55,11 +155,18 @@ def _java_str(value: Any) -> str:
     return str(value)
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def _json_compact(value: Any) -> str:
+    return _COMPACT.encode(value)
+
+
 class VtlMap(dict):
     """A dict that behaves like the java.util.Map AWS hands to templates."""
 
     def keySet(self) -> list:  # noqa: N802 - Java method name used in templates
-        return list(self.keys())
+        return VtlList(self.keys())
 
     def containsKey(self, key: Any) -> bool:  # noqa: N802
         return key in self
@@ -79,7 +186,7 @@ class VtlMap(dict):
         return not self
 
     def entrySet(self) -> list:  # noqa: N802
-        return [VtlMap(key=k, value=v) for k, v in self.items()]
+        return VtlList(VtlMap(key=k, value=v) for k, v in self.items())
 
     def toString(self) -> str:  # noqa: N802
         return str(self)
@@ -114,6 +221,20 @@ class VtlList(list):
         return "[" + ", ".join(_java_str(v) for v in self) + "]"
 
 
+class JsonList(VtlList):
+    """A list read from JSON (``$input.path``, ``$util.parseJson``): AWS prints it as compact
+    JSON (``[{"foo":"bar"}]``), where a list that is not from JSON (``keySet()``,
+    ``split()``) prints Java-style. A map read from JSON still prints Java-style, also
+    inside a list element taken out of it (recorded: case 16 and LocalStack's AWS snapshot
+    ``test_input_path_template_formatting``: ``{foo=[{"nested":"bar"}]}``)."""
+
+    def toString(self) -> str:  # noqa: N802
+        return str(self)
+
+    def __str__(self) -> str:
+        return _json_compact(self)
+
+
 class ContextMap(VtlMap):
     """A ``$context`` map: AWS renders a nested context map (identity, overrides) as ""."""
 
@@ -136,11 +257,11 @@ class RootContext(VtlMap):
 
 
 def to_vtl(value: Any) -> Any:
-    """Turn parsed JSON into VtlMap/VtlList so templates get Java-like maps and lists."""
+    """Turn parsed JSON into VtlMap/JsonList so templates get Java-like maps and JSON lists."""
     if isinstance(value, dict):
         return VtlMap((k, to_vtl(v)) for k, v in value.items())
     if isinstance(value, list):
-        return VtlList(to_vtl(v) for v in value)
+        return JsonList(to_vtl(v) for v in value)
     return value
 
 
@@ -216,8 +337,23 @@ def jsonpath_get(document: Any, path: str) -> Any:
 # --- $input, $util ---------------------------------------------------------------------
 
 
+_NOT_JSON = object()
+
+
 class InputVariable:
-    """``$input``: the request (or integration response) body and the request parameters."""
+    """``$input``: the request (or integration response) body and the request parameters.
+
+    As AWS renders it (case 17, LocalStack's AWS snapshot ``test_input_body_formatting``):
+    ``$input.body`` is the raw body text, ``{}`` for an empty body, in request and response
+    templates alike. ``$input.json(path)``/``$input.path(path)`` read the body as JSON (an
+    empty body is ``{}``). A body that is not JSON is read as one JSON string: ``$input.path
+    ('$')`` is the raw text (Serverless' default form template splits it on ``&`` and ``=``
+    and works on AWS), ``$input.json('$')`` its JSON-quoted text, any deeper path null. That
+    the raw text is what ``$input.path('$')`` returns is established by that template's use
+    on AWS; ``$input.json`` of a body that is not JSON is not recorded anywhere we know and
+    follows the same reading. JSON nested deeper than ``MAX_JSON_DEPTH`` raises
+    ``BodyParseError`` (AWS: 400).
+    """
 
     def __init__(
         self,
@@ -226,7 +362,8 @@ class InputVariable:
         *,
         header_lookup: Mapping[str, str] | None = None,
     ) -> None:
-        self.body = body
+        self._text = body or ""
+        self.body = self._text if self._text else "{}"
         self._params = params or {"path": {}, "querystring": {}, "header": {}}
         self._header_lookup = header_lookup
         self._parsed: Any = None
@@ -234,22 +371,28 @@ class InputVariable:
 
     def _document(self) -> Any:
         if not self._parsed_ok:
-            text = self.body
-            if text is None or not text.strip():
+            text = self._text
+            if not text.strip():
                 self._parsed = {}
             else:
                 try:
-                    self._parsed = json.loads(text)
-                except ValueError as exc:
-                    raise BodyParseError(f"Could not parse payload into json: {exc}") from exc
+                    self._parsed = loads_json(text)
+                except NotJson:
+                    self._parsed = _NOT_JSON
             self._parsed_ok = True
         return self._parsed
 
+    def _select(self, path: str) -> Any:
+        document = self._document()
+        if document is _NOT_JSON:
+            return self._text if not _compile_jsonpath(path) else None
+        return jsonpath_get(document, path)
+
     def json(self, path: str = "$") -> str:
-        return json.dumps(jsonpath_get(self._document(), path), separators=(",", ":"))
+        return _json_compact(self._select(path))
 
     def path(self, path: str = "$") -> Any:
-        return to_vtl(jsonpath_get(self._document(), path))
+        return to_vtl(self._select(path))
 
     def params(self, name: str | None = None) -> Any:
         if name is None:
@@ -268,7 +411,7 @@ class InputVariable:
         return lookup.get(name.lower(), "") if isinstance(name, str) else ""
 
     def size(self) -> int:
-        return len((self.body or "").encode())
+        return len(self._text.encode())
 
 
 _JS_PLAIN = re.compile(r"[^'\"\\/\x00-\x1f\x7f-\U0010ffff]*")
@@ -319,15 +462,16 @@ class UtilVariable:
 
     def parseJson(self, text: str) -> Any:  # noqa: N802
         try:
-            return to_vtl(json.loads(text))
-        except (TypeError, ValueError) as exc:
+            return to_vtl(loads_json(_java_str(text)))
+        except NotJson as exc:
             raise TemplateError(f"$util.parseJson: {exc}") from exc
 
-    def urlEncode(self, value: str) -> str:  # noqa: N802
-        return urllib.parse.quote_plus(_java_str(value), safe="*")
+    def urlEncode(self, value: str | None) -> str:  # noqa: N802
+        # null (e.g. ``$input.body.testAccess``) encodes to "" (case 17)
+        return "" if value is None else urllib.parse.quote_plus(_java_str(value), safe="*")
 
-    def urlDecode(self, value: str) -> str:  # noqa: N802
-        return urllib.parse.unquote_plus(_java_str(value))
+    def urlDecode(self, value: str | None) -> str:  # noqa: N802
+        return "" if value is None else urllib.parse.unquote_plus(_java_str(value))
 
     def base64Encode(self, value: Any) -> str:  # noqa: N802
         data = value if isinstance(value, bytes) else _java_str(value).encode()
@@ -337,7 +481,7 @@ class UtilVariable:
         return base64.b64decode(_java_str(value)).decode("utf-8", errors="replace")
 
     def toJson(self, value: Any) -> str:  # noqa: N802
-        return json.dumps(value, separators=(",", ":"))
+        return _json_compact(value)
 
 
 UTIL = UtilVariable()
@@ -675,9 +819,17 @@ def render(
         cause = exc.__cause__
         if isinstance(cause, TemplateError):
             raise cause from exc
+        if isinstance(cause, RecursionError):
+            raise BodyParseError(
+                f"Document nesting depth exceeds what a template can render ({MAX_JSON_DEPTH})"
+            ) from exc
         raise TemplateError(str(exc)) from exc
     except TemplateError:
         raise
+    except RecursionError as exc:  # a document near the depth limit, printed or walked
+        raise BodyParseError(
+            f"Document nesting depth exceeds what a template can render ({MAX_JSON_DEPTH})"
+        ) from exc
     except Exception as exc:  # airspeed lets some evaluation errors escape unwrapped
         raise TemplateError(f"{type(exc).__name__}: {exc}") from exc
 

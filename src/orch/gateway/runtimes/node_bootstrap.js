@@ -99,12 +99,27 @@ function send(status, body) {
   }
 }
 
+// Paths as Lambda names them in stack traces and messages: the code under /var/task, the
+// runtime (this file) as /var/runtime/index.mjs; never a folder of the machine running it.
+const lambdaPaths = [
+  [pathToFileURL(__filename).href, 'file:///var/runtime/index.mjs'],
+  [__filename, '/var/runtime/index.mjs'],
+  [pathToFileURL(taskRoot).href, 'file:///var/task'],
+  [taskRoot, '/var/task'],
+];
+
+function lambdaText(text) {
+  let out = text;
+  for (const [local, remote] of lambdaPaths) out = out.split(local).join(remote);
+  return out;
+}
+
 function errorDoc(err) {
   if (err instanceof Error || (err && typeof err === 'object' && 'message' in err && 'name' in err)) {
     return {
       errorType: err.name || 'Error',
-      errorMessage: err.message === undefined ? '' : String(err.message),
-      trace: typeof err.stack === 'string' ? err.stack.split('\n') : [],
+      errorMessage: err.message === undefined ? '' : lambdaText(String(err.message)),
+      trace: typeof err.stack === 'string' ? lambdaText(err.stack).split('\n') : [],
     };
   }
   let message;

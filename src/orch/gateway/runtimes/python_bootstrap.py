@@ -35,6 +35,7 @@ import os
 import resource
 import struct
 import sys
+import sysconfig
 import time
 import traceback
 
@@ -117,15 +118,66 @@ class LambdaContext:
 
 def _make_error(message, error_type, stack_trace, request_id):
     return {
-        "errorMessage": message or "",
+        "errorMessage": _lambda_text(message or ""),
         "errorType": error_type or "",
         "requestId": request_id or "",
         "stackTrace": stack_trace or [],
     }
 
 
+# Where files live on Lambda: stack frames and messages name these paths, never the ones of
+# the machine running the gateway. Filled by _init_lambda_paths (longest prefix first).
+_LAMBDA_PATHS = []
+
+
+def _init_lambda_paths(task_root):
+    """Map this machine's folders onto Lambda's: the code to /var/task, the standard library
+    to /var/lang/lib/python3.X (X from the function's runtime), installed packages to its
+    site-packages, this bootstrap to /var/runtime."""
+    runtime = os.environ.get("AWS_EXECUTION_ENV", "").rpartition("_")[2]
+    if not runtime.startswith("python3."):
+        runtime = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    lang = f"/var/lang/lib/{runtime}"
+    pairs = [(task_root, "/var/task"), (os.path.dirname(os.path.abspath(__file__)), "/var/runtime")]
+    paths = sysconfig.get_paths()
+    for key in ("purelib", "platlib"):
+        if paths.get(key):
+            pairs.append((paths[key], f"{lang}/site-packages"))
+    for key in ("stdlib", "platstdlib"):
+        if paths.get(key):
+            pairs.append((paths[key], lang))
+    for entry in sys.path:
+        if entry and os.path.isabs(entry) and entry.endswith(("site-packages", "dist-packages")):
+            pairs.append((entry, f"{lang}/site-packages"))
+    seen = set()
+    for local, remote in sorted(pairs, key=lambda pair: -len(pair[0])):
+        local = os.path.realpath(local).rstrip(os.sep)
+        if local and local not in seen:
+            seen.add(local)
+            _LAMBDA_PATHS.append((local + os.sep, remote + "/"))
+
+
+def _lambda_path(filename):
+    """A frame's file as Lambda would name it; an unknown absolute path keeps only its name."""
+    if not filename or not os.path.isabs(filename):
+        return filename
+    real = os.path.realpath(filename)
+    for candidate in (filename, real):
+        for local, remote in _LAMBDA_PATHS:
+            if candidate.startswith(local):
+                return remote + candidate[len(local) :]
+    return "/var/runtime/" + os.path.basename(filename)
+
+
+def _lambda_text(text):
+    """Local folder names in a message replaced by Lambda's."""
+    for local, remote in _LAMBDA_PATHS:
+        text = text.replace(local, remote)
+    return text
+
+
 def _user_frames(tb):
-    frames = [(f.filename, f.lineno, f.name, f.line) for f in traceback.extract_tb(tb)]
+    frames = [(_lambda_path(f.filename), f.lineno, f.name, f.line) for f in traceback.extract_tb(tb)]
     for i, frame in enumerate(frames):
         if not frame[0].endswith(_THIS_FILE):
             return frames[i:]
@@ -181,7 +233,7 @@ def _load_handler(handler):
             "Runtime.ImportModuleError", f"Unable to import module '{modname}': {e}"
         ) from None
     except SyntaxError as e:
-        trace = [f'  File "{e.filename}" Line {e.lineno}\n    {e.text}']
+        trace = [f'  File "{_lambda_path(e.filename)}" Line {e.lineno}\n    {e.text}']
         raise FaultException(
             "Runtime.UserCodeSyntaxError", f"Syntax error in module '{modname}': {e}", trace
         ) from None
@@ -260,6 +312,7 @@ def main():
     req_fd, resp_fd = int(sys.argv[1]), int(sys.argv[2])
     task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
     sys.path[0] = task_root
+    _init_lambda_paths(task_root)
     sys.argv = [sys.argv[0]]
     for stream in (sys.stdout, sys.stderr):
         try:
