@@ -483,7 +483,7 @@ def gateway_server(project: Path, processes: int) -> Iterator[tuple[str, object]
 
     from moto.server import ThreadedMotoServer
 
-    from orch.gateway.server import build_server
+    from orch.gateway.app import build_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request log lines
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

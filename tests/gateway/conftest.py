@@ -157,7 +157,7 @@ def worker_pool() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def gateway_server(aws: Aws, project_dir: Path, worker_pool: Any) -> Iterator[Any]:
-    from orch.gateway.server import build_server
+    from orch.gateway.app import build_server
 
     lines: list[str] = []
     server = build_server(
