@@ -790,6 +790,7 @@ class WorkerPool:
             {"id": request_id, "deadline": int((now + spec.timeout) * 1000), "arn": spec.arn}
         ).encode()
         frame = b"".join((_REQ_HEADER.pack(len(meta), len(event)), meta, event))
+        started_ms = _now_ms()  # START's timestamp: no line of this invocation is older
         started = time.perf_counter()
         ex = worker.exchange(frame, time.monotonic() + spec.timeout)
         duration = (time.perf_counter() - started) * 1000.0
@@ -850,7 +851,7 @@ class WorkerPool:
         if init_ms is not None:
             report += f"\tInit Duration: {init_ms:.2f} ms"
         now = _now_ms()
-        events = [(now - int(duration), f"START RequestId: {request_id} Version: {spec.version}"), *lines]
+        events = [(started_ms, f"START RequestId: {request_id} Version: {spec.version}"), *lines]
         events.append((now, f"END RequestId: {request_id}"))
         events.append((now, report + status_note))
         self._emit(spec, worker.stream, events)
