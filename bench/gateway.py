@@ -625,8 +625,10 @@ def timed_answer(url: str, headers: dict[str, str]) -> float:
 
 def first_requests_after_apply(stack: Stack, headers: dict[str, str], releases: int) -> dict[str, Any]:
     """See the module doc: per release, the time until every process is warm for the new
-    version after mark_changed, and the latency of the requests that follow."""
-    from orch.sandbox import mark_changed
+    version after mark_changed (``wait_until_warm``, what orch can wait for after an apply),
+    and the latency of the requests that follow."""
+    from orch.gateway.generation import wait_until_warm
+    from orch.sandbox import generation_path, mark_changed
 
     server = stack.server
     processes = len(server.pids)
@@ -636,13 +638,11 @@ def first_requests_after_apply(stack: Stack, headers: dict[str, str], releases: 
         want = f"{stack.function}:{version}"
         started = time.monotonic()
         token = mark_changed(stack.project)
-        deadline = started + 60
-        pause = threading.Event()
-        while not all(s["warmed_generation"] == token and want in s["warm"] for s in server.stats()):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the gateway processes were not warm for {want} within 60 s")
-            pause.wait(0.01)
+        if not wait_until_warm(generation_path(stack.project), token, timeout=60):
+            raise RuntimeError(f"the gateway processes were not warm for {want} within 60 s")
         ready_ms = (time.monotonic() - started) * 1000.0
+        if not all(s["warmed_generation"] == token and want in s["warm"] for s in server.stats()):
+            raise RuntimeError(f"a gateway process said it was warm for {want} and is not: {server.stats()}")
         cold = sum(s["workers_started"] for s in server.stats())
         latencies = [timed_answer(stack.url, headers) for _ in range(3 * processes)]
         cold = sum(s["workers_started"] for s in server.stats()) - cold

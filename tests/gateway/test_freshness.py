@@ -12,7 +12,8 @@ from typing import Any
 from tests.gateway.conftest import invoke_url
 from tests.gateway.stacks import Stack, post, wait_for
 
-from orch.sandbox import mark_changed
+from orch.gateway.generation import WarmMarks, wait_until_warm
+from orch.sandbox import generation_path, mark_changed
 
 
 def test_every_request_after_mark_changed_runs_the_newest_code_and_a_destroy_is_403(aws, gw_project, serve):
@@ -73,12 +74,10 @@ def test_a_new_version_is_warm_in_every_process_before_it_is_asked_for(aws, gw_p
     wait_for(lambda: all(want in s["warm"] for s in server.stats()), f"{want} warm in every process")
     stack.release(2)
     token = mark_changed(gw_project)
+    assert wait_until_warm(generation_path(gw_project), token, timeout=30)  # what orch can wait for
     want = f"{stack.name}:{stack.version}"
-    wait_for(
-        lambda: all(s["warmed_generation"] == token and want in s["warm"] for s in server.stats()),
-        f"{want} warm in every process",
-    )
     stats = server.stats()
+    assert all(s["warmed_generation"] == token and want in s["warm"] for s in stats)
     old = f"{stack.name}:1"
     assert not any(old in s["warm"] for s in stats)  # the old version's workers were retired
     started = sum(s["workers_started"] for s in stats)
@@ -125,3 +124,18 @@ def test_the_warm_path_makes_no_boto3_call(aws, gw_project, serve):
     mark_changed(gw_project)  # the next request reads again
     assert post(url)[0] == 200
     assert "get_stage" in registry.apigw.calls
+
+
+def test_waiting_for_warm_marks_ignores_processes_that_are_gone(gw_project):
+    generation = generation_path(gw_project)
+    token = mark_changed(gw_project)
+    assert wait_until_warm(generation, token, timeout=0.1)  # no gateway: nothing to wait for
+    mine = WarmMarks(generation)
+    mine.mark("an-older-generation")
+    assert not wait_until_warm(generation, token, timeout=0.2)  # a live process is behind
+    mine.mark(token)
+    assert wait_until_warm(generation, token, timeout=0.2)
+    (mine.folder / "999999999").write_text("an-older-generation 12345\n")  # a process long gone
+    assert wait_until_warm(generation, token, timeout=0.2)
+    mine.clear()
+    assert not (mine.folder / str(mine.pid)).exists()

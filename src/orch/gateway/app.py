@@ -24,7 +24,7 @@ from typing import Any
 
 from orch.errors import SandboxError
 from orch.gateway.cloudwatch import LogShipper
-from orch.gateway.generation import Generation, GenerationWatcher
+from orch.gateway.generation import Generation, GenerationWatcher, WarmMarks
 from orch.gateway.model import ApiRegistry, lambda_refs
 from orch.gateway.multi import HelperProcesses, default_processes
 from orch.gateway.pipeline import Gateway
@@ -64,6 +64,7 @@ class LocalGateway:
         self.log = log
         self.helpers: HelperProcesses | None = None
         self.watcher: GenerationWatcher | None = None
+        self.marks: WarmMarks | None = None
         self._owns_pool = owns_pool
         self._refresh_lock = threading.Lock()
         self.warmed_generation: str | None = None
@@ -100,6 +101,8 @@ class LocalGateway:
             finally:
                 if self.watcher is not None:
                     self.watcher.close()
+                if self.marks is not None:
+                    self.marks.clear()
                 if self._owns_pool:
                     self.pool.close()
                 if self.shipper is not None:
@@ -166,6 +169,8 @@ class LocalGateway:
                     prewarm(spec)
             self.warm_seconds = time.monotonic() - started
             self.warmed_generation = generation
+            if self.marks is not None and generation is not None:
+                self.marks.mark(generation)
             return specs
 
     def _revalidate(self) -> None:
@@ -306,6 +311,7 @@ def build_process(
         http, gateway, registry, worker_pool, owns_pool=owns_pool, shipper=shipper, log=log
     )
     if watch:
+        app.marks = WarmMarks(generation_path(Path(project_dir)))
         app.watcher = GenerationWatcher(
             generation_path(Path(project_dir)),
             app.refresh,

@@ -4,7 +4,9 @@ After every change to deployed state orch rewrites ``.orch/sandbox/generation`` 
 with a new token (``orch.sandbox.mark_changed``). This module owns reading that token
 cheaply enough to do before every request (one ``stat``; the file is read only when the stat
 changed or is too recent to trust) and watching the file (inotify) so a gateway process can
-get ready for a new generation before the next request arrives. It must not read the
+get ready for a new generation before the next request arrives, and the marks by which
+each gateway process says it is ready for a generation (``WarmMarks``), which
+``wait_until_warm`` reads so orch can wait for them after an apply. It must not read the
 emulator, cache deployed APIs or start workers: ``model.ApiRegistry`` and
 ``orch.gateway.app`` do that with what this module tells them.
 """
@@ -147,4 +149,68 @@ class GenerationWatcher:
             self._inotify = None
 
 
-__all__ = ["Generation", "GenerationWatcher"]
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22), so a
+    reused pid is not taken for the process that left a mark; None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
+def warm_folder(generation_file: Path) -> Path:
+    return Path(generation_file).parent / "gateway-warm"
+
+
+class WarmMarks:
+    """This process's mark in ``<sandbox>/gateway-warm/<pid>``: the last generation it
+    finished warming (every deployed stage read, a worker started for each function
+    version), written atomically."""
+
+    def __init__(self, generation_file: Path) -> None:
+        self.folder = warm_folder(generation_file)
+        self.pid = os.getpid()
+
+    def mark(self, token: str) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        staging = self.folder / f".{self.pid}.tmp"
+        staging.write_text(f"{token} {_start_time(self.pid)}\n")
+        os.replace(staging, self.folder / str(self.pid))
+
+    def clear(self) -> None:
+        (self.folder / str(self.pid)).unlink(missing_ok=True)
+
+
+def wait_until_warm(generation_file: Path, token: str, timeout: float = 5.0) -> bool:
+    """Wait until every live gateway process has a mark for ``token`` (call it after
+    ``orch.sandbox.mark_changed`` returned ``token``, so the first request after an apply
+    finds warm workers). True when they all have, or no gateway process left a mark;
+    False after ``timeout`` seconds. Marks of processes that are gone are ignored."""
+    folder = warm_folder(generation_file)
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while True:
+        pending = False
+        try:
+            names = [name for name in os.listdir(folder) if name.isdigit()]
+        except FileNotFoundError:
+            return True
+        for name in names:
+            try:
+                mark_token, started = (folder / name).read_text().split()
+            except (OSError, ValueError):
+                continue
+            if _start_time(int(name)) != started:
+                continue  # that process is gone
+            if mark_token != token:
+                pending = True
+        if not pending:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        pause.wait(0.02)
+
+
+__all__ = ["Generation", "GenerationWatcher", "WarmMarks", "wait_until_warm", "warm_folder"]
