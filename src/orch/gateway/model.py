@@ -444,12 +444,20 @@ class ApiRegistry:
                 lock = self._key_locks[key] = threading.Lock()
             return lock
 
-    def _cached(self, table: str, key: Any, load: Callable[[], Any], expected: tuple[type, ...]) -> Any:
-        """The cached value for ``key`` in ``self.<table>``, loading it on a miss."""
+    def _cached(
+        self,
+        table: str,
+        key: Any,
+        load: Callable[[], Any],
+        expected: tuple[type, ...],
+        unchanged: Callable[[_Entry], bool] | None = None,
+    ) -> Any:
+        """The cached value for ``key`` in ``self.<table>``, loading it on a miss;
+        ``unchanged(entry)`` is a cheaper re-check than loading again."""
         entry = getattr(self, table).get(key)
         if entry is not None and self.refresh_interval is not None:
             if self.clock() - entry.checked_at >= self.refresh_interval:
-                entry = self._recheck(table, key, entry, load, expected)
+                entry = self._recheck(table, key, entry, load, expected, unchanged)
         if entry is not None:
             return entry.get()
         with self._key_lock((table, key)):
@@ -468,11 +476,22 @@ class ApiRegistry:
         except expected as exc:
             return _Entry(None, exc, self.clock())
 
-    def _recheck(self, table: str, key: Any, entry: _Entry, load: Callable[[], Any], expected: tuple[type, ...]):
+    def _recheck(
+        self,
+        table: str,
+        key: Any,
+        entry: _Entry,
+        load: Callable[[], Any],
+        expected: tuple[type, ...],
+        unchanged: Callable[[_Entry], bool] | None,
+    ) -> _Entry:
         with self._key_lock((table, key)):
             current = getattr(self, table).get(key)
             if current is not entry:
                 return current
+            if unchanged is not None and unchanged(entry):
+                entry.checked_at = self.clock()
+                return entry
             epoch = self._epoch
             fresh = self._load(load, expected)
             with self._lock:
@@ -489,6 +508,21 @@ class ApiRegistry:
             (rest_api_id, stage_name),
             lambda: load_api(self.apigw, self.lambda_, rest_api_id, stage_name),
             (ApiNotFound,),
+            lambda entry: self._same_deployment(rest_api_id, stage_name, entry),
+        )
+
+    def _same_deployment(self, rest_api_id: str, stage_name: str, entry: _Entry) -> bool:
+        """One get_stage: is the cached stage still deployed as it was (same deployment,
+        same stage variables)?"""
+        if entry.value is None:
+            return False
+        try:
+            stage = self.apigw.get_stage(restApiId=rest_api_id, stageName=stage_name)
+        except self.apigw.exceptions.NotFoundException:
+            return False
+        api = entry.value
+        return stage.get("deploymentId") == api.deployment_id and dict(stage.get("variables") or {}) == dict(
+            api.stage_variables
         )
 
     # functions
@@ -532,6 +566,8 @@ class ApiRegistry:
         stale: list[tuple[str, Any]] = []
         for key, entry in apis.items():
             try:
+                if self._same_deployment(key[0], key[1], entry):
+                    continue
                 fresh = self._load(lambda key=key: load_api(self.apigw, self.lambda_, *key), (ApiNotFound,))
             except Exception as exc:  # noqa: BLE001 - keep serving what we have
                 self.log(f"gateway: could not re-check {key[0]}/{key[1]}: {exc!r}")
