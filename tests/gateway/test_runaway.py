@@ -184,3 +184,4 @@ def test_in_the_sandbox_a_runaway_handler_is_contained_and_sandbox_stop_ends_its
     assert sandbox.stop(project)
     wait_for(lambda: _gone(pids["session"]) and _gone(pids["daemon"]), "the handler's processes ending", 10)
     assert all(_gone(pid) for pid in gateway_pids)
+    assert not list((project / ".orch" / "sandbox" / "gateway-warm").iterdir())  # every process cleaned up

@@ -88,25 +88,38 @@ class LocalGateway:
         self.http.shutdown()
 
     def server_close(self) -> None:
-        """Stop serving and end everything this gateway started (idempotent)."""
+        """Stop serving and end everything this gateway started (idempotent). The helpers
+        are asked to stop first and waited for later, so every process ends its workers at
+        once (``orch sandbox stop`` gives the daemon 10 s)."""
         if self._closed:
             return
         self._closed = True
-        try:
-            self.http.server_close()
-        finally:
+        started = time.monotonic()
+        # workers first: `orch sandbox stop` SIGKILLs the daemon after 10 s, and workers (in
+        # sessions of their own) and what their handlers started would then outlive it
+        steps: list[tuple[str, Callable[[], None]]] = [("HTTP server", self.http.server_close)]
+        if self.helpers is not None:
+            steps.append(("helpers (asking)", self.helpers.request_stop))
+        if self._owns_pool:
+            steps.append(("workers", self.pool.close))
+        if self.watcher is not None:
+            steps.append(("watcher", self.watcher.close))
+        if self.helpers is not None:
+            steps.append(("helpers", self.helpers.close))
+        if self.shipper is not None:
+            steps.append(("CloudWatch shipper", self.shipper.close))
+        if self.marks is not None:
+            steps.append(("warm mark", self.marks.clear))
+        for name, step in steps:
+            began = time.monotonic()
             try:
-                if self.helpers is not None:
-                    self.helpers.close()
-            finally:
-                if self.watcher is not None:
-                    self.watcher.close()
-                if self.marks is not None:
-                    self.marks.clear()
-                if self._owns_pool:
-                    self.pool.close()
-                if self.shipper is not None:
-                    self.shipper.close()
+                step()
+            except Exception as exc:  # noqa: BLE001 - the other parts must still stop
+                self.log(f"gateway: stopping the {name} failed: {exc!r}")
+            if time.monotonic() - began > 1.0:
+                self.log(f"gateway: stopping the {name} took {time.monotonic() - began:.1f} s")
+        if time.monotonic() - started > 1.0:
+            self.log(f"gateway: process {os.getpid()} stopped in {time.monotonic() - started:.1f} s")
 
     # -- processes and counters --
 

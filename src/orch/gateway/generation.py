@@ -107,7 +107,10 @@ class GenerationWatcher:
         if self.initial:
             self._call(self.on_change)
         while True:
-            ready, _, _ = select.select(watched, [], [], timeout)
+            try:
+                ready, _, _ = select.select(watched, [], [], timeout)
+            except (OSError, ValueError):  # closed while a slow refresh outlived close()
+                return
             if self._stop_r in ready:
                 return
             if not ready:
@@ -138,7 +141,7 @@ class GenerationWatcher:
         except OSError:
             pass
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=2)  # a refresh waiting on the emulator: a daemon thread
         for fd in (self._stop_r, self._stop_w):
             try:
                 os.close(fd)
@@ -176,7 +179,7 @@ class WarmMarks:
     def mark(self, token: str) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         staging = self.folder / f".{self.pid}.tmp"
-        staging.write_text(f"{token} {_start_time(self.pid)}\n")
+        staging.write_text(f"{token or '-'} {_start_time(self.pid)}\n")
         os.replace(staging, self.folder / str(self.pid))
 
     def clear(self) -> None:
@@ -204,7 +207,7 @@ def wait_until_warm(generation_file: Path, token: str, timeout: float = 5.0) -> 
                 continue
             if _start_time(int(name)) != started:
                 continue  # that process is gone
-            if mark_token != token:
+            if mark_token != (token or "-"):
                 pending = True
         if not pending:
             return True

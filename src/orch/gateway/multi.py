@@ -216,8 +216,8 @@ class HelperProcesses:
                 self._cond.wait(remaining)
             return [h.stats for h in asked if h.stats is not None]
 
-    def close(self) -> None:
-        """Stop every helper (end of file on its stdin), waiting for it to exit."""
+    def request_stop(self) -> None:
+        """Ask every helper to stop (end of file on its stdin) without waiting."""
         with self._cond:
             if self._closed:
                 return
@@ -229,6 +229,12 @@ class HelperProcesses:
                     helper.proc.stdin.close()
             except OSError:
                 pass
+
+    def close(self) -> None:
+        """Stop every helper and wait for it to exit (killing it after ``STOP_TIMEOUT``)."""
+        self.request_stop()
+        with self._cond:
+            helpers = list(self._helpers)
         deadline = time.monotonic() + STOP_TIMEOUT
         for helper in helpers:
             try:
@@ -277,7 +283,17 @@ def run_helper(config: dict[str, Any], build: Callable[[dict[str, Any], Callable
     from orch.errors import SandboxError
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+    def on_term(*_: Any) -> None:
+        # End the stdin loop as the parent's end of file does (the read is retried after
+        # the handler and finds /dev/null's end). Raising SystemExit instead could land in
+        # the middle of the cleanup below, when the parent closes stdin at the same time
+        # (`orch sandbox stop` signals the whole process group), and leave workers behind.
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+
+    signal.signal(signal.SIGTERM, on_term)
     fd = int(config["message_fd"])
     lock = threading.Lock()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import sys
 import threading
 import time
@@ -37,6 +38,12 @@ USER_REQUEST_PREFIX = "/restapis/"
 USER_REQUEST_MARK = "/_user_request_"
 HEALTH_PATH = "/_orch/health"
 _JSON = [("Content-Type", "application/json")]
+_TIMEVAL = struct.Struct("@ll")
+SEND_TIMEOUT = 30.0  # a client that stops reading its answer frees the thread after this
+
+
+def _timeval(seconds: float) -> bytes:
+    return _TIMEVAL.pack(int(seconds), int((seconds % 1) * 1_000_000))
 
 
 @dataclass(frozen=True)
@@ -382,11 +389,16 @@ class HttpServer:
     # -- one connection --
 
     def _serve_connection(self, conn: socket.socket, address: Any) -> None:
+        # Timeouts are the kernel's (SO_RCVTIMEO/SO_SNDTIMEO on a blocking socket): Python's
+        # own would poll() before every recv and fcntl() at every change, each a point where
+        # the thread lets go of the GIL and may wait to get it back.
         limits = self.limits
         parse = _Parse(conn, limits)
         feed = parse.parser.feed_data
         recv = conn.recv
-        settimeout = conn.settimeout
+        setsockopt = conn.setsockopt
+        setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(SEND_TIMEOUT))
+        current = None
         client_ip = address[0] if isinstance(address, tuple) else "127.0.0.1"
         port = self.server_address[1]
         while True:
@@ -395,10 +407,12 @@ class HttpServer:
             else:
                 left = parse.started + limits.request_timeout - time.monotonic()
                 timeout = max(min(limits.read_timeout, left), 0.001)
-            settimeout(timeout)
+            if timeout != current:
+                setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
+                current = timeout
             try:
                 data = recv(65536)
-            except TimeoutError:
+            except (BlockingIOError, TimeoutError):  # SO_RCVTIMEO ran out
                 if parse.started is not None:
                     self._refuse(conn, _Refused(400, "Bad Request", "request incomplete: timed out"))
                 return
@@ -432,7 +446,6 @@ class HttpServer:
     def _refuse(self, conn: socket.socket, refused: _Refused) -> None:
         data = serialize_response(refused.status, list(_JSON), _message(refused.message), close=True, head=False)
         try:
-            conn.settimeout(self.limits.read_timeout)
             conn.sendall(data)
         except OSError:
             pass
@@ -485,7 +498,6 @@ class HttpServer:
                 headers, body = response.headers, response.body
             data = serialize_response(status, headers, body, close=close, head=method == "HEAD")
             try:
-                conn.settimeout(None)
                 conn.sendall(data)
             except OSError:
                 return False

@@ -291,7 +291,8 @@ class _Worker:
                 remaining = deadline - monotonic()
                 if remaining <= 0:
                     return self._finish("timeout", log)
-                for fd, _ev in poll(remaining * 1000.0):
+                ready = poll(remaining * 1000.0)
+                for fd, _ev in ready:
                     if fd == resp_r:
                         chunk = read(resp_r, max(need - len(buf), 65536))
                         if not chunk:
@@ -303,7 +304,10 @@ class _Worker:
                             need = _RESP_HEADER_SIZE + length
                         if status >= 0 and len(buf) >= need:
                             body = buf[_RESP_HEADER_SIZE:need]
-                            self._drain_log(log)
+                            # the runtime flushes its output before it answers, so the log
+                            # pipe has data now only if this poll said so
+                            if any(ready_fd == log_r for ready_fd, _ in ready):
+                                self._drain_log(log)
                             return _Exchange("frame", status, body, log)
                     elif fd == log_r:
                         try:
