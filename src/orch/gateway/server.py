@@ -297,7 +297,6 @@ class HttpServer:
         self._connections: set[socket.socket] = set()
         self._closing = False
         self._stopped = threading.Event()
-        self._serving = False
 
     @property
     def url(self) -> str:
@@ -311,7 +310,6 @@ class HttpServer:
         with self._lock:
             if self._closing:
                 return
-            self._serving = True
             for _ in range(2):
                 self._add_acceptor_locked()
         self._stopped.wait()
