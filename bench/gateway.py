@@ -1,28 +1,40 @@
 #!/usr/bin/env python
 """Benchmark orch's local API gateway against a bare HTTP echo server and `chalice local`.
 
-One run measures three targets with ``wrk`` at the same concurrency, each request on a new
-TCP connection (``Connection: close``), for ``--duration`` seconds after a warm-up:
+All three targets run at once and are measured with ``wrk`` in interleaved rounds (each
+round measures every target for ``--duration`` seconds, in a rotating order), at the same
+concurrency, each request on a new TCP connection (``Connection: close``); ratios are taken
+within a round and the medians reported, so a machine whose load changes (it is shared)
+skews every target alike. The machine's load is reported: load average, and the share of
+its CPU that processes outside this benchmark used while it measured.
 
   gateway  the sandbox stack orch runs: moto's ThreadedMotoServer holding the REST API
            (POST / with the prototype's passthrough template, the Authorization header
            and the deptno-param query string, 200/400 integration responses), a stage
-           ``dev`` and the Lambda function built from functions/loopback; the local
-           gateway (``orch.gateway.server.build_server``, as ``orch.sandboxd`` starts it:
-           usable CPUs + 1 gateway processes sharing the port, ``--processes``) runs the
+           ``dev`` and the Lambda function built from functions/loopback behind its alias;
+           the local gateway (``orch.gateway.app.build_server``, as ``orch.sandboxd`` starts
+           it: usable CPUs + 1 gateway processes sharing the port, ``--processes``) runs the
            handler in warm workers;
   bare     a standard-library ThreadingHTTPServer (HTTP/1.1) that returns the request body;
   chalice  ``chalice local --no-autoreload`` serving a throwaway app whose POST / returns
            the request's JSON.
 
-Every target must answer 200 with the expected body before it is measured. The script
-checks that wrk really opened one connection per request (TIME_WAIT sockets counted from
-/proc/net/snmp) and whether the gateway started processes on its warm path (every gateway
-process's worker pids and spawn count before/after, processes this process started, and
-new processes anywhere below it in /proc). It prints a table and, as its last line, a JSON
-summary.
+Every target must answer 200 with the expected body before and after it is measured. The
+script checks that wrk really opened one connection per request (TCP PassiveOpens from
+/proc/net/snmp) and that the gateway started no process on its warm path (every gateway
+process's worker pids and spawn count, processes this process started, new processes
+below it in /proc).
 
-    .venv/bin/python bench/gateway.py [--duration 10] [--connections 8]
+Then it measures the first requests after an apply, ``--releases`` times: new code is
+published and the stage's alias moved to it, ``orch.sandbox.mark_changed`` is called, and
+it reports how long every gateway process took to have a warm worker for the new version,
+the latency of the requests that follow (new connections, so every process serves some)
+and whether any of them paid a cold start; and, once more, a request sent the instant
+after ``mark_changed`` (the registry reads the emulator on that request's path).
+
+It prints a table and, as its last line, a JSON summary.
+
+    .venv/bin/python bench/gateway.py [--duration 5] [--rounds 3] [--connections 8]
 
 Needs ``wrk`` (Debian: ``apt-get install wrk``; exit code 2 without it) and, for the
 chalice target, ``pip install chalice`` (the target is skipped without it).
@@ -50,6 +62,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -74,6 +87,7 @@ class WrkResult:
     errors: int
     non_2xx: int
     connections: int | None = None
+    cpu_ms_per_request: float | None = None
 
 
 def parse_wrk(output: str) -> WrkResult:
@@ -187,49 +201,89 @@ def check_answer(url: str, headers: dict[str, str], check: Callable[[bytes], Non
     check(body)
 
 
-def measure(
-    name: str,
-    wrk: str,
-    url: str,
-    headers: dict[str, str],
-    check: Callable[[bytes], None],
-    args: argparse.Namespace,
-    script: Path,
-    around: Callable[[], Callable[[], None]] | None = None,
-) -> WrkResult:
-    """Check, warm up, check, measure, check. ``around()`` runs just before the measured
-    run and returns what to call just after it."""
-    check_answer(url, headers, check)
-    print(f"[{name}] warming up for {args.warmup:g}s", file=sys.stderr, flush=True)
-    run_wrk(
-        wrk,
-        url,
-        headers,
-        duration=args.warmup,
-        connections=args.connections,
-        threads=args.threads,
-        script=script,
-    )
-    check_answer(url, headers, check)
-    print(f"[{name}] measuring for {args.duration:g}s", file=sys.stderr, flush=True)
-    after = around() if around else None
+@dataclass
+class Target:
+    name: str
+    url: str
+    headers: dict[str, str]
+    check: Callable[[bytes], None]
+
+
+def serving_cpu_seconds() -> float:
+    """CPU seconds used so far by this process (moto, the in-process servers) and every
+    live process below it (gateway helpers, workers, chalice); wrk, reaped, is left out."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
+
+
+def measure(target: Target, wrk: str, args: argparse.Namespace, script: Path, duration: float) -> WrkResult:
+    """Check, measure ``duration`` seconds (counting accepted connections and the CPU the
+    servers used per request, which other load on the machine hardly changes), check."""
+    check_answer(target.url, target.headers, target.check)
+    cpu = serving_cpu_seconds()
     before = passive_opens()
     result = run_wrk(
         wrk,
-        url,
-        headers,
-        duration=args.duration,
+        target.url,
+        target.headers,
+        duration=duration,
         connections=args.connections,
         threads=args.threads,
         script=script,
     )
     opened = passive_opens()
-    if after:
-        after()
+    if result.requests:
+        result.cpu_ms_per_request = (serving_cpu_seconds() - cpu) * 1000.0 / result.requests
     if before is not None and opened is not None:
         result.connections = opened - before
-    check_answer(url, headers, check)
+    check_answer(target.url, target.headers, target.check)
     return result
+
+
+class MachineLoad:
+    """CPU the whole machine used (/proc/stat) against what this benchmark's processes
+    used, between ``start()`` and ``stop()``: the rest is other people's load."""
+
+    def __init__(self) -> None:
+        self.started: tuple[float, float, float] | None = None
+        self.result: dict[str, float] = {}
+
+    @staticmethod
+    def _machine_busy() -> float:
+        with open("/proc/stat") as f:
+            fields = [float(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _ours() -> float:
+        """Our servers' CPU and what our reaped children (wrk) used."""
+        return serving_cpu_seconds() + sum(os.times()[2:4])
+
+    def start(self) -> None:
+        self.started = (time.monotonic(), self._machine_busy(), self._ours())
+        self.result["loadavg_start"] = round(os.getloadavg()[0], 2)
+
+    def stop(self) -> dict[str, float]:
+        assert self.started is not None
+        wall, busy, ours = self.started
+        wall = time.monotonic() - wall
+        cpus = len(os.sched_getaffinity(0))
+        others = max((self._machine_busy() - busy) - (self._ours() - ours), 0.0)
+        self.result.update(
+            loadavg_end=round(os.getloadavg()[0], 2),
+            others_cpu_share=round(others / (wall * cpus), 3),
+            cpus=cpus,
+        )
+        return self.result
 
 
 # ---- targets -------------------------------------------------------------------------------
@@ -473,8 +527,17 @@ def deploy_to_moto(endpoint: str, project: Path) -> tuple[str, str]:
     return api_id, name
 
 
+@dataclass
+class Stack:
+    url: str
+    server: Any
+    project: Path
+    endpoint: str
+    function: str
+
+
 @contextlib.contextmanager
-def gateway_server(project: Path, processes: int) -> Iterator[tuple[str, object]]:
+def gateway_server(project: Path, processes: int, cloudwatch: bool = True) -> Iterator[Stack]:
     """The stack ``orch sandbox`` runs: moto and the gateway (``processes`` gateway
     processes sharing the port, as ``orch.sandboxd``) in this process."""
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
@@ -483,7 +546,8 @@ def gateway_server(project: Path, processes: int) -> Iterator[tuple[str, object]
 
     from moto.server import ThreadedMotoServer
 
-    from orch.gateway.server import build_server
+    from orch.gateway.app import build_server
+    from orch.sandbox import mark_changed
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request log lines
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -491,7 +555,8 @@ def gateway_server(project: Path, processes: int) -> Iterator[tuple[str, object]
     try:
         host, port = moto.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        api_id, _name = deploy_to_moto(endpoint, project)
+        api_id, name = deploy_to_moto(endpoint, project)
+        mark_changed(project)  # as orch does after an apply
         server = build_server(
             "127.0.0.1",
             0,
@@ -501,6 +566,7 @@ def gateway_server(project: Path, processes: int) -> Iterator[tuple[str, object]
             log=lambda line: None,
             processes=processes,
             worker_pool_options={"max_workers_per_function": 4},
+            cloudwatch=cloudwatch,
         )
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
@@ -509,12 +575,82 @@ def gateway_server(project: Path, processes: int) -> Iterator[tuple[str, object]
                 raise RuntimeError("the gateway's helper processes did not start")
             gport = server.server_address[1]
             url = f"http://127.0.0.1:{gport}/restapis/{api_id}/{STAGE}/_user_request_/?{QUERY}"
-            yield url, server
+            yield Stack(url, server, project, endpoint, name)
         finally:
             server.shutdown()
             server.server_close()
     finally:
         moto.stop()
+
+
+def release(stack: Stack, number: int) -> str:
+    """New code for the function (the loopback plus a marker file), published, the stage's
+    alias moved to it and the package in the store: what an apply of a code change leaves.
+    Returns the new version."""
+    import hashlib
+    import io
+
+    import boto3
+
+    source = ROOT / "functions" / "loopback"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(source.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                zf.writestr(zipfile.ZipInfo(str(path.relative_to(source)), (1980, 1, 1, 0, 0, 0)), path.read_bytes())
+        zf.writestr(zipfile.ZipInfo("release.txt", (1980, 1, 1, 0, 0, 0)), f"{number}\n")
+    data = buffer.getvalue()
+    store = stack.project / ".orch" / "packages"
+    (store / f"{hashlib.sha256(data).hexdigest()}.zip").write_bytes(data)
+    session = boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name=REGION)
+    lam = session.client("lambda", endpoint_url=stack.endpoint)
+    version = lam.update_function_code(FunctionName=stack.function, ZipFile=data, Publish=True)["Version"]
+    lam.update_alias(FunctionName=stack.function, Name=STAGE, FunctionVersion=version)
+    return version
+
+
+def timed_answer(url: str, headers: dict[str, str]) -> float:
+    started = time.perf_counter()
+    check_answer(url, headers, check_gateway)
+    return (time.perf_counter() - started) * 1000.0
+
+
+def first_requests_after_apply(stack: Stack, headers: dict[str, str], releases: int) -> dict[str, Any]:
+    """See the module doc: per release, the time until every process is warm for the new
+    version after mark_changed (``wait_until_warm``, what orch can wait for after an apply),
+    and the latency of the requests that follow."""
+    from orch.gateway.generation import wait_until_warm
+    from orch.sandbox import generation_path, mark_changed
+
+    server = stack.server
+    processes = len(server.pids)
+    rows = []
+    for number in range(1, releases + 1):
+        version = release(stack, number)
+        want = f"{stack.function}:{version}"
+        started = time.monotonic()
+        token = mark_changed(stack.project)
+        if not wait_until_warm(generation_path(stack.project), token, timeout=60):
+            raise RuntimeError(f"the gateway processes were not warm for {want} within 60 s")
+        ready_ms = (time.monotonic() - started) * 1000.0
+        if not all(s["warmed_generation"] == token and want in s["warm"] for s in server.stats()):
+            raise RuntimeError(f"a gateway process said it was warm for {want} and is not: {server.stats()}")
+        cold = sum(s["workers_started"] for s in server.stats())
+        latencies = [timed_answer(stack.url, headers) for _ in range(3 * processes)]
+        cold = sum(s["workers_started"] for s in server.stats()) - cold
+        rows.append(
+            {
+                "version": version,
+                "warm_everywhere_after_ms": round(ready_ms, 1),
+                "first_ms": round(latencies[0], 2),
+                "max_ms": round(max(latencies), 2),
+                "cold_starts": cold,
+            }
+        )
+    version = release(stack, releases + 1)
+    mark_changed(stack.project)
+    immediate = timed_answer(stack.url, headers)  # no waiting: the request reads the emulator
+    return {"releases": rows, "immediately_after_mark_changed_ms": round(immediate, 2)}
 
 
 def descendants(root: int) -> set[tuple[int, int]]:
@@ -538,12 +674,12 @@ def descendants(root: int) -> set[tuple[int, int]]:
     return found
 
 
-def warm_up_every_process(url: str, headers: dict[str, str], server: object) -> None:
+def warm_up_every_process(url: str, headers: dict[str, str], server: Any) -> None:
     """One answered request per gateway process, so each has a warm worker (cold starts
     stay outside the numbers): new connections until every process has served one."""
-    want = len(server.pids)  # type: ignore[attr-defined]
+    want = len(server.pids)
     for _ in range(200 * want):
-        stats = server.stats()  # type: ignore[attr-defined]
+        stats = server.stats()
         if sum(1 for s in stats if s["workers_started"]) >= want:
             return
         check_answer(url, headers, check_gateway)
@@ -574,20 +710,31 @@ def check_gateway(body: bytes) -> None:
 # ---- main ----------------------------------------------------------------------------------
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per target")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per target per round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per target")
     parser.add_argument("--connections", type=int, default=8, help="wrk concurrency")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--releases", type=int, default=3, help="applies for the first-request measurement")
     parser.add_argument(
         "--processes",
         type=int,
         default=None,
         help="gateway processes (default: what orch sandbox runs, default_processes())",
     )
+    parser.add_argument("--targets", default="gateway,bare,chalice", help="comma-separated subset to run")
     parser.add_argument(
-        "--targets", default="gateway,bare,chalice", help="comma-separated subset to run"
+        "--no-cloudwatch",
+        action="store_true",
+        help="diagnostic: run the gateway without shipping handler logs (not what orch runs)",
     )
     args = parser.parse_args(argv)
     if args.processes is None:
@@ -602,12 +749,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    results: dict[str, WrkResult | None] = {}
-    notes: dict[str, object] = {}
+    names = [t.strip() for t in args.targets.split(",") if t.strip()]
+    runs: dict[str, list[WrkResult]] = {name: [] for name in names}
+    notes: dict[str, Any] = {}
+    load = MachineLoad()
     processes = ProcessCounter()
 
-    with tempfile.TemporaryDirectory(prefix="orch-bench-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix="orch-bench-") as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
         script = tmp / "post.lua"
         script.write_text(
@@ -615,85 +763,107 @@ def main(argv: list[str] | None = None) -> int:
             f"wrk.body = '{BODY.decode()}'\n"
             'wrk.headers["Content-Type"] = "application/json"\n'
         )
-        if "gateway" in targets:
+        targets: list[Target] = []
+        gateway: Stack | None = None
+        headers = {"Authorization": AUTHORIZATION}
+        if "gateway" in names:
             project = tmp / "project"
             project.mkdir()
-            with gateway_server(project, args.processes) as (url, server):
-                headers = {"Authorization": AUTHORIZATION}
-                warm_up_every_process(url, headers, server)  # cold starts outside the numbers
-                notes["gateway_processes"] = len(server.pids)  # type: ignore[attr-defined]
-
-                def around() -> Callable[[], None]:
-                    stats = server.stats()  # type: ignore[attr-defined]
-                    tree = descendants(os.getpid())
-                    spawned = processes.count
-
-                    def after() -> None:
-                        later = server.stats()  # type: ignore[attr-defined]
-                        notes["worker_pids_before"] = sorted(
-                            p for s in stats for p in s["worker_pids"]
-                        )
-                        notes["worker_pids_after"] = sorted(
-                            p for s in later for p in s["worker_pids"]
-                        )
-                        notes["workers_started"] = sum(s["workers_started"] for s in later) - sum(
-                            s["workers_started"] for s in stats
-                        )
-                        notes["processes_started"] = processes.count - spawned - 1  # - wrk
-                        # wrk is a child of this process and has exited by now
-                        notes["new_descendants"] = len(descendants(os.getpid()) - tree)
-
-                    return after
-
-                results["gateway"] = measure(
-                    "gateway", wrk, url, headers, check_gateway, args, script, around
-                )
-        if "bare" in targets:
-            with bare_server() as url:
-                results["bare"] = measure("bare", wrk, url, {}, check_echo, args, script)
-        if "chalice" in targets:
+            gateway = stack.enter_context(gateway_server(project, args.processes, not args.no_cloudwatch))
+            warm_up_every_process(gateway.url, headers, gateway.server)  # cold starts outside the numbers
+            notes["gateway_processes"] = len(gateway.server.pids)
+            targets.append(Target("gateway", gateway.url, headers, check_gateway))
+        if "bare" in names:
+            targets.append(Target("bare", stack.enter_context(bare_server()), {}, check_echo))
+        if "chalice" in names:
             try:
-                with chalice_server(tmp) as url:
-                    results["chalice"] = measure("chalice", wrk, url, {}, check_echo, args, script)
+                targets.append(Target("chalice", stack.enter_context(chalice_server(tmp)), {}, check_echo))
             except FileNotFoundError as exc:
                 print(f"[chalice] skipped: {exc}", file=sys.stderr)
-                results["chalice"] = None
+                runs.pop("chalice")
+        for target in targets:
+            print(f"[{target.name}] warming up for {args.warmup:g}s", file=sys.stderr, flush=True)
+            check_answer(target.url, target.headers, target.check)
+            run_wrk(
+                wrk,
+                target.url,
+                target.headers,
+                duration=args.warmup,
+                connections=args.connections,
+                threads=args.threads,
+                script=script,
+            )
 
-    bare = results.get("bare")
+        before_stats = gateway.server.stats() if gateway else []
+        tree = descendants(os.getpid())
+        spawned = processes.count
+        load.start()
+        for round_number in range(args.rounds):
+            order = targets[round_number % len(targets) :] + targets[: round_number % len(targets)]
+            for target in order:
+                print(f"[{target.name}] round {round_number + 1}: {args.duration:g}s", file=sys.stderr, flush=True)
+                runs[target.name].append(measure(target, wrk, args, script, args.duration))
+        notes["load"] = load.stop()
+        if gateway is not None:
+            after_stats = gateway.server.stats()
+            notes["worker_pids_before"] = sorted(p for s in before_stats for p in s["worker_pids"])
+            notes["worker_pids_after"] = sorted(p for s in after_stats for p in s["worker_pids"])
+            notes["workers_started"] = sum(s["workers_started"] for s in after_stats) - sum(
+                s["workers_started"] for s in before_stats
+            )
+            wrk_runs = sum(len(r) for r in runs.values())
+            notes["processes_started"] = processes.count - spawned - wrk_runs
+            notes["new_descendants"] = len(descendants(os.getpid()) - tree)
+            if args.releases:
+                print(f"[gateway] first requests after {args.releases} applies", file=sys.stderr, flush=True)
+                notes["after_apply"] = first_requests_after_apply(gateway, headers, args.releases)
+
+    def ratio_runs(name: str) -> list[float]:
+        if name not in runs or "bare" not in runs:
+            return []
+        return [r.rps / b.rps for r, b in zip(runs[name], runs["bare"], strict=True) if b.rps]
+
     print()
     print(
-        f"wrk: {args.connections} connections, new connection per request, "
-        f"{args.duration:g}s per target after {args.warmup:g}s warm-up"
+        f"wrk: {args.connections} connections, new connection per request, {args.rounds} interleaved rounds "
+        f"of {args.duration:g}s per target after {args.warmup:g}s warm-up; medians over rounds"
     )
     print(
-        f"{'target':<10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'vs bare':>9}"
+        f"{'target':<10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'vs bare':>9}{'p99 rounds':>24}{'cpu ms/req':>11}"
         f"{'requests':>10}{'conns':>8}{'errors':>8}{'non-2xx':>9}"
     )
     for name in ("gateway", "bare", "chalice"):
-        r = results.get(name)
-        if r is None:
-            if name in targets:
+        results = runs.get(name)
+        if not results:
+            if name in names:
                 print(f"{name:<10}{'skipped':>10}")
             continue
-        ratio = f"{r.rps / bare.rps:.2f}" if bare and bare.rps else "-"
+        ratios = ratio_runs(name)
+        ratio = f"{_median(ratios):.2f}" if ratios else "-"
+        p99s = "/".join(f"{r.p99_ms:.0f}" for r in results)
         print(
-            f"{name:<10}{r.rps:>10.1f}{r.p50_ms:>10.2f}{r.p99_ms:>10.2f}{ratio:>9}"
-            f"{r.requests:>10}{r.connections if r.connections is not None else '-':>8}"
-            f"{r.errors:>8}{r.non_2xx:>9}"
+            f"{name:<10}{_median([r.rps for r in results]):>10.1f}{_median([r.p50_ms for r in results]):>10.2f}"
+            f"{_median([r.p99_ms for r in results]):>10.2f}{ratio:>9}{p99s:>24}"
+            f"{_median([r.cpu_ms_per_request or 0.0 for r in results]):>11.2f}"
+            f"{sum(r.requests for r in results):>10}{sum(r.connections or 0 for r in results):>8}"
+            f"{sum(r.errors for r in results):>8}{sum(r.non_2xx for r in results):>9}"
         )
-    for name, r in results.items():
-        if r is not None and r.connections is not None and r.connections < 0.95 * r.requests:
-            print(
-                f"warning: {name}: {r.connections} connections accepted for {r.requests} "
-                "requests: wrk reused connections"
-            )
-    if "chalice" in results and results["chalice"] is not None and results["chalice"].errors:
+    for name, results in runs.items():
+        for r in results:
+            if r.connections is not None and r.connections < 0.95 * r.requests:
+                print(f"warning: {name}: {r.connections} connections accepted for {r.requests} requests")
+    if runs.get("chalice") and any(r.errors for r in runs["chalice"]):
         print(
             "note: chalice local closes the connection without answering `Connection: close`, "
             "so wrk finds each socket closed when it tries to reuse it, counts a read error "
             "and reconnects (its request count only has the answered requests)"
         )
-    if "gateway" in results:
+    load_note = notes["load"]
+    print(
+        f"machine: {load_note['cpus']} CPUs, load average {load_note['loadavg_start']} -> {load_note['loadavg_end']}, "
+        f"other processes used {100 * load_note['others_cpu_share']:.0f}% of the CPU while measuring"
+    )
+    if "gateway" in runs:
         print(
             f"gateway warm path ({notes.get('gateway_processes')} gateway processes): worker "
             f"processes started while measuring: {notes.get('workers_started')}, processes "
@@ -702,39 +872,57 @@ def main(argv: list[str] | None = None) -> int:
             f"{notes.get('new_descendants')}; worker pids "
             f"before {notes.get('worker_pids_before')} after {notes.get('worker_pids_after')}"
         )
+    after_apply = notes.get("after_apply")
+    if after_apply:
+        for row in after_apply["releases"]:
+            print(
+                f"after apply (version {row['version']}): every process warm {row['warm_everywhere_after_ms']:.0f} ms "
+                f"after mark_changed; next {3 * notes['gateway_processes']} requests: first {row['first_ms']:.2f} ms, "
+                f"max {row['max_ms']:.2f} ms, cold starts {row['cold_starts']}"
+            )
+        print(
+            "a request sent the instant after mark_changed (reads the emulator on its path): "
+            f"{after_apply['immediately_after_mark_changed_ms']:.2f} ms"
+        )
 
-    def rps(name: str) -> float | None:
-        r = results.get(name)
-        return round(r.rps, 1) if r else None
+    def median_of(name: str, field: str) -> float | None:
+        results = runs.get(name)
+        return round(_median([getattr(r, field) for r in results]), 2) if results else None
 
-    def ratio(name: str) -> float | None:
-        r = results.get(name)
-        return round(r.rps / bare.rps, 3) if r and bare and bare.rps else None
+    def median_ratio(name: str) -> float | None:
+        ratios = ratio_runs(name)
+        return round(_median(ratios), 3) if ratios else None
 
-    def p99(name: str) -> float | None:
-        r = results.get(name)
-        return round(r.p99_ms, 2) if r else None
-
+    releases = (after_apply or {}).get("releases", [])
     summary = {
-        "gateway_rps": rps("gateway"),
-        "bare_rps": rps("bare"),
-        "chalice_rps": rps("chalice"),
-        "gateway_ratio": ratio("gateway"),
-        "chalice_ratio": ratio("chalice"),
-        "gateway_p99_ms": p99("gateway"),
-        "bare_p99_ms": p99("bare"),
-        "chalice_p99_ms": p99("chalice"),
+        "gateway_rps": median_of("gateway", "rps"),
+        "bare_rps": median_of("bare", "rps"),
+        "chalice_rps": median_of("chalice", "rps"),
+        "gateway_ratio": median_ratio("gateway"),
+        "chalice_ratio": median_ratio("chalice"),
+        "gateway_p99_ms": median_of("gateway", "p99_ms"),
+        "bare_p99_ms": median_of("bare", "p99_ms"),
+        "chalice_p99_ms": median_of("chalice", "p99_ms"),
+        "gateway_p99_rounds_ms": [round(r.p99_ms, 2) for r in runs.get("gateway", [])],
+        "gateway_cpu_ms_per_request": median_of("gateway", "cpu_ms_per_request"),
+        "bare_cpu_ms_per_request": median_of("bare", "cpu_ms_per_request"),
+        "chalice_cpu_ms_per_request": median_of("chalice", "cpu_ms_per_request"),
         "connections": args.connections,
+        "rounds": args.rounds,
         "duration_s": args.duration,
         "new_connection_per_request": all(
-            r.connections is not None and r.connections >= 0.95 * r.requests
-            for r in results.values()
-            if r is not None
+            r.connections is not None and r.connections >= 0.95 * r.requests for rs in runs.values() for r in rs
         ),
         "gateway_workers_started_while_measuring": notes.get("workers_started"),
         "gateway_processes_started_while_measuring": notes.get("processes_started"),
         "gateway_new_descendant_processes": notes.get("new_descendants"),
         "gateway_processes": notes.get("gateway_processes"),
+        "gateway_cloudwatch": not args.no_cloudwatch,
+        "after_apply_max_ms": max((row["max_ms"] for row in releases), default=None),
+        "after_apply_cold_starts": sum(row["cold_starts"] for row in releases) if releases else None,
+        "after_apply_warm_everywhere_ms": [row["warm_everywhere_after_ms"] for row in releases],
+        "immediately_after_mark_changed_ms": (after_apply or {}).get("immediately_after_mark_changed_ms"),
+        **{f"machine_{k}": v for k, v in notes["load"].items()},
     }
     print(json.dumps(summary))
     return 0

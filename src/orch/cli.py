@@ -284,7 +284,7 @@ def serve(
             "(and deploy first with `orch apply STAGE --sandbox`)."
         )
     from orch.deploy import sandbox_invoke_url
-    from orch.gateway.server import run_foreground
+    from orch.gateway.app import run_foreground
 
     run = _stage_run(project, stage, sandbox)
     values = run.outputs()  # fails clearly when the stage is not deployed in the sandbox

@@ -312,7 +312,19 @@ class StageRun:
                 "redeploy the API without the removed routes",
                 lambda: holder["tf"].apply(replace=[DEPLOYMENT_ADDRESS]),
             ))
-        run_steps(steps, self.log)
+        try:
+            run_steps(steps, self.log)
+        finally:
+            self._mark_changed()
+
+    def _mark_changed(self) -> None:
+        """Sandbox: tell the local gateway that deployed state changed, and give its
+        processes a moment to be warm for it (the first request after an apply is fast)."""
+        if self.sandbox:
+            from orch.gateway.generation import wait_until_warm
+
+            token = sandbox_mod.mark_changed(self.project_dir)
+            wait_until_warm(sandbox_mod.generation_path(self.project_dir), token, timeout=5.0)
 
     def _ready_for_saved_plan(self, holder: dict[str, Any]) -> None:
         if not (self.workdir / "main.tf").is_file():
@@ -332,7 +344,10 @@ class StageRun:
             f"{' in the sandbox' if self.sandbox else ''}?"
         ):
             raise Aborted(f"nothing destroyed in stage {self.stage_name!r}.")
-        run_steps([Step("terraform destroy", holder["tf"].destroy)], self.log)
+        try:
+            run_steps([Step("terraform destroy", holder["tf"].destroy)], self.log)
+        finally:
+            self._mark_changed()
 
     def outputs(self) -> dict[str, Any]:
         if self.stage is None:

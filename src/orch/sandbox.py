@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import urllib.parse
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -220,3 +221,21 @@ def _tail(path: Path, lines: int = 12) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def generation_path(project_dir: Path) -> Path:
+    """``.orch/sandbox/generation``: a token that changes whenever deployed state does."""
+    return state_dir(project_dir) / "generation"
+
+
+def mark_changed(project_dir: Path) -> str:
+    """Tell every local gateway process that deployed state changed: rewrite the
+    generation file atomically with a new token (returned). Gateways re-read the deployed
+    APIs before answering their next request and warm workers for new versions."""
+    folder = state_dir(project_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    staging = folder / f".generation.{token}.tmp"
+    staging.write_text(token + "\n")
+    os.replace(staging, generation_path(project_dir))
+    return token

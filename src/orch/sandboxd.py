@@ -39,23 +39,20 @@ def main(argv: list[str] | None = None) -> int:
     host, port = moto.get_host_and_port()
     endpoint = f"http://{host}:{port}"
 
-    gateway = None
-    gateway_endpoint = None
-    try:
-        from orch.gateway.multi import default_processes
-        from orch.gateway.server import build_server
-    except ImportError:
-        build_server = None  # type: ignore[assignment]
-    if build_server is not None:
-        gateway = build_server(
-            "127.0.0.1", args.gateway_port, aws_endpoint=endpoint,
-            region=args.region,
-            project_dir=args.project_dir,
-            processes=default_processes(),
-        )
-        threading.Thread(target=gateway.serve_forever, name="gateway", daemon=True).start()
-        ghost, gport = gateway.server_address[:2]
-        gateway_endpoint = f"http://{ghost}:{gport}"
+    from orch.gateway.app import RotatingLog, build_server
+    from orch.gateway.multi import default_processes
+
+    gateway_log = RotatingLog(args.project_dir / ".orch" / "sandbox" / "sandbox.log", capture_stdio=True)
+    gateway = build_server(
+        "127.0.0.1", args.gateway_port, aws_endpoint=endpoint,
+        region=args.region,
+        project_dir=args.project_dir,
+        processes=default_processes(),
+        log=gateway_log,
+    )
+    threading.Thread(target=gateway.serve_forever, name="gateway", daemon=True).start()
+    ghost, gport = gateway.server_address[:2]
+    gateway_endpoint = f"http://{ghost}:{gport}"
 
     state = {
         "pid": os.getpid(),
@@ -79,11 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         with os.fdopen(args.ready_fd, "w") as ready:
             ready.write(json.dumps(state) + "\n")
     stop.wait()
-    if gateway is not None:
-        gateway.shutdown()
-        close = getattr(gateway, "close", None) or getattr(gateway, "server_close", None)
-        if close:
-            close()
+    gateway.shutdown()
+    gateway.server_close()
+    gateway_log.close()
     moto.stop()
     return 0
 

@@ -146,7 +146,7 @@ def worker_pool() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def gateway_server(aws: Aws, project_dir: Path, worker_pool: Any) -> Iterator[Any]:
-    from orch.gateway.server import build_server
+    from orch.gateway.app import build_server
 
     lines: list[str] = []
     server = build_server(
@@ -201,3 +201,36 @@ class InProcessPool:
 
     def close(self) -> None:
         pass
+
+
+@pytest.fixture
+def gw_project(tmp_path: Path) -> Path:
+    """A project folder of its own (package store, generation file) for one test."""
+    (tmp_path / ".orch" / "packages").mkdir(parents=True)
+    return tmp_path
+
+
+@pytest.fixture
+def serve(aws: Aws, gw_project: Path) -> Iterator[Callable[..., Any]]:
+    """``serve(**build_server options)``: a gateway of the test's own on ``gw_project``,
+    serving until the test ends (then stopped with its workers and helpers)."""
+    from orch.gateway.app import build_server
+
+    started: list[tuple[Any, threading.Thread]] = []
+
+    def start(**options: Any) -> Any:
+        options.setdefault("log", lambda _line: None)
+        server = build_server(
+            "127.0.0.1", 0, aws_endpoint=aws.endpoint, region=REGION, project_dir=gw_project, **options
+        )
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        started.append((server, thread))
+        assert server.wait_ready(120)
+        return server
+
+    yield start
+    for server, thread in started:
+        server.shutdown()
+        server.server_close()
+        thread.join()

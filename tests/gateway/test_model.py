@@ -6,7 +6,9 @@ from typing import Any
 
 from tests.gateway.conftest import PROXY_ECHO_HANDLER, lambda_uri
 
+from orch.gateway.generation import Generation
 from orch.gateway.model import ApiRegistry, load_api
+from orch.sandbox import generation_path, mark_changed
 
 
 def new_api(aws: Any, name: str) -> tuple[str, str]:
@@ -56,10 +58,11 @@ def test_registry_picks_up_a_new_deployment(aws, make_function, project_dir):
     fn = make_function(PROXY_ECHO_HANDLER)
     api_id = _proxy_api(aws, fn, "reload-check", ["one"])
     aws.apigw.create_deployment(restApiId=api_id, stageName="dev")
-    now = [0.0]
-    registry = ApiRegistry(aws.apigw, aws.lambda_, project_dir, clock=lambda: now[0])
+    registry = ApiRegistry(
+        aws.apigw, aws.lambda_, project_dir, generation=Generation(generation_path(project_dir))
+    )
     first = registry.get_api(api_id, "dev")
-    assert registry.get_api(api_id, "dev") is first  # within the interval: no boto3 call
+    assert registry.get_api(api_id, "dev") is first  # same generation: no boto3 call
     root = [r for r in first.resources if r.path == "/"][0].id
     res = add_resource(aws, api_id, root, "two")
     aws.apigw.put_method(
@@ -67,7 +70,8 @@ def test_registry_picks_up_a_new_deployment(aws, make_function, project_dir):
     )
     aws.apigw.put_integration(restApiId=api_id, resourceId=res, httpMethod="GET", type="MOCK")
     aws.apigw.create_deployment(restApiId=api_id, stageName="dev")
-    now[0] = 5.0
+    assert registry.get_api(api_id, "dev") is first  # not told yet
+    mark_changed(project_dir)
     second = registry.get_api(api_id, "dev")
     assert second.deployment_id != first.deployment_id
     assert "/two" in {r.path for r in second.resources}

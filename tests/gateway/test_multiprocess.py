@@ -11,7 +11,7 @@ import pytest
 from tests.gateway.conftest import ECHO_HANDLER, REGION, invoke_url, lambda_uri
 
 from orch.errors import SandboxError
-from orch.gateway.server import build_server
+from orch.gateway.app import build_server
 
 
 def _alive(pid: int) -> bool:
@@ -63,6 +63,12 @@ def echo_api(aws, make_function) -> str:
     return api_id
 
 
+def _function_name(aws, api_id: str) -> str:
+    root = aws.apigw.get_resources(restApiId=api_id)["items"][0]["id"]
+    uri = aws.apigw.get_integration(restApiId=api_id, resourceId=root, httpMethod="POST")["uri"]
+    return uri.split(":function:")[1].split(":")[0]
+
+
 def test_processes_share_the_port_and_stop_together(aws, project_dir: Path, echo_api: str):
     lines: list[str] = []
     server = build_server(
@@ -111,9 +117,10 @@ def test_processes_share_the_port_and_stop_together(aws, project_dir: Path, echo
         assert answered == set(pids)
         stats = server.stats()
         assert sorted(s["pid"] for s in stats) == sorted(pids)
-        assert all(s["workers_started"] == 1 for s in stats)  # each has its own warm worker
+        echo = f"{_function_name(aws, echo_api)}:1"
+        assert all(echo in s["warm"] for s in stats)  # each process has its own warm worker
         workers = [pid for s in stats for pid in s["worker_pids"]]
-        assert len(workers) == 2
+        assert all(s["worker_pids"] for s in stats) and len(set(workers)) == len(workers)
     finally:
         server.shutdown()
         server.server_close()

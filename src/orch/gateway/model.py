@@ -4,8 +4,9 @@ This module owns reading an API Gateway REST API stage (resources, methods, inte
 integration and method responses, stage variables, deployment id) and the Lambda function
 behind an integration URI from the emulator with boto3, turning the function into a
 ``FunctionSpec`` whose code is the unpacked ``.orch/packages/<hex>.zip``. It must not serve
-HTTP or run handlers. ``ApiRegistry`` keeps the warm path free of boto3 calls: it re-checks
-a stage's deploymentId (and a function's code) at most once per ``refresh_interval``.
+HTTP or run handlers. ``ApiRegistry`` keeps the warm path free of boto3 calls: it caches
+what it read for one generation of the deployed state (``orch.gateway.generation``) and
+reads again after ``orch.sandbox.mark_changed``.
 """
 
 from __future__ import annotations
@@ -269,6 +270,21 @@ def parse_lambda_uri(uri: str, stage_variables: Mapping[str, str]) -> FunctionRe
     return FunctionRef(name, qualifier or None)
 
 
+def lambda_refs(api: DeployedApi) -> list[FunctionRef]:
+    """The functions a deployed stage's Lambda (AWS and AWS_PROXY) integrations invoke,
+    each once, in resource order."""
+    refs: list[FunctionRef] = []
+    for resource in api.resources:
+        for method in resource.methods.values():
+            integration = method.integration
+            if integration is None or integration.type not in ("AWS", "AWS_PROXY") or not integration.uri:
+                continue
+            ref = parse_lambda_uri(integration.uri, api.stage_variables)
+            if ref is not None and ref not in refs:
+                refs.append(ref)
+    return refs
+
+
 class PackageMissing(SandboxError):
     """The deployed function's package is not in ``.orch/packages``."""
 
@@ -363,22 +379,38 @@ def resolve_function(lambda_client: Any, ref: FunctionRef, project_dir: Path) ->
 
 
 class _Entry:
-    __slots__ = ("value", "checked_at", "lock", "key")
+    """A cached value (or the error that loading it gave) and when it was last checked."""
 
-    def __init__(self, key: Any, value: Any, checked_at: float) -> None:
-        self.key = key
+    __slots__ = ("value", "error", "checked_at")
+
+    def __init__(self, value: Any, error: SandboxError | None, checked_at: float) -> None:
         self.value = value
+        self.error = error
         self.checked_at = checked_at
-        self.lock = threading.Lock()
+
+    def get(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 class ApiRegistry:
-    """Deployed APIs and function specs, cached; freshness re-checked at most once a second.
+    """Deployed APIs and function specs, cached for one generation of the deployed state.
 
-    The first request for an API or a function loads it synchronously. After that, one
-    request per ``refresh_interval`` does a cheap check (the stage's deploymentId, the
-    function's CodeSha256/Version/configuration); concurrent requests keep using the cached
-    value meanwhile, so the warm path never waits on boto3.
+    Every lookup first asks ``generation.current()`` (one ``stat``, see
+    ``orch.gateway.generation``): when the token differs from the one the caches were
+    filled under, they are emptied first, so a request that arrives after
+    ``orch.sandbox.mark_changed`` is answered from what is deployed now, in every gateway
+    process. A miss loads synchronously (boto3) under a per-key lock, so concurrent misses
+    load once; a hit makes no boto3 call. What does not exist (a deleted API or stage, a
+    deleted function, a package missing from ``.orch/packages``) is cached as that error for
+    the generation too, so a client calling a destroyed stage does not cost a boto3 call per
+    request; emulator hiccups are never cached.
+
+    ``revalidate()`` re-reads every cached entry and drops the ones that changed: the
+    gateway's watcher runs it off the request path as a safety net for changes made
+    without ``mark_changed``. ``refresh_interval`` (tests) re-validates an entry on the
+    request path when it is older than that many seconds.
     """
 
     def __init__(
@@ -387,85 +419,220 @@ class ApiRegistry:
         lambda_client: Any,
         project_dir: Path,
         *,
-        refresh_interval: float = 1.0,
+        generation: Any = None,
+        refresh_interval: float | None = None,
         log: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``generation``: an ``orch.gateway.generation.Generation`` (or anything with a
+        ``current() -> str``); None: the caches are only invalidated by ``revalidate``."""
         self.apigw = apigw_client
         self.lambda_ = lambda_client
         self.project_dir = Path(project_dir)
+        self.generation = generation
         self.refresh_interval = refresh_interval
         self.log = log or (lambda _msg: None)
         self.clock = clock
+        self._token: str | None = generation.current() if generation is not None else None
+        self._epoch = 0  # bumped whenever the caches are emptied
         self._apis: dict[tuple[str, str], _Entry] = {}
         self._functions: dict[FunctionRef, _Entry] = {}
-        self._load_lock = threading.Lock()
-        self.on_reload: list[Callable[[DeployedApi], None]] = []
+        self._lock = threading.Lock()
+        self._key_locks: dict[Any, threading.Lock] = {}
+
+    # generations
+    def sync(self) -> bool:
+        """Empty the caches if the generation changed since they were filled; True if so."""
+        if self.generation is None:
+            return False
+        token = self.generation.current()
+        if token == self._token:
+            return False
+        with self._lock:
+            if token == self._token:
+                return False
+            self._token = token
+            self._clear_locked()
+        self.log(f"gateway: deployed state changed (generation {token or '-'}): reading it again")
+        return True
+
+    def _clear_locked(self) -> None:
+        self._epoch += 1
+        self._apis = {}
+        self._functions = {}
+
+    def _key_lock(self, key: Any) -> threading.Lock:
+        with self._lock:
+            lock = self._key_locks.get(key)
+            if lock is None:
+                lock = self._key_locks[key] = threading.Lock()
+            return lock
+
+    def _cached(
+        self,
+        table: str,
+        key: Any,
+        load: Callable[[], Any],
+        expected: tuple[type, ...],
+        unchanged: Callable[[_Entry], bool] | None = None,
+    ) -> Any:
+        """The cached value for ``key`` in ``self.<table>``, loading it on a miss;
+        ``unchanged(entry)`` is a cheaper re-check than loading again."""
+        entry = getattr(self, table).get(key)
+        if entry is not None and self.refresh_interval is not None:
+            if self.clock() - entry.checked_at >= self.refresh_interval:
+                entry = self._recheck(table, key, entry, load, expected, unchanged)
+        if entry is not None:
+            return entry.get()
+        with self._key_lock((table, key)):
+            entry = getattr(self, table).get(key)
+            if entry is None:
+                epoch = self._epoch
+                entry = self._load(load, expected)
+                with self._lock:
+                    if epoch == self._epoch:  # not emptied meanwhile: what we read is current
+                        getattr(self, table)[key] = entry
+        return entry.get()
+
+    def _load(self, load: Callable[[], Any], expected: tuple[type, ...]) -> _Entry:
+        try:
+            return _Entry(load(), None, self.clock())
+        except expected as exc:
+            return _Entry(None, exc, self.clock())
+
+    def _recheck(
+        self,
+        table: str,
+        key: Any,
+        entry: _Entry,
+        load: Callable[[], Any],
+        expected: tuple[type, ...],
+        unchanged: Callable[[_Entry], bool] | None,
+    ) -> _Entry:
+        with self._key_lock((table, key)):
+            current = getattr(self, table).get(key)
+            if current is not entry:
+                return current
+            if unchanged is not None and unchanged(entry):
+                entry.checked_at = self.clock()
+                return entry
+            epoch = self._epoch
+            fresh = self._load(load, expected)
+            with self._lock:
+                if epoch == self._epoch:
+                    getattr(self, table)[key] = fresh
+            return fresh
 
     # APIs
     def get_api(self, rest_api_id: str, stage_name: str) -> DeployedApi:
-        key = (rest_api_id, stage_name)
-        entry = self._apis.get(key)
-        if entry is None:
-            with self._load_lock:
-                entry = self._apis.get(key)
-                if entry is None:
-                    api = load_api(self.apigw, self.lambda_, rest_api_id, stage_name)
-                    entry = _Entry(key, api, self.clock())
-                    self._apis[key] = entry
-            return entry.value
-        if self.clock() - entry.checked_at >= self.refresh_interval and entry.lock.acquire(
-            blocking=False
-        ):
-            try:
-                self._refresh_api(entry)
-            finally:
-                entry.lock.release()
-        return entry.value
+        """The deployed stage; raises ``ApiNotFound`` (a ``SandboxError``) when there is none."""
+        self.sync()
+        return self._cached(
+            "_apis",
+            (rest_api_id, stage_name),
+            lambda: load_api(self.apigw, self.lambda_, rest_api_id, stage_name),
+            (ApiNotFound,),
+            lambda entry: self._same_deployment(rest_api_id, stage_name, entry),
+        )
 
-    def _refresh_api(self, entry: _Entry) -> None:
-        rest_api_id, stage_name = entry.key
-        entry.checked_at = self.clock()
+    def _same_deployment(self, rest_api_id: str, stage_name: str, entry: _Entry) -> bool:
+        """One get_stage: is the cached stage still deployed as it was (same deployment,
+        same stage variables)?"""
+        if entry.value is None:
+            return False
         try:
             stage = self.apigw.get_stage(restApiId=rest_api_id, stageName=stage_name)
         except self.apigw.exceptions.NotFoundException:
-            self._apis.pop(entry.key, None)
-            return
-        except Exception as exc:  # emulator hiccup: keep serving what we have
-            self.log(f"gateway: could not re-check stage {stage_name} of {rest_api_id}: {exc}")
-            return
-        if stage.get("deploymentId") != entry.value.deployment_id or dict(
-            stage.get("variables") or {}
-        ) != dict(entry.value.stage_variables):
-            api = load_api(self.apigw, self.lambda_, rest_api_id, stage_name)
-            entry.value = api
-            self._functions.clear()
-            self.log(
-                f"gateway: reloaded {rest_api_id}/{stage_name} (deployment {api.deployment_id})"
-            )
-            for callback in self.on_reload:
-                callback(api)
+            return False
+        api = entry.value
+        return stage.get("deploymentId") == api.deployment_id and dict(stage.get("variables") or {}) == dict(
+            api.stage_variables
+        )
 
     # functions
-    def get_function(self, ref: FunctionRef) -> Any:
-        entry = self._functions.get(ref)
-        if entry is None:
-            spec = resolve_function(self.lambda_, ref, self.project_dir)
-            entry = _Entry(ref, spec, self.clock())
-            self._functions[ref] = entry
-            return spec
-        if self.clock() - entry.checked_at >= self.refresh_interval and entry.lock.acquire(
-            blocking=False
-        ):
+    def get_function(self, ref: FunctionRef) -> FunctionSpec:
+        """The function version ``ref`` names, unpacked; raises ``PackageMissing`` or
+        ``SandboxError`` (no such function)."""
+        self.sync()
+        return self._cached(
+            "_functions",
+            ref,
+            lambda: resolve_function(self.lambda_, ref, self.project_dir),
+            (SandboxError,),
+        )
+
+    # discovery and the safety net
+    def deployed_apis(self) -> list[DeployedApi]:
+        """Every stage of every REST API in the emulator's region, loaded into the cache
+        (for warming workers before the first request)."""
+        self.sync()
+        found: list[DeployedApi] = []
+        for rest_api in _paginate(self.apigw.get_rest_apis, "items"):
             try:
-                entry.checked_at = self.clock()
+                stages = self.apigw.get_stages(restApiId=rest_api["id"]).get("item", [])
+            except self.apigw.exceptions.NotFoundException:
+                continue
+            for stage in stages:
                 try:
-                    entry.value = resolve_function(self.lambda_, ref, self.project_dir)
-                except PackageMissing:
-                    self._functions.pop(ref, None)
-                    raise
-                except Exception as exc:
-                    self.log(f"gateway: could not re-check function {ref.function_arn}: {exc}")
-            finally:
-                entry.lock.release()
-        return entry.value
+                    found.append(self.get_api(rest_api["id"], stage["stageName"]))
+                except ApiNotFound:
+                    continue
+        return found
+
+    def revalidate(self) -> bool:
+        """Read every cached entry again and drop those that changed; True if any did.
+        Errors reaching the emulator leave the caches as they are."""
+        changed = False
+        with self._lock:
+            apis = dict(self._apis)
+            functions = dict(self._functions)
+            epoch = self._epoch
+        stale: list[tuple[str, Any]] = []
+        for key, entry in apis.items():
+            try:
+                if self._same_deployment(key[0], key[1], entry):
+                    continue
+                fresh = self._load(lambda key=key: load_api(self.apigw, self.lambda_, *key), (ApiNotFound,))
+            except Exception as exc:  # noqa: BLE001 - keep serving what we have
+                self.log(f"gateway: could not re-check {key[0]}/{key[1]}: {exc!r}")
+                continue
+            if not _same(entry, fresh):
+                stale.append(("_apis", key))
+        for ref, entry in functions.items():
+            try:
+                fresh = self._load(
+                    lambda ref=ref: resolve_function(self.lambda_, ref, self.project_dir), (SandboxError,)
+                )
+            except Exception as exc:  # noqa: BLE001
+                self.log(f"gateway: could not re-check function {ref.function_arn}: {exc!r}")
+                continue
+            if not _same(entry, fresh):
+                stale.append(("_functions", ref))
+        if stale:
+            with self._lock:
+                if epoch == self._epoch:
+                    for table, key in stale:
+                        getattr(self, table).pop(key, None)
+            changed = True
+            self.log(f"gateway: {len(stale)} deployed item(s) changed without a generation change; re-read")
+        return changed
+
+
+def _same(old: _Entry, new: _Entry) -> bool:
+    if (old.error is None) != (new.error is None):
+        return False
+    if old.error is not None:
+        return type(old.error) is type(new.error)
+    return old.value == new.value
+
+
+def _paginate(call: Callable[..., Mapping[str, Any]], key: str) -> list[Any]:
+    items: list[Any] = []
+    kwargs: dict[str, Any] = {"limit": 500}
+    while True:
+        page = call(**kwargs)
+        items.extend(page.get(key, []))
+        position = page.get("position")
+        if not position:
+            return items
+        kwargs["position"] = position

@@ -1,19 +1,21 @@
-"""Extra gateway processes that share the gateway's listening port.
+"""Extra gateway processes that share the gateway's listening port, and their protocol.
 
 One Python process serves at most one core of gateway work (the GIL), so
-``build_server(..., processes=N)`` starts N-1 helper processes once, at start-up. Each
-binds the same address with ``SO_REUSEPORT`` (Linux spreads new connections across the
-sockets) and has its own ``ApiRegistry`` and ``WorkerPool``; nothing is started per request.
+``orch.gateway.app.build_server(..., processes=N)`` starts N-1 helper processes once, at
+start-up. Each binds the same address with ``SO_REUSEPORT`` (Linux spreads new connections
+across the sockets) and has its own registry and worker pool; nothing is started per
+request. This module owns starting, watching and stopping helpers (``HelperProcesses``) and
+the helper's side of the conversation (``run_helper``); it must not build the gateway's
+parts: the helper's entry module (``python -m orch.gateway.helper``) hands ``run_helper``
+the function that builds them, so nothing here imports the server or the composition root.
 
 The parent talks to a helper through two pipes:
 
 * the helper's stdin: ``stats`` lines ask for counters; end of file (the parent closed it or
   died) makes the helper stop its server and workers and exit;
 * a message pipe from the helper: one JSON object a line, ``{"ready": pid}`` once it
-  listens, ``{"log": [line, ...]}`` (passed to the parent's ``log``; a request's lines in one message) and
-  ``{"stats": {...}}`` answers.
-
-Run as ``python -m orch.gateway.multi CONFIG_JSON`` by ``HelperProcesses`` only.
+  listens, ``{"log": [line, ...]}`` (passed to the parent's ``log``; a connection's lines
+  in one message) and ``{"stats": {...}}`` answers.
 """
 
 from __future__ import annotations
@@ -75,8 +77,13 @@ class HelperProcesses:
         refresh_interval: float,
         worker_pool_options: Mapping[str, Any] | None,
         log: Callable[[str], None],
+        module: str = "orch.gateway.helper",
+        options: Mapping[str, Any] | None = None,
     ) -> None:
+        """Start ``count`` helpers running ``python -m <module> CONFIG_JSON``; ``options``
+        are passed through to the helper's build function untouched (JSON values)."""
         self.log = log
+        self.module = module
         self._cond = threading.Condition()
         self._helpers: list[_Helper] = []
         self._closed = False
@@ -88,6 +95,7 @@ class HelperProcesses:
             "project_dir": str(project_dir),
             "refresh_interval": refresh_interval,
             "worker_pool_options": dict(worker_pool_options or {}),
+            **dict(options or {}),
         }
         env = dict(os.environ)
         source_root = str(Path(__file__).resolve().parents[2])  # the folder holding orch/
@@ -108,7 +116,7 @@ class HelperProcesses:
                 [
                     sys.executable,
                     "-m",
-                    "orch.gateway.multi",
+                    self.module,
                     json.dumps({**config, "message_fd": write_fd}),
                 ],
                 stdin=subprocess.PIPE,
@@ -208,8 +216,8 @@ class HelperProcesses:
                 self._cond.wait(remaining)
             return [h.stats for h in asked if h.stats is not None]
 
-    def close(self) -> None:
-        """Stop every helper (end of file on its stdin), waiting for it to exit."""
+    def request_stop(self) -> None:
+        """Ask every helper to stop (end of file on its stdin) without waiting."""
         with self._cond:
             if self._closed:
                 return
@@ -221,6 +229,12 @@ class HelperProcesses:
                     helper.proc.stdin.close()
             except OSError:
                 pass
+
+    def close(self) -> None:
+        """Stop every helper and wait for it to exit (killing it after ``STOP_TIMEOUT``)."""
+        self.request_stop()
+        with self._cond:
+            helpers = list(self._helpers)
         deadline = time.monotonic() + STOP_TIMEOUT
         for helper in helpers:
             try:
@@ -237,9 +251,49 @@ class HelperProcesses:
 # --- the helper process ------------------------------------------------------------------
 
 
-def _helper_main(config: dict[str, Any]) -> int:
+class HelperLog:
+    """The helper's ``log``: lines logged while a connection is served are kept until
+    ``flush()`` (the server calls it after each connection), so they cross the pipe in one
+    write; lines from other threads go at once."""
+
+    def __init__(self, send: Callable[[dict[str, Any]], None]) -> None:
+        self._send = send
+        self._local = threading.local()
+
+    def __call__(self, line: str) -> None:
+        pending = getattr(self._local, "pending", None)
+        if pending is None:
+            if threading.current_thread().name != "gateway-request":
+                self._send({"log": [line]})
+                return
+            pending = self._local.pending = []
+        pending.append(line)
+
+    def flush(self) -> None:
+        pending = getattr(self._local, "pending", None)
+        if pending:
+            self._local.pending = []
+            self._send({"log": pending})
+
+
+def run_helper(config: dict[str, Any], build: Callable[[dict[str, Any], Callable[[str], None]], Any]) -> int:
+    """A helper process's main loop: ``build(config, log)`` returns a started-to-be server
+    (``serve_forever``, ``shutdown``, ``server_close``, ``local_stats``) or raises
+    ``SandboxError``; then answer ``stats`` on stdin until end of file."""
+    from orch.errors import SandboxError
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+    def on_term(*_: Any) -> None:
+        # End the stdin loop as the parent's end of file does (the read is retried after
+        # the handler and finds /dev/null's end). Raising SystemExit instead could land in
+        # the middle of the cleanup below, when the parent closes stdin at the same time
+        # (`orch sandbox stop` signals the whole process group), and leave workers behind.
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+
+    signal.signal(signal.SIGTERM, on_term)
     fd = int(config["message_fd"])
     lock = threading.Lock()
 
@@ -252,45 +306,9 @@ def _helper_main(config: dict[str, Any]) -> int:
             except OSError:
                 pass  # the parent is gone; stdin's end of file stops us
 
-    class Log:
-        """Log lines of a request thread are kept until ``flush()`` (the server calls it
-        after each request), so a request's lines cross the pipe in one write."""
-
-        def __init__(self) -> None:
-            self._local = threading.local()
-
-        def __call__(self, line: str) -> None:
-            pending = getattr(self._local, "pending", None)
-            if pending is None:
-                if threading.current_thread().name != "gateway-request":
-                    send({"log": [line]})
-                    return
-                pending = self._local.pending = []
-            pending.append(line)
-
-        def flush(self) -> None:
-            pending = getattr(self._local, "pending", None)
-            if pending:
-                self._local.pending = []
-                send({"log": pending})
-
-    log = Log()
-
-    from orch.errors import SandboxError
-    from orch.gateway.server import build_server
-
+    log = HelperLog(send)
     try:
-        server = build_server(
-            config["host"],
-            int(config["port"]),
-            aws_endpoint=config["aws_endpoint"],
-            region=config["region"],
-            project_dir=Path(config["project_dir"]),
-            log=log,
-            refresh_interval=float(config["refresh_interval"]),
-            worker_pool_options=config.get("worker_pool_options") or None,
-            reuse_port=True,
-        )
+        server = build(config, log)
     except SandboxError as exc:
         send({"log": [f"gateway: helper process {os.getpid()} cannot serve: {exc.message}"]})
         return 1
@@ -306,7 +324,3 @@ def _helper_main(config: dict[str, Any]) -> int:
         server.server_close()
         os.close(fd)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_helper_main(json.loads(sys.argv[1])))

@@ -1,478 +1,538 @@
-"""The local gateway's HTTP server: a stage's invoke URL on loopback, answered like AWS does.
+"""The local gateway's HTTP server: a stage's invoke URL on loopback, spoken as strict HTTP/1.1.
 
-This module owns HTTP: parsing requests (Content-Length or chunked bodies, the 10 MB limit,
-``Connection: close``), the URL scheme
-``/restapis/<api_id>/<stage>/_user_request_/<path>`` from docs/design.md, ``GET
-/_orch/health``, one log line per request, and ``run_foreground`` for ``orch serve``. It must
-not know API Gateway semantics: every gateway request goes to ``pipeline.Gateway.handle``.
+This module owns HTTP and nothing else: reading requests with llhttp (through httptools, the
+parser uvicorn uses) so malformed framing is refused rather than guessed at, the limits
+(10 MB bodies, header size, idle and read timeouts), keep-alive and pipelining, the URL
+scheme ``/restapis/<api_id>/<stage>/_user_request_/<path>`` from docs/design.md, ``GET
+/_orch/health`` and one log line per request. It must not know API Gateway semantics, build
+the gateway's parts or start processes: every invoke-URL request goes to the ``handle``
+callable it is given (``orch.gateway.app`` wires it to ``pipeline.Gateway.handle``).
+
+Connections are served by a pool of threads that each block in ``accept()`` and then serve
+the connection they got, so a new connection never waits behind a busy one and nothing is
+handed between threads on the way in (a thread is added whenever the last idle one takes
+a connection).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import socket
+import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from http import HTTPStatus
 from typing import Any
+
+import httptools
 
 from orch.errors import SandboxError
 from orch.gateway.events import GatewayRequest, GatewayResponse
-from orch.gateway.model import ApiRegistry
-from orch.gateway.pipeline import MAX_BODY_BYTES, Gateway
 
-USER_REQUEST = re.compile(r"^/+restapis/([^/?#]+)/([^/?#]+)/_user_request_(?P<rest>[^?#]*)")
+USER_REQUEST_PREFIX = "/restapis/"
+USER_REQUEST_MARK = "/_user_request_"
 HEALTH_PATH = "/_orch/health"
-_TOO_LONG = json.dumps({"message": "Request Too Long"}).encode()
+_JSON = [("Content-Type", "application/json")]
+_TIMEVAL = struct.Struct("@ll")
+SEND_TIMEOUT = 30.0  # a client that stops reading its answer frees the thread after this
 
 
-_date_cache: tuple[int, str] = (-1, "")
+def _timeval(seconds: float) -> bytes:
+    return _TIMEVAL.pack(int(seconds), int((seconds % 1) * 1_000_000))
 
 
-def _http_date() -> str:
-    """The Date header, formatted once per second."""
-    global _date_cache
-    now = int(time.time())
-    second, text = _date_cache
-    if second != now:
-        text = formatdate(now, usegmt=True)
-        _date_cache = (now, text)
-    return text
+@dataclass(frozen=True)
+class HttpLimits:
+    """What a client may send, and how long it may take (seconds, bytes).
 
-
-def _stderr_log(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-class GatewayRequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # A buffered wfile: the status line, headers and body leave in one send when the
-    # response is written (handle_one_request and finish() flush it); larger bodies go
-    # straight through.
-    wbufsize = 64 * 1024
-    server: GatewayServer
-
-    # BaseHTTPRequestHandler would add "Server: BaseHTTP/..."; API Gateway sends no Server.
-    def send_response(self, code: int, message: str | None = None) -> None:
-        self.log_request(code)
-        self.send_response_only(code, message)
-        self.send_header("Date", _http_date())
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass  # one line per request is written by _dispatch instead
-
-    def handle_one_request(self) -> None:
-        try:
-            super().handle_one_request()
-        except (ConnectionError, TimeoutError):
-            self.close_connection = True
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks, total = [], 0
-            while True:
-                line = self.rfile.readline(65537)
-                if not line:
-                    raise ConnectionError("connection closed inside a chunked body")
-                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    break
-                total += size
-                if total > MAX_BODY_BYTES:
-                    raise _BodyTooLarge()
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(3)
-            return b"".join(chunks)
-        length = self.headers.get("Content-Length")
-        if not length:
-            return b""
-        size = int(length)
-        if size < 0:
-            raise ValueError("negative Content-Length")
-        if size > MAX_BODY_BYTES:
-            raise _BodyTooLarge()
-        return self.rfile.read(size)
-
-    def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD" and body:
-            self.wfile.write(body)
-
-    def _dispatch(self) -> None:
-        started = time.perf_counter()
-        path, _, query = self.path.partition("?")
-        query = query.partition("#")[0]
-        status, request_id, detail = 500, "-", ""
-        try:
-            match = USER_REQUEST.match(path)
-            if match is None:
-                if path == HEALTH_PATH and self.command in ("GET", "HEAD"):
-                    status = 200
-                    body = json.dumps(
-                        {"status": "ok", "service": "orch-gateway", "pid": os.getpid()}
-                    ).encode()
-                    self._send(200, [("Content-Type", "application/json")], body)
-                else:
-                    status = 404
-                    body = json.dumps(
-                        {
-                            "message": "Not Found",
-                            "hint": "invoke URLs look like "
-                            "/restapis/<rest_api_id>/<stage>/_user_request_/<path>",
-                        }
-                    ).encode()
-                    self.close_connection = self.close_connection or bool(
-                        self.headers.get("Content-Length") or self.headers.get("Transfer-Encoding")
-                    )
-                    self._send(404, [("Content-Type", "application/json")], body)
-                return
-            try:
-                body = self._read_body()
-            except _BodyTooLarge:
-                status, detail = 413, "body over 10 MB"
-                self.close_connection = True  # the rest of the body is never read
-                self._send(413, [("Content-Type", "application/json")], _TOO_LONG)
-                return
-            except ValueError:
-                status, detail = 400, "unreadable body framing"
-                self.close_connection = True
-                self._send(
-                    400, [("Content-Type", "application/json")], b'{"message": "Bad Request"}'
-                )
-                return
-            request = GatewayRequest(
-                method=self.command,
-                raw_path=match.group("rest"),
-                query_string=query,
-                headers=list(self.headers.items()),
-                body=body,
-                source_ip=self.client_address[0],
-                server_port=self.server.server_address[1],
-                protocol=self.request_version,
-            )
-            response: GatewayResponse = self.server.gateway.handle(
-                match.group(1), match.group(2), request
-            )
-            status, request_id, detail = response.status, response.request_id, response.detail
-            self._send(response.status, response.headers, response.body)
-        finally:
-            elapsed = (time.perf_counter() - started) * 1000
-            line = f"{self.command} {path} {status} {elapsed:.1f}ms {request_id}"
-            self.server.log(f"{line} ({detail})" if detail else line)
-            if self.server.flush_log is not None:
-                self.server.flush_log()
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
-
-
-class GatewayServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer serving stages through a ``Gateway``; daemon request threads.
-
-    Request threads are reused: a connection goes to an idle thread when there is one and
-    to a new thread otherwise (so a connection never waits behind busy ones, as with a
-    thread per connection); threads idle for ``thread_idle_timeout`` seconds exit.
+    ``max_body_bytes``: API Gateway's payload limit (10 MB), answered with 413 before the
+    body is read. ``keep_alive_timeout``: an idle connection between requests is closed
+    after this long. ``read_timeout``: silence in the middle of a request (headers or body
+    not complete, e.g. a Content-Length larger than what was sent) gets a 400 and the
+    connection is closed; the handler is never called on a partial body.
+    ``request_timeout``: the longest one request may take to arrive, however it trickles.
     """
 
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_header_bytes: int = 64 * 1024
+    keep_alive_timeout: float = 4.0
+    read_timeout: float = 3.0
+    request_timeout: float = 30.0
+
+
+Handle = Callable[[str, str, GatewayRequest], GatewayResponse]
+
+_date_cache: tuple[int, bytes] = (-1, b"")
+
+
+def _date_header() -> bytes:
+    """``Date: ...\\r\\n``, formatted once per second."""
+    global _date_cache
+    now = int(time.time())
+    second, line = _date_cache
+    if second != now:
+        line = f"Date: {formatdate(now, usegmt=True)}\r\n".encode()
+        _date_cache = (now, line)
+    return line
+
+
+def _status_line(status: int) -> bytes:
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
+    return f"HTTP/1.1 {status} {reason}\r\n".encode()
+
+
+_STATUS_LINES = {code: _status_line(code) for code in range(100, 600)}
+
+
+def _encode_header(name: str, value: str) -> bytes | None:
+    """``name: value\\r\\n``; None for a header that would break the framing (CR, LF)."""
+    if "\r" in name or "\n" in name or "\r" in value or "\n" in value or ":" in name:
+        return None
+    try:
+        return f"{name}: {value}\r\n".encode("latin-1")
+    except UnicodeEncodeError:
+        return f"{name}: {value}\r\n".encode()
+
+
+def serialize_response(
+    status: int, headers: list[tuple[str, str]], body: bytes, *, close: bool, head: bool
+) -> bytes:
+    """The response's bytes: status line, ``Date``, the headers, ``Content-Length``,
+    ``Connection: close`` when closing, and the body (not for HEAD)."""
+    parts = [_STATUS_LINES.get(status) or _status_line(status), _date_header()]
+    for name, value in headers:
+        lower = name.lower()
+        if lower in ("content-length", "connection", "date"):
+            continue  # framing headers are this module's
+        line = _encode_header(name, value)
+        if line is not None:
+            parts.append(line)
+    parts.append(b"Content-Length: %d\r\n" % len(body))
+    if close:
+        parts.append(b"Connection: close\r\n")
+    parts.append(b"\r\n")
+    if body and not head:
+        parts.append(body)
+    return b"".join(parts)
+
+
+def _message(text: str) -> bytes:
+    return json.dumps({"message": text}).encode()
+
+
+class _Refused(Exception):
+    """The request cannot be served: answer ``status`` with ``message`` and close."""
+
+    def __init__(self, status: int, message: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.message = message
+        self.detail = detail
+
+
+class _Request:
+    __slots__ = ("method", "url", "headers", "body", "version", "keep_alive")
+
+    def __init__(self, method: str, url: bytes, headers: list, body: bytes, version: str, keep_alive: bool):
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.version = version
+        self.keep_alive = keep_alive
+
+
+class _Parse:
+    """httptools callbacks for one connection: collects complete requests in ``done``."""
+
+    __slots__ = (
+        "conn",
+        "limits",
+        "parser",
+        "done",
+        "url",
+        "headers",
+        "header_bytes",
+        "body",
+        "body_bytes",
+        "started",
+        "refused",
+    )
+
+    def __init__(self, conn: socket.socket, limits: HttpLimits) -> None:
+        self.conn = conn
+        self.limits = limits
+        self.parser = httptools.HttpRequestParser(self)
+        self.done: list[_Request] = []
+        self.started: float | None = None  # monotonic time of a request's first byte
+        self.refused: _Refused | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[str, str]] = []
+        self.header_bytes = 0
+        self.body: list[bytes] = []
+        self.body_bytes = 0
+
+    def _refuse(self, status: int, message: str, detail: str) -> None:
+        self.refused = _Refused(status, message, detail)
+        raise self.refused
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self._reset()
+        if self.started is None:
+            self.started = time.monotonic()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.header_bytes += len(url)
+        if self.header_bytes > self.limits.max_header_bytes:
+            self._refuse(414, "Request-URI Too Long", "request line over the limit")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_bytes += len(name) + len(value) + 4
+        if self.header_bytes > self.limits.max_header_bytes:
+            self._refuse(431, "Request Header Fields Too Large", "headers over the limit")
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        version = self.parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            self._refuse(400, "Bad Request", f"HTTP/{version} is not served")
+        expect = None
+        for name, value in self.headers:
+            lower = name.lower()
+            if lower == "content-length" and int(value) > self.limits.max_body_bytes:
+                # refused before the body is read; the connection closes after the answer
+                self._refuse(413, "Request Too Long", "body over 10 MB")
+            elif lower == "expect":
+                expect = value.strip().lower()
+        if expect is not None:
+            if expect != "100-continue":
+                self._refuse(417, "Expectation Failed", f"unsupported Expect: {expect}")
+            if version == "1.1":
+                self.conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
+        if self.body_bytes > self.limits.max_body_bytes:
+            self._refuse(413, "Request Too Long", "body over 10 MB")
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        parser = self.parser
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        self.done.append(
+            _Request(
+                parser.get_method().decode("latin-1"),
+                self.url,
+                self.headers,
+                body,
+                parser.get_http_version(),
+                parser.should_keep_alive(),
+            )
+        )
+        self.started = None
+        self._reset()
+
+
+class HttpServer:
+    """A threaded HTTP/1.1 server on one listening socket (``SO_REUSEPORT`` on request).
+
+    ``handle(rest_api_id, stage, request)`` answers invoke-URL requests; ``log`` gets one
+    line per request (``log.flush()`` is called after each connection's request when the
+    log has one); ``health`` adds fields to ``/_orch/health``'s answer. Call
+    ``serve_forever()`` (returns after ``shutdown()``), then ``server_close()``.
+    Raises ``SandboxError`` when the address cannot be bound.
+    """
+
+    max_threads = 512
+    max_idle_threads = 16
 
     def __init__(
         self,
         address: tuple[str, int],
-        gateway: Gateway,
+        handle: Handle,
         *,
         log: Callable[[str], None],
-        on_close: Callable[[], None] | None = None,
         reuse_port: bool = False,
+        limits: HttpLimits | None = None,
+        health: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
-        self.gateway = gateway
+        self.handle = handle
         self.log = log
-        self._on_close = on_close
-        self.allow_reuse_port = reuse_port
-        self.helpers: Any = None  # orch.gateway.multi.HelperProcesses when processes > 1
-        # a log that batches a request thread's lines has a flush(), called after each request
         self.flush_log: Callable[[], None] | None = getattr(log, "flush", None)
-        self._pool_lock = threading.Lock()
-        self._idle: list[_RequestThread] = []
-        self._pool_closed = False
-        super().__init__(address, GatewayRequestHandler)
-
-    thread_idle_timeout = 60.0
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._pool_lock:
-            thread = self._idle.pop() if self._idle else None
-        if thread is not None:
-            thread.hand(request, client_address)
-            return
-        thread = _RequestThread(self)
-        thread.hand(request, client_address)
-        thread.start()
-
-    def _park(self, thread: _RequestThread) -> bool:
-        """A request thread is free again; False when it should exit instead."""
-        with self._pool_lock:
-            if self._pool_closed:
-                return False
-            self._idle.append(thread)
-            return True
-
-    def _unpark(self, thread: _RequestThread) -> bool:
-        """An idle thread timed out; False when a connection was handed to it meanwhile."""
-        with self._pool_lock:
-            if thread in self._idle:
-                self._idle.remove(thread)
-                return True
-            return False
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        self.log(f"gateway: error while serving {client_address}: {sys.exc_info()[1]!r}")
-
-    def server_close(self) -> None:
-        with self._pool_lock:
-            self._pool_closed = True
-            idle, self._idle = self._idle, []
-        for thread in idle:
-            thread.hand(None, None)
-        super().server_close()
-        if self._on_close is not None:
-            callback, self._on_close = self._on_close, None
-            callback()
+        self.limits = limits or HttpLimits()
+        self.health = health
+        host, port = address
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:
+            raise _bind_error(host, port, exc) from exc
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+            sock.listen(256)
+        except OSError as exc:
+            sock.close()
+            raise _bind_error(host, port, exc) from exc
+        self.socket = sock
+        self.server_address = sock.getsockname()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+        self._connections: set[socket.socket] = set()
+        self._closing = False
+        self._stopped = threading.Event()
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
-    @property
-    def pids(self) -> list[int]:
-        """The gateway processes serving this address: this one first, then the helpers."""
-        return [os.getpid(), *(self.helpers.pids if self.helpers is not None else [])]
+    # -- lifecycle --
 
-    def wait_ready(self, timeout: float = 60.0) -> bool:
-        """Wait until every helper process listens; True when all of them do."""
-        return self.helpers.wait_ready(timeout) if self.helpers is not None else True
-
-    def local_stats(self) -> dict[str, Any]:
-        """This process's counters: pid, worker processes started so far, live worker pids."""
-        pool = self.gateway.invoker
-        pids = getattr(pool, "worker_pids", None)
-        return {
-            "pid": os.getpid(),
-            "workers_started": getattr(pool, "workers_started", None),
-            "worker_pids": sorted(pids()) if callable(pids) else [],
-        }
-
-    def stats(self) -> list[dict[str, Any]]:
-        """``local_stats()`` of every gateway process serving this address."""
-        helpers = self.helpers.stats() if self.helpers is not None else []
-        return [self.local_stats(), *helpers]
-
-
-class _RequestThread(threading.Thread):
-    """A daemon thread that serves the connections handed to it, one at a time."""
-
-    def __init__(self, server: GatewayServer) -> None:
-        super().__init__(name="gateway-request", daemon=True)
-        self.server = server
-        self._ready = threading.Lock()  # held while there is no job: released by hand()
-        self._ready.acquire()
-        self._job: tuple[Any, Any] | None = None
-
-    def hand(self, request: Any, client_address: Any) -> None:
-        self._job = (request, client_address)
-        self._ready.release()
-
-    def run(self) -> None:
-        server = self.server
-        while True:
-            if not self._ready.acquire(timeout=server.thread_idle_timeout):
-                if server._unpark(self):
-                    return
-                self._ready.acquire()  # a connection was handed over as we timed out
-            job, self._job = self._job, None
-            request, client_address = job or (None, None)
-            if request is None:
+    def serve_forever(self) -> None:
+        """Serve until ``shutdown()``; connections are served by the acceptor threads."""
+        with self._lock:
+            if self._closing:
                 return
-            server.process_request_thread(request, client_address)
-            if server.flush_log is not None:
-                server.flush_log()  # e.g. handle_error's line
-            del job, request, client_address
-            if not server._park(self):
-                return
+            for _ in range(2):
+                self._add_acceptor_locked()
+        self._stopped.wait()
 
-
-def make_service_caller(aws_endpoint: str) -> Callable[..., tuple[int, dict[str, str], bytes]]:
-    """Send an AWS service integration's request to the emulator, SigV4-signed."""
-    import urllib.parse
-
-    import urllib3
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    http = urllib3.PoolManager(maxsize=8)
-    credentials = Credentials("test", "test")
-    base = aws_endpoint.rstrip("/")
-
-    def call(
-        *,
-        service: str,
-        region: str,
-        kind: str,
-        target: str,
-        method: str,
-        headers: dict[str, str],
-        query: dict[str, str],
-        body: bytes,
-        timeout: float,
-    ) -> tuple[int, dict[str, str], bytes]:
-        params = dict(query)
-        if kind == "action":
-            action, _, rest = target.partition("&")
-            params = {"Action": action, **dict(urllib.parse.parse_qsl(rest)), **params}
-            url = base + "/"
-        else:
-            url = f"{base}/{target.lstrip('/')}"
-        if params:
-            url += "?" + urllib.parse.urlencode(params)
-        request = AWSRequest(method=method, url=url, data=body, headers=headers)
-        SigV4Auth(credentials, service, region).add_auth(request)
-        response = http.request(
-            method,
-            url,
-            body=body,
-            headers=dict(request.headers.items()),
-            timeout=timeout,
-            retries=False,
-        )
-        return response.status, dict(response.headers.items()), response.data
-
-    return call
-
-
-def build_server(
-    host: str,
-    port: int,
-    *,
-    aws_endpoint: str,
-    region: str,
-    project_dir: Path,
-    worker_pool: Any = None,
-    log: Callable[[str], None] | None = None,
-    refresh_interval: float = 1.0,
-    processes: int = 1,
-    worker_pool_options: Mapping[str, Any] | None = None,
-    reuse_port: bool = False,
-) -> GatewayServer:
-    """A ready-to-serve gateway (call ``serve_forever()``; ``shutdown()`` + ``server_close()``).
-
-    ``worker_pool`` defaults to a new ``orch.gateway.workers.WorkerPool`` (built with
-    ``worker_pool_options``) that the server closes in ``server_close()``; a pool passed in
-    stays the caller's to close.
-
-    ``processes`` > 1 also starts ``processes - 1`` helper gateway processes (see
-    ``orch.gateway.multi``) that share the listening port through ``SO_REUSEPORT``, each
-    with its own registry and worker pool; their log lines reach ``log``, and
-    ``server_close()`` stops them (so does this process's death). They join as they become
-    ready (``server.wait_ready()`` waits for them); this process serves meanwhile.
-    """
-    import boto3
-
-    if processes > 1 and worker_pool is not None:
-        raise ValueError("worker_pool cannot be shared by several gateway processes")
-    log = log or _stderr_log
-    if processes > 1 and port != 0:
-        _check_port_free(host, port)
-    session = boto3.session.Session(
-        aws_access_key_id="test", aws_secret_access_key="test", region_name=region
-    )
-    apigw = session.client("apigateway", endpoint_url=aws_endpoint)
-    lambda_ = session.client("lambda", endpoint_url=aws_endpoint)
-    registry = ApiRegistry(
-        apigw, lambda_, Path(project_dir), refresh_interval=refresh_interval, log=log
-    )
-    on_close = None
-    if worker_pool is None:
-        from orch.gateway.workers import WorkerPool
-
-        worker_pool = WorkerPool(log_sink=log, **dict(worker_pool_options or {}))
-        on_close = worker_pool.close
-    gateway = Gateway(
-        registry,
-        worker_pool,
-        aws_endpoint=aws_endpoint,
-        log=log,
-        service_caller=make_service_caller(aws_endpoint),
-    )
-    try:
-        server = GatewayServer(
-            (host, port),
-            gateway,
-            log=log,
-            on_close=on_close,
-            reuse_port=reuse_port or processes > 1,
-        )
-    except OSError as exc:
-        if on_close:
-            on_close()
-        raise SandboxError(
-            f"The local gateway cannot listen on {host}:{port}: {exc.strerror or exc}.",
-            hint="Pick another port (0 chooses a free one) or stop what is using it.",
-        ) from exc
-    if processes > 1:
-        from orch.gateway.multi import HelperProcesses
-
+    def shutdown(self) -> None:
+        """Stop accepting connections and make ``serve_forever`` return."""
+        with self._lock:
+            self._closing = True
+            connections = list(self._connections)
         try:
-            helpers = HelperProcesses(
-                processes - 1,
-                host=host,
-                port=server.server_address[1],
-                aws_endpoint=aws_endpoint,
-                region=region,
-                project_dir=Path(project_dir),
-                refresh_interval=refresh_interval,
-                worker_pool_options=worker_pool_options,
-                log=log,
-            )
-        except BaseException:
-            server.server_close()
-            raise
-        server.helpers = helpers
-
-        def close_all(pool_close: Callable[[], None] | None = on_close) -> None:
+            self.socket.shutdown(socket.SHUT_RDWR)  # wakes the threads blocked in accept()
+        except OSError:
+            pass
+        for conn in connections:  # idle keep-alive connections stop waiting at once
             try:
-                helpers.close()
+                conn.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+        self._stopped.set()
+
+    def server_close(self) -> None:
+        """Release the listening socket (after ``shutdown()``, or instead of it)."""
+        if not self._closing:
+            self.shutdown()
+        self.socket.close()
+
+    # -- threads --
+
+    def _add_acceptor_locked(self) -> None:
+        self._threads += 1
+        self._idle += 1
+        threading.Thread(target=self._acceptor, name="gateway-request", daemon=True).start()
+
+    def _acceptor(self) -> None:
+        """Accept and serve connections; ``_idle`` counts the threads waiting in accept()."""
+        listener = self.socket
+        while True:
+            try:
+                conn, address = listener.accept()
+            except OSError as exc:
+                if self._closing:
+                    break
+                # EMFILE and the like: say so and give descriptors a moment to free up
+                self.log(f"gateway: accept failed: {exc}")
+                if self._stopped.wait(0.1):
+                    break
+                continue
+            with self._lock:
+                self._idle -= 1
+                if self._idle == 0 and self._threads < self.max_threads and not self._closing:
+                    self._add_acceptor_locked()
+                self._connections.add(conn)
+            try:
+                self._serve_connection(conn, address)
+            except Exception as exc:  # noqa: BLE001 - one connection must not end the thread
+                self.log(f"gateway: error while serving {address}: {exc!r}")
             finally:
-                if pool_close is not None:
-                    pool_close()
+                with self._lock:
+                    self._connections.discard(conn)
+                try:
+                    conn.close()
+                except OSError:
+                    pass
+                if self.flush_log is not None:
+                    self.flush_log()
+            with self._lock:
+                if self._closing or self._idle >= self.max_idle_threads:
+                    self._threads -= 1
+                    return
+                self._idle += 1
+        with self._lock:
+            self._idle -= 1
+            self._threads -= 1
 
-        server._on_close = close_all
-    return server
+    # -- one connection --
+
+    def _serve_connection(self, conn: socket.socket, address: Any) -> None:
+        # Timeouts are the kernel's (SO_RCVTIMEO/SO_SNDTIMEO on a blocking socket): Python's
+        # own would poll() before every recv and fcntl() at every change, each a point where
+        # the thread lets go of the GIL and may wait to get it back.
+        limits = self.limits
+        parse = _Parse(conn, limits)
+        feed = parse.parser.feed_data
+        recv = conn.recv
+        setsockopt = conn.setsockopt
+        setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(SEND_TIMEOUT))
+        current = None
+        client_ip = address[0] if isinstance(address, tuple) else "127.0.0.1"
+        port = self.server_address[1]
+        while True:
+            if parse.started is None:
+                timeout = limits.keep_alive_timeout
+            else:
+                left = parse.started + limits.request_timeout - time.monotonic()
+                timeout = max(min(limits.read_timeout, left), 0.001)
+            if timeout != current:
+                setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
+                current = timeout
+            try:
+                data = recv(65536)
+            except (BlockingIOError, TimeoutError):  # SO_RCVTIMEO ran out
+                if parse.started is not None:
+                    self._refuse(conn, _Refused(400, "Bad Request", "request incomplete: timed out"))
+                return
+            except OSError:
+                return
+            if not data:
+                if parse.started is not None:  # closed (or half-closed) inside a request
+                    self._refuse(conn, _Refused(400, "Bad Request", "request incomplete: connection closed"))
+                return
+            if parse.started is None:
+                parse.started = time.monotonic()
+            upgrade = False
+            try:
+                feed(data)
+            except httptools.HttpParserUpgrade:
+                upgrade = True  # served as plain HTTP/1.1, then the connection closes
+            except httptools.HttpParserError as exc:
+                refused = parse.refused or _Refused(400, "Bad Request", f"malformed request: {exc}")
+                for request in parse.done:  # complete requests before the bad one
+                    if not self._answer(conn, request, client_ip, port, close=False):
+                        return
+                self._refuse(conn, refused)
+                return
+            requests, parse.done = parse.done, []
+            for index, request in enumerate(requests):
+                last = index == len(requests) - 1
+                close = not request.keep_alive or (upgrade and last)
+                if not self._answer(conn, request, client_ip, port, close=close) or close:
+                    return
+
+    def _refuse(self, conn: socket.socket, refused: _Refused) -> None:
+        data = serialize_response(refused.status, list(_JSON), _message(refused.message), close=True, head=False)
+        try:
+            conn.sendall(data)
+        except OSError:
+            pass
+        self.log(f"- - {refused.status} 0.0ms - ({refused.detail})")
+
+    def _answer(self, conn: socket.socket, request: _Request, client_ip: str, port: int, *, close: bool) -> bool:
+        """Serve one complete request; False when the connection is gone."""
+        started = time.perf_counter()
+        method = request.method
+        target = request.url.decode("latin-1")
+        if target.startswith(("http://", "https://")):  # absolute-form: keep the path
+            target = "/" + target.split("/", 3)[3] if target.count("/") >= 3 else "/"
+        path, _, query = target.partition("?")
+        path = path.partition("#")[0]
+        query = query.partition("#")[0]
+        status, request_id, detail = 500, "-", ""
+        try:
+            routed = _route(path)
+            if routed is None:
+                if path == HEALTH_PATH and method in ("GET", "HEAD"):
+                    info = {"status": "ok", "service": "orch-gateway", "pid": os.getpid()}
+                    if self.health is not None:
+                        info.update(self.health())
+                    status, headers, body = 200, list(_JSON), json.dumps(info).encode()
+                else:
+                    status, headers = 404, list(_JSON)
+                    body = json.dumps(
+                        {
+                            "message": "Not Found",
+                            "hint": "invoke URLs look like /restapis/<rest_api_id>/<stage>/_user_request_/<path>",
+                        }
+                    ).encode()
+            else:
+                api_id, stage, rest = routed
+                response = self.handle(
+                    api_id,
+                    stage,
+                    GatewayRequest(
+                        method=method,
+                        raw_path=rest,
+                        query_string=query,
+                        headers=request.headers,
+                        body=request.body,
+                        source_ip=client_ip,
+                        server_port=port,
+                        protocol=f"HTTP/{request.version}",
+                    ),
+                )
+                status, request_id, detail = response.status, response.request_id, response.detail
+                headers, body = response.headers, response.body
+            data = serialize_response(status, headers, body, close=close, head=method == "HEAD")
+            try:
+                conn.sendall(data)
+            except OSError:
+                return False
+            return True
+        finally:
+            elapsed = (time.perf_counter() - started) * 1000
+            line = f"{method} {path} {status} {elapsed:.1f}ms {request_id}"
+            self.log(f"{line} ({detail})" if detail else line)
 
 
-def _check_port_free(host: str, port: int) -> None:
-    """SO_REUSEPORT would let the gateway share a port another server (e.g. an earlier
-    gateway) holds; a plain bind first tells that the port is in use."""
+def _route(path: str) -> tuple[str, str, str] | None:
+    """``/restapis/<id>/<stage>/_user_request_<rest>`` -> (id, stage, rest); else None."""
+    stripped = path.lstrip("/")
+    if not stripped.startswith("restapis/"):
+        return None
+    pieces = stripped.split("/", 3)
+    if len(pieces) < 4 or not pieces[1] or not pieces[2]:
+        return None
+    rest = "/" + pieces[3]
+    if not rest.startswith(USER_REQUEST_MARK):
+        return None
+    tail = rest[len(USER_REQUEST_MARK) :]
+    if tail and not tail.startswith("/"):
+        return None  # '/_user_request_x' is not the marker
+    return pieces[1], pieces[2], tail
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> SandboxError:
+    return SandboxError(
+        f"The local gateway cannot listen on {host}:{port}: {exc.strerror or exc}.",
+        hint="Pick another port (0 chooses a free one) or stop what is using it.",
+    )
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise ``SandboxError`` when ``host:port`` is taken. SO_REUSEPORT would let the
+    gateway share a port another server (an earlier gateway) holds; a plain bind tells."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         family = infos[0][0] if infos else socket.AF_INET
@@ -480,44 +540,11 @@ def _check_port_free(host: str, port: int) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
     except OSError as exc:
-        raise SandboxError(
-            f"The local gateway cannot listen on {host}:{port}: {exc.strerror or exc}.",
-            hint="Pick another port (0 chooses a free one) or stop what is using it.",
-        ) from exc
+        raise _bind_error(host, port, exc) from exc
 
 
-def run_foreground(
-    host: str,
-    port: int,
-    *,
-    aws_endpoint: str,
-    region: str,
-    project_dir: Path,
-    log: Callable[[str], None] | None = None,
-    ready: Callable[[GatewayServer], None] | None = None,
-) -> None:
-    """Serve until Ctrl-C (``orch serve``); always stops the workers on the way out."""
-    from orch.gateway.multi import default_processes
+def stderr_log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
-    log = log or _stderr_log
-    server = build_server(
-        host,
-        port,
-        aws_endpoint=aws_endpoint,
-        region=region,
-        project_dir=project_dir,
-        log=log,
-        processes=default_processes(),
-    )
-    log(
-        f"gateway: listening on {server.url} (invoke URLs: "
-        f"{server.url}/restapis/<rest_api_id>/<stage>/_user_request_/)"
-    )
-    if ready is not None:
-        ready(server)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        log("gateway: stopping")
-    finally:
-        server.server_close()
+
+__all__ = ["HttpLimits", "HttpServer", "check_port_free", "serialize_response", "stderr_log"]

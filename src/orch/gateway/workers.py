@@ -15,9 +15,14 @@ Workers run ``runtimes/python_bootstrap.py`` (python3.x, with this interpreter) 
 ``runtimes/node_bootstrap.js`` (nodejs*.x, with ``node`` from PATH). Requests and answers are
 length-prefixed frames on two dedicated pipes (see the bootstrap docstring); the worker's
 stdout/stderr is a third pipe, so a handler's ``print``/``console.log`` can never corrupt
-the protocol. Its output is read while the handler runs and forwarded to ``log_sink``,
-framed by CloudWatch-like ``START``/``END``/``REPORT`` lines; lines that do not already
-name the request id are prefixed with ``<request id>\\t``.
+the protocol. Its output is read while the handler runs and handed to ``log_sink`` as one
+``LogBatch`` per invocation for the execution environment's CloudWatch Logs stream
+(``/aws/lambda/<name>``, ``YYYY/MM/DD/[<version>]<32 hex>``, one stream per worker as on
+Lambda), framed by Lambda's ``START``/``END``/``REPORT`` lines, each line as the runtime
+wrote it (https://docs.aws.amazon.com/lambda/latest/dg/python-logging.html shows the
+shape). At most ``max_log_bytes`` of one invocation's output are kept (the rest is read
+and dropped, and a line says how much), so a handler printing 50 MB costs neither memory
+nor time.
 
 Limits, enforced per invocation:
 
@@ -31,6 +36,9 @@ Limits, enforced per invocation:
   the result is ``Runtime.OutOfMemory`` with ``crashed=True`` and the worker is replaced;
 * a worker that exits or dies (``sys.exit``, ``os._exit``, a signal) gives
   ``Runtime.ExitError`` with ``crashed=True``; the worker is replaced on the next call.
+
+Whenever a worker is ended (timeout, crash, retirement, idle, ``close()``), every process
+its handler started ends with it, also those in their own session (``proctree``).
 
 Results never raise for function problems: a handler exception gives ``error`` in the
 runtime's shape (Python ``{"errorMessage", "errorType", "requestId", "stackTrace"}``, Node
@@ -67,6 +75,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orch.errors import SandboxError
+from orch.gateway.proctree import kill_tree
 
 RUNTIMES_DIR = Path(__file__).resolve().parent / "runtimes"
 PYTHON_BOOTSTRAP = RUNTIMES_DIR / "python_bootstrap.py"
@@ -89,6 +98,11 @@ _RESP_HEADER_SIZE = _RESP_HEADER.size
 _PIPE_SIZE = 1 << 20
 _POLLIN = select.POLLIN | select.POLLHUP | select.POLLERR
 _PASSTHROUGH_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+_READ_SIZE = 1 << 20
+STREAM_VARIABLE = "AWS_LAMBDA_LOG_STREAM_NAME"
+# What one invocation's output may keep: CloudWatch Logs' largest event (256 KB); beyond it
+# the output is read and dropped. https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/cloudwatch_limits_cwl.html
+DEFAULT_MAX_LOG_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -126,6 +140,72 @@ class InvokeResult:
     logs: str = ""
 
 
+@dataclass(frozen=True)
+class LogBatch:
+    """Log events of one execution environment, for its CloudWatch Logs stream.
+
+    ``group`` is ``/aws/lambda/<function name>``, ``stream`` the worker's stream name,
+    ``events`` (epoch milliseconds, message) in order.
+    """
+
+    group: str
+    stream: str
+    events: tuple[tuple[int, str], ...]
+
+    @property
+    def lines(self) -> list[str]:
+        return [message for _ts, message in self.events]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class _LogBuffer:
+    """A worker's output during one exchange: at most ``limit`` bytes kept, with the time
+    each chunk was read; the rest is counted and dropped."""
+
+    __slots__ = ("chunks", "kept", "dropped", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.chunks: list[tuple[int, bytes]] = []
+        self.kept = 0
+        self.dropped = 0
+        self.limit = limit
+
+    def add(self, chunk: bytes) -> None:
+        room = self.limit - self.kept
+        if room <= 0:
+            self.dropped += len(chunk)
+            return
+        if len(chunk) > room:
+            self.dropped += len(chunk) - room
+            chunk = chunk[:room]
+        self.kept += len(chunk)
+        self.chunks.append((_now_ms(), chunk))
+
+    def events(self) -> list[tuple[int, str]]:
+        """The output as log events: one per line, as written (no trailing newline)."""
+        events: list[tuple[int, str]] = []
+        partial = b""
+        stamp = _now_ms()
+        for stamp, chunk in self.chunks:
+            *complete, partial = (partial + chunk).split(b"\n")
+            for line in complete:
+                events.append((stamp, line.decode("utf-8", "replace")))
+        if partial:
+            events.append((stamp, partial.decode("utf-8", "replace")))
+        if self.dropped:
+            events.append(
+                (
+                    _now_ms(),
+                    f"orch: {self.dropped} more bytes of output were dropped (the local gateway "
+                    f"keeps {self.limit} bytes of each invocation's output)",
+                )
+            )
+        return events
+
+
 # ---- one worker process -------------------------------------------------------------------
 
 
@@ -134,7 +214,7 @@ class _Exchange:
 
     __slots__ = ("outcome", "status", "body", "log")
 
-    def __init__(self, outcome: str, status: int, body: bytes, log: list[bytes]) -> None:
+    def __init__(self, outcome: str, status: int, body: bytes, log: _LogBuffer) -> None:
         self.outcome = outcome  # "frame" | "timeout" | "eof" | "undelivered"
         self.status = status
         self.body = body
@@ -154,12 +234,23 @@ class _Worker:
         "invocations",
         "dead",
         "name",
+        "stream",
+        "max_log_bytes",
     )
 
     def __init__(
-        self, proc: subprocess.Popen, req_w: int, resp_r: int, log_r: int, name: str
+        self,
+        proc: subprocess.Popen,
+        req_w: int,
+        resp_r: int,
+        log_r: int,
+        name: str,
+        stream: str,
+        max_log_bytes: int,
     ) -> None:
         self.name = name
+        self.stream = stream
+        self.max_log_bytes = max_log_bytes
         self.proc = proc
         self.pid = proc.pid
         self.req_w = req_w
@@ -178,7 +269,7 @@ class _Worker:
 
     def exchange(self, frame: bytes, deadline: float) -> _Exchange:
         """Send ``frame`` (may be empty) and read the next answer frame and the logs."""
-        log: list[bytes] = []
+        log = _LogBuffer(self.max_log_bytes)
         poller, resp_r, log_r, req_w = self.poller, self.resp_r, self.log_r, self.req_w
         pending = memoryview(frame) if frame else None
         if pending is not None:
@@ -200,7 +291,8 @@ class _Worker:
                 remaining = deadline - monotonic()
                 if remaining <= 0:
                     return self._finish("timeout", log)
-                for fd, _ev in poll(remaining * 1000.0):
+                ready = poll(remaining * 1000.0)
+                for fd, _ev in ready:
                     if fd == resp_r:
                         chunk = read(resp_r, max(need - len(buf), 65536))
                         if not chunk:
@@ -212,15 +304,18 @@ class _Worker:
                             need = _RESP_HEADER_SIZE + length
                         if status >= 0 and len(buf) >= need:
                             body = buf[_RESP_HEADER_SIZE:need]
-                            self._drain_log(log)
+                            # the runtime flushes its output before it answers, so the log
+                            # pipe has data now only if this poll said so
+                            if any(ready_fd == log_r for ready_fd, _ in ready):
+                                self._drain_log(log)
                             return _Exchange("frame", status, body, log)
                     elif fd == log_r:
                         try:
-                            chunk = read(log_r, 65536)
+                            chunk = read(log_r, _READ_SIZE)
                         except BlockingIOError:
                             continue
                         if chunk:
-                            log.append(chunk)
+                            log.add(chunk)
                         else:
                             poller.unregister(log_r)
                     elif pending is not None:
@@ -239,33 +334,31 @@ class _Worker:
                 except KeyError:
                     pass
 
-    def _finish(self, outcome: str, log: list[bytes]) -> _Exchange:
+    def _finish(self, outcome: str, log: _LogBuffer) -> _Exchange:
         self.kill()
         self._drain_log(log)
         return _Exchange(outcome, -1, b"", log)
 
-    def _drain_log(self, log: list[bytes]) -> None:
+    def _drain_log(self, log: _LogBuffer) -> None:
         while True:
             try:
-                chunk = os.read(self.log_r, 65536)
+                chunk = os.read(self.log_r, _READ_SIZE)
             except (BlockingIOError, OSError):
                 return
             if not chunk:
                 return
-            log.append(chunk)
+            log.add(chunk)
 
     def kill(self) -> None:
-        """Stop the worker's process group and reap it (file descriptors stay open)."""
+        """End the worker and every process its handler started, and reap the worker
+        (file descriptors stay open)."""
         if self.dead:
             return
         self.dead = True
         proc = self.proc
         if proc.returncode is not None:
             return
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        kill_tree(proc.pid, (STREAM_VARIABLE, self.stream))
         try:
             # wait4 rather than proc.wait(): its rusage has the worker's peak RSS
             _pid, status, usage = os.wait4(proc.pid, 0)
@@ -315,6 +408,7 @@ class _FunctionPool:
     idle: list[_Worker] = field(default_factory=list)
     count: int = 0  # live and starting workers
     retired: bool = False
+    warming: bool = False  # a worker is being started ahead of the first invocation
 
 
 class _Throttled(Exception):
@@ -328,15 +422,19 @@ class WorkerPool:
         self,
         *,
         max_workers_per_function: int = 4,
-        log_sink: Callable[[str], None] | None = None,
+        log_sink: Callable[[LogBatch], None] | None = None,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         queue_timeout: float = DEFAULT_QUEUE_TIMEOUT,
         base_environment: Mapping[str, str] | None = None,
+        max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
     ) -> None:
-        """``idle_timeout``: seconds before an unused worker is stopped (0: never);
+        """``log_sink``: gets each invocation's (and each init's) ``LogBatch``; it must not
+        block (``orch.gateway.cloudwatch.LogShipper.put``);
+        ``idle_timeout``: seconds before an unused worker is stopped (0: never);
         ``queue_timeout``: how long an invocation waits for a busy function's free worker;
         ``base_environment``: variables every worker gets under the function's own (for
-        example ``{"AWS_ENDPOINT_URL": <emulator>}`` so handlers' SDK calls reach it).
+        example ``{"AWS_ENDPOINT_URL": <emulator>}`` so handlers' SDK calls reach it);
+        ``max_log_bytes``: how much of one invocation's output is kept.
         """
         if max_workers_per_function < 1:
             raise ValueError("max_workers_per_function must be at least 1")
@@ -345,6 +443,7 @@ class WorkerPool:
         self.idle_timeout = idle_timeout
         self.queue_timeout = queue_timeout
         self.base_environment = dict(base_environment or {})
+        self.max_log_bytes = max_log_bytes
         self.workers_started = 0  # processes spawned so far (cold starts)
         self._lock = threading.Lock()
         self._pools: dict[tuple, _FunctionPool] = {}
@@ -374,12 +473,64 @@ class WorkerPool:
             result: InvokeResult | None = None
             keep = False
             try:
-                result, keep = self._run(pool, worker, event, request_id, init_ms)
+                result, keep = self._run(spec, worker, event, request_id, init_ms)
             finally:
                 self._release(pool, worker, keep)
             if result is not None:
                 return result
             # a warm worker had died while idle: run the request on another one
+
+    def prewarm(self, spec: FunctionSpec) -> bool:
+        """Start one worker for ``spec`` now (in this thread) unless it has one, live or
+        starting, so the first invocation finds it warm. True when a worker is ready.
+        An invocation arriving meanwhile waits for this worker instead of starting its own.
+        Init failures are logged as Lambda logs them; they never raise."""
+        pool = self._pool_for(spec)
+        with pool.cond:
+            if pool.count > 0 or pool.warming or pool.retired:
+                return bool(pool.idle)
+            pool.count += 1
+            pool.warming = True
+        worker: _Worker | None = None
+        try:
+            worker, _failure = self._start_worker(pool, "")
+        finally:
+            with pool.cond:
+                pool.warming = False
+                if worker is not None and not pool.retired and not self._closed:
+                    worker.last_used = time.monotonic()
+                    pool.idle.append(worker)
+                    worker_kept = True
+                else:
+                    worker_kept = False
+                    if worker is not None:
+                        pool.count -= 1
+                pool.cond.notify_all()
+            if worker is not None and not worker_kept:
+                self._discard(worker)
+        return worker_kept
+
+    def retain(self, specs: list[FunctionSpec]) -> int:
+        """Retire the execution environments of every function version not in ``specs``
+        (what is deployed now): idle workers stop at once, busy ones after their
+        invocation. Returns how many environments were retired."""
+        keep = {_pool_key(spec) for spec in specs}
+        with self._lock:
+            stale = [self._pools.pop(key) for key in list(self._pools) if key not in keep]
+        for pool in stale:
+            self._retire(pool)
+        return len(stale)
+
+    def warm_versions(self) -> list[str]:
+        """``name:version`` of every function with an idle warm worker (stats, benchmark)."""
+        with self._lock:
+            pools = list(self._pools.values())
+        warm = set()
+        for pool in pools:
+            with pool.cond:
+                if any(not w.dead for w in pool.idle):
+                    warm.add(f"{pool.spec.name}:{pool.spec.version}")
+        return sorted(warm)
 
     def worker_pids(self, name: str | None = None) -> list[int]:
         """Pids of the live workers (of function ``name``): for tests and the benchmark."""
@@ -421,17 +572,7 @@ class WorkerPool:
 
     def _pool_for(self, spec: FunctionSpec) -> _FunctionPool:
         region = _region_of(spec.arn)
-        key = (
-            spec.name,
-            spec.version,
-            str(spec.code_dir),
-            spec.handler,
-            spec.runtime,
-            spec.timeout,
-            spec.memory_size,
-            region,
-            frozenset(spec.environment.items()),
-        )
+        key = _pool_key(spec)
         pool = self._pools.get(key)
         if pool is not None:
             return pool
@@ -478,6 +619,12 @@ class WorkerPool:
                             return worker
                         pool.count -= 1
                         dead.append(worker)
+                    if pool.warming:  # a worker is starting for us: cheaper to wait for it
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise _Throttled
+                        pool.cond.wait(remaining)
+                        continue
                     if pool.count < self.max_workers_per_function:
                         pool.count += 1
                         return None
@@ -536,34 +683,36 @@ class WorkerPool:
         self, pool: _FunctionPool, request_id: str
     ) -> tuple[_Worker | None, InvokeResult | None]:
         spec = pool.spec
+        stream = _stream_name(spec)
         try:
-            worker = self._spawn(pool)
+            worker = self._spawn(pool, stream)
         except (OSError, SandboxError) as e:
             self._release_slot(pool)
             message = str(e) if isinstance(e, SandboxError) else f"cannot start the worker: {e}"
             error = {"errorType": "Runtime.InvalidEntrypoint", "errorMessage": message}
-            return None, self._report_failure(spec, request_id, error, crashed=True)
+            return None, self._report_failure(spec, stream, request_id, error, crashed=True)
         ready = worker.exchange(b"", time.monotonic() + INIT_TIMEOUT)
         if ready.outcome == "frame" and ready.status == _STATUS_READY:
-            if ready.log:
-                self._emit(_log_lines(ready.log, ""))
+            events = ready.log.events()
+            if events:
+                self._emit(spec, stream, events)  # init output precedes the first START
             return worker, None
         self._release_slot(pool)
         self._discard(worker)
-        lines = _log_lines(ready.log, request_id)
+        events = ready.log.events()
         if ready.outcome == "frame" and ready.status == _STATUS_INIT_ERROR:
             error = _json_or_text(ready.body)
-            result = self._report_failure(spec, request_id, error, lines=lines)
+            result = self._report_failure(spec, stream, request_id, error, events=events)
         elif ready.outcome == "timeout":
             error = {
                 "errorType": "Sandbox.Timedout",
                 "errorMessage": f"RequestId: {request_id} Error: Init phase timed out after "
                 f"{INIT_TIMEOUT:.2f} seconds",
             }
-            result = self._report_failure(spec, request_id, error, lines=lines, timed_out=True)
+            result = self._report_failure(spec, stream, request_id, error, events=events, timed_out=True)
         else:
-            error = _exit_error(worker, request_id, lines, ready)
-            result = self._report_failure(spec, request_id, error, lines=lines, crashed=True)
+            error = _exit_error(worker, request_id, events, ready)
+            result = self._report_failure(spec, stream, request_id, error, events=events, crashed=True)
         return None, result
 
     def _release_slot(self, pool: _FunctionPool) -> None:
@@ -571,7 +720,7 @@ class WorkerPool:
             pool.count -= 1
             pool.cond.notify()
 
-    def _spawn(self, pool: _FunctionPool) -> _Worker:
+    def _spawn(self, pool: _FunctionPool, stream: str) -> _Worker:
         spec = pool.spec
         runtime = spec.runtime
         if runtime.startswith("python"):
@@ -591,12 +740,13 @@ class WorkerPool:
         code_dir = Path(spec.code_dir)
         if not code_dir.is_dir():
             raise SandboxError(f"the code directory of {spec.name} does not exist: {code_dir}")
-        env = _lambda_environment(spec, pool.region, self.base_environment)
+        env = _lambda_environment(spec, pool.region, self.base_environment, stream)
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
         log_r, log_w = os.pipe()
         _set_pipe_size(req_w)
         _set_pipe_size(resp_w)
+        _set_pipe_size(log_w)
         try:
             proc = subprocess.Popen(
                 [*argv, str(req_r), str(resp_w)],
@@ -617,7 +767,7 @@ class WorkerPool:
             os.close(fd)
         _set_nonblocking(log_r)
         _set_nonblocking(req_w)
-        worker = _Worker(proc, req_w, resp_r, log_r, spec.name)
+        worker = _Worker(proc, req_w, resp_r, log_r, spec.name, stream, self.max_log_bytes)
         with self._lock:
             self._workers.add(worker)
             self.workers_started += 1
@@ -631,7 +781,7 @@ class WorkerPool:
 
     def _run(
         self,
-        pool: _FunctionPool,
+        spec: FunctionSpec,
         worker: _Worker,
         event: bytes,
         request_id: str,
@@ -639,22 +789,24 @@ class WorkerPool:
     ) -> tuple[InvokeResult | None, bool]:
         """The invocation's result (None when the worker turned out dead) and whether the
         worker can be reused."""
-        spec = pool.spec
         now = time.time()
         meta = json.dumps(
             {"id": request_id, "deadline": int((now + spec.timeout) * 1000), "arn": spec.arn}
         ).encode()
         frame = b"".join((_REQ_HEADER.pack(len(meta), len(event)), meta, event))
+        started_ms = _now_ms()  # START's timestamp: no line of this invocation is older
         started = time.perf_counter()
         ex = worker.exchange(frame, time.monotonic() + spec.timeout)
         duration = (time.perf_counter() - started) * 1000.0
         if ex.outcome == "undelivered":
             if init_ms is None:  # a warm worker: the caller retries on another one
-                self._emit(_log_lines(ex.log, ""))
+                events = ex.log.events()
+                if events:
+                    self._emit(spec, worker.stream, events)
                 return None, False
             ex.outcome = "eof"  # it died right after its init: report that
         worker.invocations += 1
-        lines = _log_lines(ex.log, request_id)
+        lines = ex.log.events()
         payload: bytes | None = None
         error: dict | None = None
         timed_out = crashed = False
@@ -675,8 +827,11 @@ class WorkerPool:
             }
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
             lines.append(
-                f"{stamp}.{int(time.time() * 1000) % 1000:03d}Z {request_id} "
-                f"Task timed out after {spec.timeout:.2f} seconds"
+                (
+                    _now_ms(),
+                    f"{stamp}.{int(time.time() * 1000) % 1000:03d}Z {request_id} "
+                    f"Task timed out after {spec.timeout:.2f} seconds",
+                )
             )
             status_note = "\tStatus: timeout"
         else:
@@ -699,74 +854,108 @@ class WorkerPool:
         )
         if init_ms is not None:
             report += f"\tInit Duration: {init_ms:.2f} ms"
-        all_lines = [f"START RequestId: {request_id} Version: {spec.version}", *lines]
-        all_lines.append(f"END RequestId: {request_id}")
-        all_lines.append(report + status_note)
-        self._emit(all_lines)
+        now = _now_ms()
+        events = [(started_ms, f"START RequestId: {request_id} Version: {spec.version}"), *lines]
+        events.append((now, f"END RequestId: {request_id}"))
+        events.append((now, report + status_note))
+        self._emit(spec, worker.stream, events)
         result = InvokeResult(
             payload=payload,
             error=error,
             timed_out=timed_out,
             crashed=crashed,
             duration_ms=duration,
-            logs="\n".join(all_lines) + "\n",
+            logs="".join(message + "\n" for _ts, message in events),
         )
         return result, keep
 
     # -- reporting --
 
-    def _emit(self, lines: list[str]) -> None:
+    def _emit(self, spec: FunctionSpec, stream: str, events: list[tuple[int, str]]) -> None:
         sink = self.log_sink
-        if sink is None:
+        if sink is None or not events:
             return
-        for line in lines:
-            try:
-                sink(line)
-            except Exception:  # noqa: BLE001 - a broken sink must not fail invocations
-                pass
+        try:
+            sink(LogBatch(f"/aws/lambda/{spec.name}", stream, tuple(events)))
+        except Exception:  # noqa: BLE001 - a broken sink must not fail invocations
+            pass
 
     def _report_failure(
         self,
         spec: FunctionSpec,
+        stream: str,
         request_id: str,
         error: dict,
         *,
-        lines: list[str] | None = None,
+        events: list[tuple[int, str]] | None = None,
         crashed: bool = False,
         timed_out: bool = False,
     ) -> InvokeResult:
-        all_lines = [f"START RequestId: {request_id} Version: {spec.version}", *(lines or [])]
+        now = _now_ms()
+        events = list(events or [])
+        detail = f"{error.get('errorType', '')}: {error.get('errorMessage', '')}"
+        if not request_id:  # a worker started ahead of any request: only init's own lines
+            events.append((now, f"INIT_REPORT Status: error\tError Type: {error.get('errorType', '')}"))
+            self._emit(spec, stream, events)
+            return InvokeResult(payload=None, error=error, timed_out=timed_out, crashed=crashed)
+        all_events = [(now, f"START RequestId: {request_id} Version: {spec.version}"), *events]
         if error.get("errorType", "").startswith(("Runtime.Invalid", "Sandbox.")):
-            all_lines.append(f"{request_id}\t{error['errorType']}: {error['errorMessage']}")
-        all_lines.append(f"END RequestId: {request_id}")
-        all_lines.append(
-            f"REPORT RequestId: {request_id}\tDuration: 0.00 ms\tBilled Duration: 0 ms\t"
-            f"Memory Size: {spec.memory_size} MB\tMax Memory Used: 0 MB\t"
-            f"Status: error\tError Type: {error.get('errorType', '')}"
+            all_events.append((now, f"{request_id}\t{detail}"))
+        all_events.append((now, f"END RequestId: {request_id}"))
+        all_events.append(
+            (
+                now,
+                f"REPORT RequestId: {request_id}\tDuration: 0.00 ms\tBilled Duration: 0 ms\t"
+                f"Memory Size: {spec.memory_size} MB\tMax Memory Used: 0 MB\t"
+                f"Status: error\tError Type: {error.get('errorType', '')}",
+            )
         )
-        self._emit(all_lines)
+        self._emit(spec, stream, all_events)
         return InvokeResult(
             payload=None,
             error=error,
             timed_out=timed_out,
             crashed=crashed,
-            logs="\n".join(all_lines) + "\n",
+            logs="".join(message + "\n" for _ts, message in all_events),
         )
 
     def _report_throttled(self, spec: FunctionSpec, request_id: str) -> InvokeResult:
+        """Lambda throttles before any execution environment runs: nothing is logged in
+        the function's log group; the gateway's request line tells."""
         error = {"errorType": "TooManyRequestsException", "errorMessage": "Rate Exceeded."}
         line = (
             f"{request_id}\tno free worker for {spec.name} after {self.queue_timeout:.1f} s "
             f"({self.max_workers_per_function} busy): TooManyRequestsException"
         )
-        self._emit([line])
         return InvokeResult(payload=None, error=error, logs=line + "\n")
 
 
 # ---- helpers ------------------------------------------------------------------------------
 
 
-def _lambda_environment(spec: FunctionSpec, region: str, base: Mapping[str, str]) -> dict[str, str]:
+def _pool_key(spec: FunctionSpec) -> tuple:
+    """One execution environment kind: everything that makes workers interchangeable."""
+    return (
+        spec.name,
+        spec.version,
+        str(spec.code_dir),
+        spec.handler,
+        spec.runtime,
+        spec.memory_size,  # not the timeout: it travels with each invocation
+        _region_of(spec.arn),
+        frozenset(spec.environment.items()),
+    )
+
+
+def _stream_name(spec: FunctionSpec) -> str:
+    """Lambda's log stream name for a new execution environment,
+    ``YYYY/MM/DD/[<version>]<32 hex>`` (https://docs.aws.amazon.com/lambda/latest/operatorguide/log-structure.html)."""
+    return f"{time.strftime('%Y/%m/%d', time.gmtime())}/[{spec.version}]{uuid.uuid4().hex}"
+
+
+def _lambda_environment(
+    spec: FunctionSpec, region: str, base: Mapping[str, str], stream: str
+) -> dict[str, str]:
     parent = os.environ
     env = {k: parent[k] for k in _PASSTHROUGH_ENV if k in parent}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -780,14 +969,13 @@ def _lambda_environment(spec: FunctionSpec, region: str, base: Mapping[str, str]
             env[key] = value
     env.update(base)
     env.update({str(k): str(v) for k, v in spec.environment.items()})
-    day = time.strftime("%Y/%m/%d", time.gmtime())
     env.update(
         {
             "AWS_LAMBDA_FUNCTION_NAME": spec.name,
             "AWS_LAMBDA_FUNCTION_VERSION": spec.version,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": f"{day}/[{spec.version}]{uuid.uuid4().hex}",
+            STREAM_VARIABLE: stream,
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
             "AWS_REGION": region,
@@ -801,19 +989,6 @@ def _lambda_environment(spec: FunctionSpec, region: str, base: Mapping[str, str]
     return env
 
 
-def _log_lines(chunks: list[bytes], request_id: str) -> list[str]:
-    if not chunks:
-        return []
-    text = b"".join(chunks).decode("utf-8", "replace")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    if not request_id:
-        return lines
-    prefix = request_id + "\t"
-    return [line if request_id in line else prefix + line for line in lines]
-
-
 def _json_or_text(body: bytes) -> dict:
     try:
         doc = json.loads(body)
@@ -822,11 +997,11 @@ def _json_or_text(body: bytes) -> dict:
     return doc if isinstance(doc, dict) else {"errorType": "Runtime.Unknown", "errorMessage": doc}
 
 
-def _exit_error(worker: _Worker, request_id: str, lines: list[str], ex: _Exchange) -> dict:
+def _exit_error(worker: _Worker, request_id: str, lines: list[tuple[int, str]], ex: _Exchange) -> dict:
     """Lambda's error for a runtime that exited (or was killed) during an invocation."""
     worker.kill()
     code = worker.proc.returncode
-    oom = ex.status == _STATUS_OOM or any("heap out of memory" in line for line in lines)
+    oom = ex.status == _STATUS_OOM or any("heap out of memory" in line for _ts, line in lines)
     if oom:
         reason = "Runtime exited with error: signal: killed"
     elif code is None or code == 0:
@@ -840,9 +1015,9 @@ def _exit_error(worker: _Worker, request_id: str, lines: list[str], ex: _Exchang
     else:
         reason = f"Runtime exited with error: exit status {code}"
     error_type = "Runtime.OutOfMemory" if oom else "Runtime.ExitError"
-    lines.append(f"RequestId: {request_id} Error: {reason}")
-    lines.append(error_type)
+    lines.append((_now_ms(), f"RequestId: {request_id} Error: {reason}"))
+    lines.append((_now_ms(), error_type))
     return {"errorType": error_type, "errorMessage": f"RequestId: {request_id} Error: {reason}"}
 
 
-__all__ = ["FunctionSpec", "InvokeResult", "WorkerPool"]
+__all__ = ["FunctionSpec", "InvokeResult", "LogBatch", "WorkerPool"]
