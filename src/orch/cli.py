@@ -232,6 +232,31 @@ def package(stage: StageArg, project: ProjectOpt = None) -> int:
 
 
 @app.command()
+def init(
+    folder: Annotated[
+        Path, typer.Argument(metavar="[DIR]", help="Folder of the new project (created when missing).")
+    ] = Path("."),
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Project name, the prefix of every resource name. Default: from DIR.",
+                     show_default=False),
+    ] = None,
+) -> int:
+    """Write a new project: stages (defaults, dev, prod), an example function, .gitignore.
+
+    Never overwrites a file. Then `orch apply dev --sandbox` in DIR deploys it.
+    """
+    from orch.init import init_project
+
+    written = init_project(folder, name)
+    for path in written:
+        _log(f"wrote {path}")
+    where = "" if folder.resolve() == Path.cwd().resolve() else f"cd {folder} && "
+    _log(f"next: {where}orch apply dev --sandbox")
+    return ExitCode.OK
+
+
+@app.command()
 def stages(
     project: ProjectOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,

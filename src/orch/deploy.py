@@ -18,6 +18,7 @@ from typing import Any
 
 from orch import config as config_mod
 from orch import render as render_mod
+from orch import resources
 from orch import sandbox as sandbox_mod
 from orch.errors import Aborted, AwsError, ConfigError, TerraformError
 from orch.terraform import Echo, PlanResult, Terraform, cli_config
@@ -90,19 +91,6 @@ def run_steps(steps: list[Step], log: Log) -> list[Any]:
         if elapsed >= 1.0:
             log(f"      done in {elapsed:.1f} s")
     return results
-
-
-def _module_sources(modules_dir: Path) -> str:
-    """Module calls inside modules/: adding one needs `terraform init` again."""
-    found = []
-    for path in sorted(modules_dir.rglob("*.tf")):
-        if ".terraform" in path.parts or "tests" in path.parts:
-            continue
-        for line in path.read_text(encoding="utf-8").splitlines():
-            stripped = line.strip()
-            if stripped.startswith("source") and "=" in stripped:
-                found.append(f"{path.relative_to(modules_dir)}:{stripped}")
-    return "\n".join(found)
 
 
 def check_aws_credentials(region: str) -> None:
@@ -217,7 +205,7 @@ class StageRun:
         return Terraform(self.workdir, env=env, echo=self.echo, color=self.color)
 
     def _init(self, tf: Terraform) -> None:
-        fingerprint = tf.init_fingerprint(_module_sources(self.project_dir / "modules"))
+        fingerprint = tf.init_fingerprint(resources.module_sources(self.project_dir))
         reason = tf.needs_init(fingerprint)
         if reason is None:
             return
