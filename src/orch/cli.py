@@ -77,10 +77,18 @@ def _color() -> bool:
 
 
 def _stage_run(project: Path | None, stage: str, sandbox: bool):
+    if sandbox:
+        _require_sandbox()
     from orch.deploy import StageRun, project_dir_from
     from orch.terraform import default_echo
 
     return StageRun(project_dir_from(project), stage, sandbox, log=_log, echo=default_echo, color=_color())
+
+
+def _require_sandbox() -> None:
+    from orch.sandbox import require_installed
+
+    require_installed()  # before anything starts: a clear error naming orch[sandbox]
 
 
 def _confirm(yes: bool):
@@ -340,6 +348,7 @@ def sandbox_start(
     from orch import sandbox as sandbox_mod
     from orch.deploy import project_dir_from
 
+    _require_sandbox()
     info = sandbox_mod.ensure_running(project_dir_from(project), port=port, gateway_port=gateway_port, log=_log)
     typer.echo(info.endpoint)
     return ExitCode.OK

@@ -8,6 +8,7 @@ does not deploy anything and does not import moto (the daemon does).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import select
@@ -29,6 +30,9 @@ DUMMY_CREDENTIALS = {
 }
 START_TIMEOUT = 30.0
 DEFAULT_REGION = "ap-northeast-2"
+EXTRA_MODULES = ("moto", "flask", "flask_cors")
+"""What the daemon imports from the `sandbox` extra (moto's server mode runs on Flask)."""
+INSTALL_EXTRA = "pip install 'orch[sandbox]'"
 
 
 @dataclass(frozen=True)
@@ -114,9 +118,25 @@ def _check_port_free(port: int, what: str, variable: str) -> None:
             ) from None
 
 
+def require_installed() -> None:
+    """Raise SandboxError naming the install command when the `sandbox` extra is missing.
+
+    Cheap (finds modules without importing them), so commands call it before they start
+    anything. Exit code 7: the stage files are fine; this machine cannot run the sandbox.
+    """
+    missing = [name for name in EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SandboxError(
+            f"--sandbox needs orch's sandbox extra, which is not installed here (missing: {', '.join(missing)}).",
+            hint=f"Install it with `{INSTALL_EXTRA}` (in a clone of orch: `pip install -e '.[sandbox]'`), "
+            "or drop --sandbox to deploy to AWS.",
+        )
+
+
 def ensure_running(project_dir: Path, *, port: int | None = None, gateway_port: int | None = None,
                    region: str = DEFAULT_REGION, log: Callable[[str], None] | None = None) -> SandboxInfo:
     """Return the running sandbox, starting one in the background if needed."""
+    require_installed()
     running, info = status(project_dir)
     if running and info is not None:
         return info
