@@ -384,12 +384,21 @@ def sandbox_status(
     return ExitCode.OK
 
 
+def _stop_sandbox_started_here() -> None:
+    """A command that fails on its configuration leaves no sandbox behind that it started."""
+    from orch import sandbox as sandbox_mod
+
+    sandbox_mod.stop_started_here()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run a command, turning expected failures into messages and exit codes."""
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="orch", standalone_mode=False)
     except OrchError as exc:
+        if isinstance(exc, ConfigError):
+            _stop_sandbox_started_here()
         _err(f"orch: {exc.title}: {exc.message}")
         if exc.hint:
             _err(exc.hint)

@@ -322,6 +322,21 @@ class StageRun:
             raise Aborted(f"nothing destroyed in stage {self.stage_name!r}.")
         run_steps([Step("terraform destroy", holder["tf"].destroy)], self.log)
 
+    def _sandbox_deployment(self) -> sandbox_mod.SandboxInfo:
+        """The running sandbox this stage was deployed into; TerraformError when the sandbox is
+        not running or was restarted since (its resources, and so the stage, are gone)."""
+        info = self.sandbox_info or sandbox_mod.read_state(self.project_dir)
+        marker = self.workdir / EPOCH_FILE
+        deployed_in = marker.read_text().strip() if marker.is_file() else None
+        if info is None or deployed_in != info.epoch:
+            why = "the sandbox is not running" if info is None else "the sandbox was restarted since"
+            raise TerraformError(
+                f"stage {self.stage_name!r} is not deployed in the sandbox: {why}, and its resources "
+                "went with it.",
+                hint=f"Run `orch apply {self.stage_name} --sandbox` to deploy it again.",
+            )
+        return info
+
     def outputs(self) -> dict[str, Any]:
         if self.stage is None:
             self._load()
@@ -331,18 +346,17 @@ class StageRun:
                 f"stage {self.stage_name!r} has not been deployed to {where} from this project.",
                 hint=f"Run `orch apply {self.stage_name}{' --sandbox' if self.sandbox else ''}` first.",
             )
+        info = self._sandbox_deployment() if self.sandbox else None
         values = self.terraform().output()
         if not values:
             raise TerraformError(
                 f"stage {self.stage_name!r} has no outputs: it is not deployed (or was destroyed).",
                 hint=f"Run `orch apply {self.stage_name}{' --sandbox' if self.sandbox else ''}`.",
             )
-        if self.sandbox:
-            info = self.sandbox_info or sandbox_mod.read_state(self.project_dir)
-            if info is not None and info.gateway_endpoint and values.get("rest_api_id"):
-                values["invoke_url"] = sandbox_invoke_url(
-                    info.gateway_endpoint, values["rest_api_id"], values.get("stage_name", self.stage_name)
-                )
+        if info is not None and info.gateway_endpoint and values.get("rest_api_id"):
+            values["invoke_url"] = sandbox_invoke_url(
+                info.gateway_endpoint, values["rest_api_id"], values.get("stage_name", self.stage_name)
+            )
         return values
 
 
