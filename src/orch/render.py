@@ -69,7 +69,11 @@ def work_dir(project_dir: Path, stage: str, target: Target) -> Path:
 
 def request_template(stage: Stage, value: str | TemplateFile | TemplateInline) -> str:
     if isinstance(value, TemplateFile):
-        return (stage.project_dir / value.file).read_text(encoding="utf-8")
+        path = stage.project_dir / value.file
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"template file {path}: cannot read it as UTF-8 text ({exc}).") from None
     if isinstance(value, TemplateInline):
         return value.inline
     return passthrough_template(stage.project_dir)  # the only built-in, validated by config
