@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orch.errors import ConfigError
 from orch.stage_yaml import read_mapping
@@ -91,11 +91,16 @@ def _plain_path(value: str) -> str:
     return value
 
 
+ProjectPath = Annotated[str, AfterValidator(_plain_path)]
+"""A path relative to the project (checked against the file system in _check_files)."""
+Region = Annotated[str, AfterValidator(check_region)]
+
+
 class FunctionConfig(_Strict):
     """The Lambda function."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,48}$")] = "loopback"
-    source: str = "functions/loopback"
+    source: ProjectPath = "functions/loopback"
     handler: Annotated[str, Field(pattern=r"^[A-Za-z0-9_./-]+\.[A-Za-z_][A-Za-z0-9_]*$")] = (
         "handler.handler"
     )
@@ -105,11 +110,6 @@ class FunctionConfig(_Strict):
     environment: dict[str, str] = Field(default_factory=dict)
     log_retention_days: Literal[LOG_RETENTION_DAYS] = 14  # type: ignore[valid-type]
     reserved_concurrency: Annotated[int, Field(ge=-1, le=INT32_MAX)] = -1
-
-    @field_validator("source")
-    @classmethod
-    def _source(cls, value: str) -> str:
-        return _plain_path(value)
 
     @field_validator("environment")
     @classmethod
@@ -142,12 +142,8 @@ class Parameters(_Strict):
 
 
 class TemplateFile(_Strict):
-    file: str
+    file: ProjectPath
 
-    @field_validator("file")
-    @classmethod
-    def _file(cls, value: str) -> str:
-        return _plain_path(value)
 
 
 class TemplateInline(_Strict):
@@ -294,13 +290,9 @@ class Backend(_Strict):
     type: Literal["local", "s3"] = "local"
     bucket: str | None = None
     key: str | None = None
-    region: str | None = None
+    region: Region | None = None
     use_lockfile: bool = True
 
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str | None) -> str | None:
-        return None if value is None else check_region(value)
 
     @model_validator(mode="after")
     def _s3_needs_bucket(self) -> Backend:
@@ -319,18 +311,13 @@ class StageConfig(_Strict):
 
     project: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")] = "orch"
     protected: bool = False  # ask before `orch apply` changes this stage (unless --yes)
-    region: str = "ap-northeast-2"
+    region: Region = "ap-northeast-2"
     function: FunctionConfig = Field(default_factory=FunctionConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     stage: StageSettings = Field(default_factory=StageSettings)
     tags: dict[str, str] = Field(default_factory=dict)
     backend: Backend = Field(default_factory=Backend)
     artifacts: Artifacts = Field(default_factory=Artifacts)
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str) -> str:
-        return check_region(value)
 
     @field_validator("tags")
     @classmethod
