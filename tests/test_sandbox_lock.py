@@ -8,6 +8,7 @@ any exit.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -143,4 +144,28 @@ def test_without_the_extra_sandbox_commands_fail_before_anything_starts(project:
         assert proc.returncode == 7, proc.stderr
         assert "pip install 'orch[sandbox]'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (project / ".orch").exists()
+    assert daemons(project) == []
+
+
+def test_a_daemon_started_by_hand_is_found_and_stopped(project: Path) -> None:
+    """Not started by orch (no state.json from a starter, not a process-group leader)."""
+    ready_r, ready_w = os.pipe()
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "orch.sandboxd", "--project-dir", str(project), "--ready-fd", str(ready_w)],
+        pass_fds=(ready_w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    os.close(ready_w)
+    try:
+        with os.fdopen(ready_r) as ready:
+            assert json.loads(ready.readline())["pid"] == daemon.pid  # blocks until both servers listen
+        state_json(project).unlink()
+        status = orch("sandbox", "status", "--json", cwd=project)
+        assert json.loads(status.stdout)["pid"] == daemon.pid, status.output
+        stopped = orch("sandbox", "stop", cwd=project)
+        assert "sandbox stopped" in stopped.stderr, stopped.output
+        assert daemon.wait(timeout=30) is not None
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
     assert daemons(project) == []

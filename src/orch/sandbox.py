@@ -295,16 +295,27 @@ def stop(project_dir: Path) -> bool:
     _state_file(project_dir).unlink(missing_ok=True)
     if pid is None:
         return False
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
+    if not _signal(pid, signal.SIGTERM):
         return False
-    except PermissionError:
-        os.kill(pid, signal.SIGTERM)
     if not _wait_exit(pid, 10):
-        os.killpg(pid, signal.SIGKILL)
+        _signal(pid, signal.SIGKILL)
         _wait_exit(pid, 5)
     return True
+
+
+def _signal(pid: int, signum: int) -> bool:
+    """Signal the daemon's process group (it leads one: its gateway workers go too), or the
+    daemon alone when it does not lead a group; False when it is gone."""
+    try:
+        os.killpg(pid, signum)
+        return True
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        os.kill(pid, signum)
+        return True
+    except ProcessLookupError:
+        return False
 
 
 def client_kwargs(info: SandboxInfo, region: str) -> dict[str, str]:
