@@ -9,7 +9,7 @@ import pytest
 
 from helpers import orch
 
-COMMANDS = ["plan", "apply", "destroy", "output", "render", "package", "stages", "serve", "sandbox"]
+COMMANDS = ["plan", "apply", "destroy", "output", "render", "package", "stages", "serve", "sandbox", "init"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -161,13 +161,37 @@ def test_existing_package_is_kept_and_no_temp_files_remain(src: Path, tmp_path: 
     assert [p.name for p in store.iterdir()] == [first.path.name]
 
 
-def test_symlinked_files_are_followed_and_loops_refused(src: Path, tmp_path: Path) -> None:
-    outside = write(tmp_path / "shared.py", "SHARED = True\n")
-    (src / "shared.py").symlink_to(outside)
+def test_symlinks_inside_the_folder_are_followed_and_loops_refused(src: Path, tmp_path: Path) -> None:
+    (src / "shared.py").symlink_to(src / "lib" / "util.py")
+    (src / "alias").symlink_to(src / "lib", target_is_directory=True)
     with zipfile.ZipFile(build(src, tmp_path / "store").path) as zf:
-        assert zf.read("shared.py") == b"SHARED = True\n"
+        assert zf.read("shared.py") == zf.read("alias/util.py") == b"VALUE = 1\n"
     (src / "lib" / "loop").symlink_to(src / "lib", target_is_directory=True)
     with pytest.raises(PackageError, match="symlink loop"):
+        build(src, tmp_path / "store")
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "../../outside.py", "/etc"])
+def test_a_symlink_out_of_the_folder_is_refused_and_nothing_is_read(src: Path, tmp_path: Path, target: str) -> None:
+    write(tmp_path / "outside.py", "SECRET = 1\n")
+    link = src / "lib" / "leak"
+    link.symlink_to(target)
+    store = tmp_path / "store"
+    with pytest.raises(PackageError) as err:
+        build(src, store)
+    assert f"{link} is a symlink to {target}, outside the folder being packaged" in str(err.value)
+    assert not store.exists()  # refused while scanning: no zip, not even a temporary one
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_by_name(src: Path, tmp_path: Path) -> None:
+    (src.joinpath(os.fsdecode(b"caf\xe9.txt"))).write_text("x")
+    with pytest.raises(PackageError, match=r"caf\\xe9.txt: the file name is not valid UTF-8"):
+        build(src, tmp_path / "store")
+
+
+def test_a_file_name_with_a_newline_is_refused(src: Path, tmp_path: Path) -> None:
+    write(src / "two\nlines.py")
+    with pytest.raises(PackageError, match="control characters"):
         build(src, tmp_path / "store")
 
 

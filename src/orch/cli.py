@@ -77,10 +77,18 @@ def _color() -> bool:
 
 
 def _stage_run(project: Path | None, stage: str, sandbox: bool):
+    if sandbox:
+        _require_sandbox()
     from orch.deploy import StageRun, project_dir_from
     from orch.terraform import default_echo
 
     return StageRun(project_dir_from(project), stage, sandbox, log=_log, echo=default_echo, color=_color())
+
+
+def _require_sandbox() -> None:
+    from orch.sandbox import require_installed
+
+    require_installed()  # before anything starts: a clear error naming orch[sandbox]
 
 
 def _confirm(yes: bool):
@@ -232,6 +240,31 @@ def package(stage: StageArg, project: ProjectOpt = None) -> int:
 
 
 @app.command()
+def init(
+    folder: Annotated[
+        Path, typer.Argument(metavar="[DIR]", help="Folder of the new project (created when missing).")
+    ] = Path("."),
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Project name, the prefix of every resource name. Default: from DIR.",
+                     show_default=False),
+    ] = None,
+) -> int:
+    """Write a new project: stages (defaults, dev, prod), an example function, .gitignore.
+
+    Never overwrites a file. Then `orch apply dev --sandbox` in DIR deploys it.
+    """
+    from orch.init import init_project
+
+    written = init_project(folder, name)
+    for path in written:
+        _log(f"wrote {path}")
+    where = "" if folder.resolve() == Path.cwd().resolve() else f"cd {folder} && "
+    _log(f"next: {where}orch apply dev --sandbox")
+    return ExitCode.OK
+
+
+@app.command()
 def stages(
     project: ProjectOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
@@ -315,6 +348,7 @@ def sandbox_start(
     from orch import sandbox as sandbox_mod
     from orch.deploy import project_dir_from
 
+    _require_sandbox()
     info = sandbox_mod.ensure_running(project_dir_from(project), port=port, gateway_port=gateway_port, log=_log)
     typer.echo(info.endpoint)
     return ExitCode.OK
@@ -350,12 +384,21 @@ def sandbox_status(
     return ExitCode.OK
 
 
+def _stop_sandbox_started_here() -> None:
+    """A command that fails on its configuration leaves no sandbox behind that it started."""
+    from orch import sandbox as sandbox_mod
+
+    sandbox_mod.stop_started_here()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run a command, turning expected failures into messages and exit codes."""
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="orch", standalone_mode=False)
     except OrchError as exc:
+        if isinstance(exc, ConfigError):
+            _stop_sandbox_started_here()
         _err(f"orch: {exc.title}: {exc.message}")
         if exc.hint:
             _err(exc.hint)

@@ -13,15 +13,17 @@ Mappings merge key by key; lists and scalars from a higher level replace the low
 
 from __future__ import annotations
 
+import difflib
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orch.errors import ConfigError
+from orch.stage_yaml import read_mapping
 
 DEFAULTS_FILE = "defaults.yaml"
 STAGE_NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
@@ -32,17 +34,73 @@ BUILTIN_TEMPLATES = ("passthrough",)
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY")
 PATH_RE = re.compile(r"^/$|^(/([A-Za-z0-9._~-]+|\{[A-Za-z0-9_]+\}|\{[A-Za-z0-9_]+\+\}))+$")
 HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+INT32_MAX = 2**31 - 1
+"""AWS API integers are 32-bit: e.g. PutFunctionConcurrency's ReservedConcurrentExecutions
+(https://docs.aws.amazon.com/lambda/latest/api/API_PutFunctionConcurrency.html)."""
+ENVIRONMENT_MAX_BYTES = 4 * 1024
+"""Lambda: all environment variables of a function together, at most 4 KB
+(https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html)."""
+TAG_KEY_MAX, TAG_VALUE_MAX = 128, 256
+"""AWS tags (https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html)."""
+EXTENSION_PREFIX = "x-"
+"""Top-level keys starting with this are ignored: a place for YAML anchors (`x-common: &c`)
+to merge with `<<: *c`, as in the Compose specification's extension fields."""
+
+
+@functools.lru_cache(maxsize=1)
+def aws_regions() -> frozenset[str]:
+    """Regions where both Lambda and API Gateway exist, from botocore's endpoint data (every
+    partition: aws, aws-cn, aws-us-gov, ...). A region newer than the installed botocore is
+    missing until boto3/botocore are upgraded."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    found: set[str] = set()
+    for partition in session.get_available_partitions():
+        found |= set(session.get_available_regions("lambda", partition_name=partition)) & set(
+            session.get_available_regions("apigateway", partition_name=partition)
+        )
+    return frozenset(found)
+
+
+def check_region(value: str) -> str:
+    """`value` if it is a region orch can deploy to (aws_regions), else ValueError with the
+    closest names."""
+    regions = aws_regions()
+    if value in regions:
+        return value
+    import botocore
+
+    close = difflib.get_close_matches(value, sorted(regions), n=3, cutoff=0.6)
+    suggestion = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
+    raise ValueError(
+        f"{_shown(value)} is not an AWS region with both Lambda and API Gateway{suggestion} (orch knows "
+        f"the regions of botocore {botocore.__version__}: a region newer than that needs a newer boto3)"
+    )
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+def _plain_path(value: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("a path cannot contain control characters")
+    if not value:
+        raise ValueError("a path cannot be empty")
+    return value
+
+
+ProjectPath = Annotated[str, AfterValidator(_plain_path)]
+"""A path relative to the project (checked against the file system in _check_files)."""
+Region = Annotated[str, AfterValidator(check_region)]
+
+
 class FunctionConfig(_Strict):
     """The Lambda function."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,48}$")] = "loopback"
-    source: str = "functions/loopback"
+    source: ProjectPath = "functions/loopback"
     handler: Annotated[str, Field(pattern=r"^[A-Za-z0-9_./-]+\.[A-Za-z_][A-Za-z0-9_]*$")] = (
         "handler.handler"
     )
@@ -51,7 +109,7 @@ class FunctionConfig(_Strict):
     timeout: Annotated[int, Field(ge=1, le=900)] = 10
     environment: dict[str, str] = Field(default_factory=dict)
     log_retention_days: Literal[LOG_RETENTION_DAYS] = 14  # type: ignore[valid-type]
-    reserved_concurrency: Annotated[int, Field(ge=-1)] = -1
+    reserved_concurrency: Annotated[int, Field(ge=-1, le=INT32_MAX)] = -1
 
     @field_validator("environment")
     @classmethod
@@ -61,6 +119,9 @@ class FunctionConfig(_Strict):
                 raise ValueError(f"environment variable name {key!r} must match [A-Za-z][A-Za-z0-9_]*")
             if key.startswith("AWS_") or key.startswith("LAMBDA_"):
                 raise ValueError(f"environment variable {key!r} is reserved by Lambda")
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in value.items())
+        if size > ENVIRONMENT_MAX_BYTES:
+            raise ValueError(f"the variables take {size} bytes; Lambda allows {ENVIRONMENT_MAX_BYTES} in all")
         return value
 
 
@@ -81,7 +142,8 @@ class Parameters(_Strict):
 
 
 class TemplateFile(_Strict):
-    file: str
+    file: ProjectPath
+
 
 
 class TemplateInline(_Strict):
@@ -228,8 +290,9 @@ class Backend(_Strict):
     type: Literal["local", "s3"] = "local"
     bucket: str | None = None
     key: str | None = None
-    region: str | None = None
+    region: Region | None = None
     use_lockfile: bool = True
+
 
     @model_validator(mode="after")
     def _s3_needs_bucket(self) -> Backend:
@@ -248,13 +311,25 @@ class StageConfig(_Strict):
 
     project: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")] = "orch"
     protected: bool = False  # ask before `orch apply` changes this stage (unless --yes)
-    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")] = "ap-northeast-2"
+    region: Region = "ap-northeast-2"
     function: FunctionConfig = Field(default_factory=FunctionConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     stage: StageSettings = Field(default_factory=StageSettings)
     tags: dict[str, str] = Field(default_factory=dict)
     backend: Backend = Field(default_factory=Backend)
     artifacts: Artifacts = Field(default_factory=Artifacts)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, val in value.items():
+            if not key or len(key) > TAG_KEY_MAX or len(val) > TAG_VALUE_MAX:
+                raise ValueError(
+                    f"tag {key[:40]!r}: keys are 1-{TAG_KEY_MAX} characters, values at most {TAG_VALUE_MAX}"
+                )
+            if key.lower().startswith("aws:"):
+                raise ValueError(f"tag {key!r}: the aws: prefix is reserved by AWS")
+        return value
 
 
 @dataclass(frozen=True)
@@ -287,51 +362,9 @@ class Stage:
 # --------------------------------------------------------------------------- loading
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
-    seen: dict[Any, yaml.Node] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                "while reading a mapping", node.start_mark,
-                f"found duplicate key {key!r}", key_node.start_mark,
-            )
-        seen[key] = key_node
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Parse one stage file; an empty file is an empty mapping."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the file ({exc.strerror}).") from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = exc.problem or "invalid YAML"
-        raise ConfigError(
-            f"{where}: malformed YAML: {problem}.",
-            hint="Fix the file's syntax (indentation, quotes, colons) and run the command again.",
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {exc}.") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path}: expected a mapping of settings at the top level, found {type(data).__name__}."
-        )
-    return data
+    """Parse one stage file (orch.stage_yaml: safe YAML, limits, errors naming file:line)."""
+    return read_mapping(path)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -387,25 +420,119 @@ def _locate(path: tuple[Any, ...], layers: list[tuple[Path, dict[str, Any]]]) ->
     return None
 
 
+def _yaml_kind(value: Any) -> str:
+    """How YAML read `value`, in YAML's words (no value is ever printed whole)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "text"
+    return f"a {type(value).__name__}"
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A short, safe rendering of a scalar for an error message (a 5000-digit integer has
+    no repr under Python's int-to-str limit, and long text is cut)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) and value.bit_length() > 200:
+        return f"a number of about {int(value.bit_length() * 0.30103)} digits"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The settings model a validation error's location points into (for key suggestions)."""
+    model: Any = StageConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a list index: same element model
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return None
+        model = _element_model(model.model_fields[part].annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _element_model(annotation: Any) -> Any:
+    """`Route` from list[Route], `TemplateFile` from str | TemplateFile, ...: the first model."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or getattr(annotation, "__metadata__", ()):
+        found = _element_model(arg)
+        if found is not None:
+            return found
+    origin = getattr(annotation, "__origin__", None)
+    return _element_model(origin) if origin is not None and origin is not annotation else None
+
+
+def _unknown_key(loc: tuple[Any, ...]) -> str:
+    model = _model_at(loc[:-1])
+    known = sorted(model.model_fields) if model is not None else []
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key; did you mean `{close[0]}`?"
+    if known:
+        return f"unknown key (known here: {', '.join(known)})"
+    return "unknown key (check the spelling; see the README for the known keys)"
+
+
+def _explain(err: Any) -> str:
+    """One validation error in orch's words (pydantic's wording rewritten where it speaks
+    of Python types rather than of the YAML a person wrote)."""
+    kind, loc = err["type"], tuple(err["loc"])
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        return _unknown_key(loc)
+    if kind == "missing":
+        return "required but missing"
+    if kind == "string_type" and isinstance(value, (bool, int, float)):
+        if isinstance(value, bool):
+            reads = f"the boolean {_shown(value)} (YAML reads unquoted yes/no/on/off/true/false so)"
+        else:
+            reads = f"the number {_shown(value)}"
+        return f"should be text, but YAML read the unquoted value as {reads}; put it in quotes"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"should be a mapping of settings (`key: value` lines), not {_yaml_kind(value)}"
+    if kind == "list_type":
+        return f"should be a list (lines starting with `- `), not {_yaml_kind(value)}"
+    message = str(err["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    if value is not None and not isinstance(value, (dict, list)) and kind != "value_error":
+        message += f" (got {_shown(value)})"
+    return message
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    """`api.routes[0].path` from ("api", "routes", 0, "path")."""
+    dotted = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc)
+    return dotted.replace(".[", "[") or "(top level)"
+
+
 def _format_errors(exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]], stage: str) -> str:
     lines = [f"stage {stage!r} is not valid:"]
     for err in exc.errors():
         loc = tuple(err["loc"])
+        is_key = bool(loc) and loc[-1] == "[key]"
+        if is_key:
+            loc = loc[:-1]
         file = _locate(loc, layers)
-        dotted = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc)
-        dotted = dotted.replace(".[", "[") or "(top level)"
+        dotted = _dotted(loc)
         where = str(file) if file else "stage files"
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            what = "unknown key (check the spelling; see the README for the known keys)"
-        elif kind == "missing":
-            what = "required but missing"
-        else:
-            what = err["msg"]
-            if "input" in err and not isinstance(err["input"], (dict, list)):
-                what += f" (got {err['input']!r})"
-        lines.append(f"  {where}: {dotted}: {what}")
+        what = _explain(err)
+        lines.append(f"  {where}: {dotted}: {'the key ' if is_key else ''}{what}")
     return "\n".join(lines)
+
+
+def _is_extension(key: Any) -> bool:
+    return isinstance(key, str) and key.startswith(EXTENSION_PREFIX)
 
 
 def load_stage(project_dir: Path, name: str) -> Stage:
@@ -428,6 +555,7 @@ def load_stage(project_dir: Path, name: str) -> Stage:
         layers.append((defaults, read_yaml(defaults)))
     stage_file = project_dir / "stages" / f"{name}.yaml"
     layers.append((stage_file, read_yaml(stage_file)))
+    layers = [(file, {k: v for k, v in data.items() if not _is_extension(k)}) for file, data in layers]
     merged: dict[str, Any] = {}
     for _, data in layers:
         merged = deep_merge(merged, data)
@@ -440,26 +568,44 @@ def load_stage(project_dir: Path, name: str) -> Stage:
     return stage
 
 
-def _check_files(stage: Stage, layers: list[tuple[Path, dict[str, Any]]]) -> None:
-    """Checks that need the file system: the function source and template files exist."""
-    src = stage.source_dir
-    if not src.is_dir():
-        file = _locate(("function", "source"), layers)
+def _project_path(stage: Stage, value: str, loc: tuple[Any, ...], layers: list[tuple[Path, dict[str, Any]]],
+                  *, folder: bool) -> Path:
+    """`value` (relative to the project) as an existing folder or file inside the project, or a
+    ConfigError naming the file and field. Nothing outside the project is ever read: not a
+    function source (`/srv/x`, `../../x`, a symlink out) nor a template file."""
+    where = f"{_locate(loc, layers) or 'stage files'}: {_dotted(loc)}"
+    root = stage.project_dir.resolve()
+    try:
+        path = (stage.project_dir / value).resolve()
+        exists = path.is_dir() if folder else path.is_file()
+    except (OSError, ValueError, RuntimeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"{where}: {_shown(value)} is not a usable path ({reason}).") from None
+    if not path.is_relative_to(root):
         raise ConfigError(
-            f"{file or 'stage files'}: function.source: folder {src} does not exist.",
-            hint="Point function.source at the folder that holds your handler, relative to the project.",
+            f"{where}: {_shown(value)} is {path}, outside the project ({root}).",
+            hint="orch reads and packages only what is inside the project folder: move it there "
+            "(a symlink that leads outside does not count as inside).",
         )
+    if not exists:
+        kind = "folder" if folder else "template file"
+        hint = (
+            "Point function.source at the folder that holds your handler, relative to the project."
+            if folder else None
+        )
+        raise ConfigError(f"{where}: {kind} {path} does not exist.", hint=hint)
+    return path
+
+
+def _check_files(stage: Stage, layers: list[tuple[Path, dict[str, Any]]]) -> None:
+    """Checks that need the file system: the function source and template files exist, inside
+    the project."""
+    _project_path(stage, stage.config.function.source, ("function", "source"), layers, folder=True)
     for i, route in enumerate(stage.config.api.routes):
         tpl = route.integration.request_template
         if isinstance(tpl, TemplateFile):
-            path = (stage.project_dir / tpl.file)
-            if not path.is_file():
-                loc = ("api", "routes", i, "integration", "request_template", "file")
-                file = _locate(loc, layers)
-                raise ConfigError(
-                    f"{file or 'stage files'}: api.routes[{i}].integration.request_template.file: "
-                    f"template file {path} does not exist."
-                )
+            loc = ("api", "routes", i, "integration", "request_template", "file")
+            _project_path(stage, tpl.file, loc, layers, folder=False)
 
 
 def load_all(project_dir: Path) -> list[Stage]:

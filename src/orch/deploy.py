@@ -18,6 +18,7 @@ from typing import Any
 
 from orch import config as config_mod
 from orch import render as render_mod
+from orch import resources
 from orch import sandbox as sandbox_mod
 from orch.errors import Aborted, AwsError, ConfigError, TerraformError
 from orch.terraform import Echo, PlanResult, Terraform, cli_config
@@ -90,19 +91,6 @@ def run_steps(steps: list[Step], log: Log) -> list[Any]:
         if elapsed >= 1.0:
             log(f"      done in {elapsed:.1f} s")
     return results
-
-
-def _module_sources(modules_dir: Path) -> str:
-    """Module calls inside modules/: adding one needs `terraform init` again."""
-    found = []
-    for path in sorted(modules_dir.rglob("*.tf")):
-        if ".terraform" in path.parts or "tests" in path.parts:
-            continue
-        for line in path.read_text(encoding="utf-8").splitlines():
-            stripped = line.strip()
-            if stripped.startswith("source") and "=" in stripped:
-                found.append(f"{path.relative_to(modules_dir)}:{stripped}")
-    return "\n".join(found)
 
 
 def check_aws_credentials(region: str) -> None:
@@ -217,7 +205,7 @@ class StageRun:
         return Terraform(self.workdir, env=env, echo=self.echo, color=self.color)
 
     def _init(self, tf: Terraform) -> None:
-        fingerprint = tf.init_fingerprint(_module_sources(self.project_dir / "modules"))
+        fingerprint = tf.init_fingerprint(resources.module_sources(self.project_dir))
         reason = tf.needs_init(fingerprint)
         if reason is None:
             return
@@ -349,6 +337,21 @@ class StageRun:
         finally:
             self._mark_changed()
 
+    def _sandbox_deployment(self) -> sandbox_mod.SandboxInfo:
+        """The running sandbox this stage was deployed into; TerraformError when the sandbox is
+        not running or was restarted since (its resources, and so the stage, are gone)."""
+        info = self.sandbox_info or sandbox_mod.read_state(self.project_dir)
+        marker = self.workdir / EPOCH_FILE
+        deployed_in = marker.read_text().strip() if marker.is_file() else None
+        if info is None or deployed_in != info.epoch:
+            why = "the sandbox is not running" if info is None else "the sandbox was restarted since"
+            raise TerraformError(
+                f"stage {self.stage_name!r} is not deployed in the sandbox: {why}, and its resources "
+                "went with it.",
+                hint=f"Run `orch apply {self.stage_name} --sandbox` to deploy it again.",
+            )
+        return info
+
     def outputs(self) -> dict[str, Any]:
         if self.stage is None:
             self._load()
@@ -358,18 +361,17 @@ class StageRun:
                 f"stage {self.stage_name!r} has not been deployed to {where} from this project.",
                 hint=f"Run `orch apply {self.stage_name}{' --sandbox' if self.sandbox else ''}` first.",
             )
+        info = self._sandbox_deployment() if self.sandbox else None
         values = self.terraform().output()
         if not values:
             raise TerraformError(
                 f"stage {self.stage_name!r} has no outputs: it is not deployed (or was destroyed).",
                 hint=f"Run `orch apply {self.stage_name}{' --sandbox' if self.sandbox else ''}`.",
             )
-        if self.sandbox:
-            info = self.sandbox_info or sandbox_mod.read_state(self.project_dir)
-            if info is not None and info.gateway_endpoint and values.get("rest_api_id"):
-                values["invoke_url"] = sandbox_invoke_url(
-                    info.gateway_endpoint, values["rest_api_id"], values.get("stage_name", self.stage_name)
-                )
+        if info is not None and info.gateway_endpoint and values.get("rest_api_id"):
+            values["invoke_url"] = sandbox_invoke_url(
+                info.gateway_endpoint, values["rest_api_id"], values.get("stage_name", self.stage_name)
+            )
         return values
 
 

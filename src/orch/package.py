@@ -307,44 +307,79 @@ def _check_source_dir(source_dir: Path, name: str | None) -> None:
         )
 
 
+def _display(path: Path | str) -> str:
+    """A path as text that can always be printed (undecodable bytes as \\xNN)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _inside(real: str, root_real: str) -> bool:
+    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+
+
+def _check_name(path: Path, name: str, hint: str) -> None:
+    """Refuse names a zip entry cannot carry faithfully: not UTF-8, or with control characters."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PackageError(
+            f"{_display(path)}: the file name is not valid UTF-8, so it cannot go into the zip",
+            hint="rename it (UTF-8 names only), or " + hint,
+        ) from None
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise PackageError(
+            f"{_display(path)}: the file name contains control characters (such as a newline)",
+            hint="rename it, or " + hint,
+        )
+
+
 def _scan(
     root: Path,
     prefix: str,
     excluded_dirs: frozenset[str],
     skip_real: set[str],
     *,
-    hint: str = "fix or remove it from the function folder",
+    hint: str | None = None,
 ) -> list[_Entry]:
-    """Files under ``root`` (symlinks followed, loops refused), as zip entries."""
+    """Files under ``root`` as zip entries. Symlinks are followed only while they stay inside
+    ``root`` (one pointing out is refused, naming it: nothing outside is ever read); loops
+    and names a zip cannot carry are refused too."""
     out: list[_Entry] = []
+    root_real = os.path.realpath(root)
+    outside_hint = hint or "copy what it points to into the folder, or remove the symlink"
+    hint = hint or "fix or remove it from the function folder"
 
     def walk(folder: Path, rel: str, ancestors: frozenset[str]) -> None:
         try:
             children = sorted(os.scandir(folder), key=lambda d: d.name)
         except OSError as exc:
             raise PackageError(
-                f"cannot read folder {folder}: {exc.strerror or exc}",
+                f"cannot read folder {_display(folder)}: {exc.strerror or exc}",
                 hint="fix its permissions or remove it from the function folder",
             ) from exc
         for child in children:
             path = Path(child.path)
             arcname = f"{rel}{child.name}"
+            _check_name(path, child.name, hint)
+            real = os.path.realpath(path)
+            if child.is_symlink() and not _inside(real, root_real):
+                raise PackageError(
+                    f"{_display(path)} is a symlink to {_display(os.readlink(path))}, outside the folder "
+                    f"being packaged ({_display(root)}); orch never packages what lies outside it",
+                    hint=outside_hint,
+                )
             try:
-                st = path.stat()  # follows symlinks
+                st = os.stat(real)
             except OSError as exc:
                 raise PackageError(
-                    f"cannot read {path}: {exc.strerror or exc} (a broken symlink?)",
+                    f"cannot read {_display(path)}: {exc.strerror or exc} (a broken symlink?)",
                     hint=hint,
                 ) from exc
             if stat.S_ISDIR(st.st_mode):
-                if child.name in excluded_dirs:
-                    continue
-                real = os.path.realpath(path)
-                if real in skip_real:
+                if child.name in excluded_dirs or real in skip_real:
                     continue
                 if real in ancestors:
                     raise PackageError(
-                        f"symlink loop at {path}",
+                        f"symlink loop at {_display(path)}",
                         hint="remove the symlink from the function folder",
                     )
                 walk(path, f"{arcname}/", ancestors | {real})
@@ -354,14 +389,14 @@ def _scan(
                 out.append(
                     _Entry(
                         arcname=prefix + arcname,
-                        path=path,
+                        path=Path(real),  # opened by its resolved name: the checked file
                         size=st.st_size,
                         executable=bool(st.st_mode & 0o111),
                     )
                 )
             # sockets, fifos and devices are not function code: skipped
 
-    walk(root, "", frozenset({os.path.realpath(root)}))
+    walk(root, "", frozenset({root_real}))
     return out
 
 

@@ -3,7 +3,7 @@
 This module turns a validated stage (orch.config) plus a built package into file contents
 with Jinja2 (StrictUndefined), and writes them atomically. It does not run Terraform, build
 packages or talk to AWS. A project may override any template by putting a file of the same
-name in its own `templates/` folder.
+name in its own `templates/` folder (orch.resources owns that lookup).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import jinja2
 
 from orch.config import Stage, TemplateFile, TemplateInline
 from orch.errors import ConfigError
+from orch.resources import modules_dir, passthrough_template, template_search_path
 
 TEMPLATES = ("backend.tf", "main.tf", "terraform.tfvars.json")
 ROOT_OUTPUTS = (
@@ -66,24 +67,13 @@ def work_dir(project_dir: Path, stage: str, target: Target) -> Path:
     return project_dir / ".orch" / "work" / target.name / stage
 
 
-PASSTHROUGH_FILE = Path("modules") / "integration" / "templates" / "passthrough.vtl"
-
-
-def passthrough_template(project_dir: Path) -> str:
-    """AWS's "Method Request passthrough" template: one file, shared with the integration module."""
-    path = project_dir / PASSTHROUGH_FILE
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        raise ConfigError(
-            f"{path}: the built-in passthrough template is missing.",
-            hint="The project's modules/ folder must be orch's modules (copy them from orch's repository).",
-        ) from None
-
-
 def request_template(stage: Stage, value: str | TemplateFile | TemplateInline) -> str:
     if isinstance(value, TemplateFile):
-        return (stage.project_dir / value.file).read_text(encoding="utf-8")
+        path = stage.project_dir / value.file
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"template file {path}: cannot read it as UTF-8 text ({exc}).") from None
     if isinstance(value, TemplateInline):
         return value.inline
     return passthrough_template(stage.project_dir)  # the only built-in, validated by config
@@ -174,12 +164,8 @@ def _path_params(path: str) -> list[str]:
 
 
 def _environment(project_dir: Path) -> jinja2.Environment:
-    loaders: list[jinja2.BaseLoader] = []
-    if (project_dir / "templates").is_dir():
-        loaders.append(jinja2.FileSystemLoader(project_dir / "templates"))
-    loaders.append(jinja2.PackageLoader("orch", "templates"))
     return jinja2.Environment(
-        loader=jinja2.ChoiceLoader(loaders),
+        loader=jinja2.FileSystemLoader(template_search_path(project_dir)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -191,7 +177,7 @@ def _environment(project_dir: Path) -> jinja2.Environment:
 def render(stage: Stage, target: Target, package: PackageRef) -> dict[str, str]:
     """Render every file of the working folder in memory; nothing is written here."""
     folder = work_dir(stage.project_dir, stage.name, target)
-    modules_source = os.path.relpath(stage.project_dir / "modules" / "stack", folder)
+    modules_source = os.path.relpath(modules_dir(stage.project_dir) / "stack", folder)
     if not modules_source.startswith("."):
         modules_source = "./" + modules_source
     values = tfvars(stage, package)

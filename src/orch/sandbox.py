@@ -1,13 +1,18 @@
 """Lifecycle of the sandbox: an AWS emulator (moto) and the local gateway on this machine.
 
 The sandbox runs as one background daemon (`python -m orch.sandboxd`) that survives the
-command that started it; its pid, ports and a per-start `epoch` live in
-`<project>/.orch/sandbox/state.json`. This module starts, finds, checks and stops it. It
-does not deploy anything and does not import moto (the daemon does).
+command that started it. One per project: the daemon holds `.orch/sandbox/daemon.lock`
+for its life and publishes its pid, ports and a per-start `epoch` there (orch.daemonlock);
+`state.json` is a copy for people and scripts, repaired from the lock whenever it is
+missing or wrong. This module starts, finds, checks and stops the daemon. It does not
+deploy anything and does not import moto (the daemon does).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import importlib.util
 import json
 import os
 import select
@@ -17,10 +22,11 @@ import subprocess
 import sys
 import urllib.parse
 import uuid
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from orch import daemonlock
 from orch.errors import ConfigError, SandboxError
 
 DUMMY_CREDENTIALS = {
@@ -30,6 +36,9 @@ DUMMY_CREDENTIALS = {
 }
 START_TIMEOUT = 30.0
 DEFAULT_REGION = "ap-northeast-2"
+EXTRA_MODULES = ("moto", "flask", "flask_cors")
+"""What the daemon imports from the `sandbox` extra (moto's server mode runs on Flask)."""
+INSTALL_EXTRA = "pip install 'orch[sandbox]'"
 
 
 @dataclass(frozen=True)
@@ -53,13 +62,51 @@ def _state_file(project_dir: Path) -> Path:
     return state_dir(project_dir) / "state.json"
 
 
-def read_state(project_dir: Path) -> SandboxInfo | None:
-    path = _state_file(project_dir)
-    try:
-        data = json.loads(path.read_text())
-        return SandboxInfo(**data)
-    except (OSError, ValueError, TypeError):
+def lock_file(project_dir: Path) -> Path:
+    """The file the project's daemon holds locked for its life (orch.daemonlock)."""
+    return state_dir(project_dir) / "daemon.lock"
+
+
+def _info_from(data: dict[str, object] | None) -> SandboxInfo | None:
+    if not data:
         return None
+    try:
+        return SandboxInfo(**{f.name: data[f.name] for f in fields(SandboxInfo)})  # type: ignore[arg-type]
+    except (KeyError, TypeError):
+        return None
+
+
+def daemon_pid(project_dir: Path) -> int | None:
+    """The pid of the project's running daemon (the lock's holder), or None."""
+    return daemonlock.holder(lock_file(project_dir))
+
+
+def read_state(project_dir: Path) -> SandboxInfo | None:
+    """The running daemon's pid and endpoints, or None when no daemon runs (or it is still
+    starting). Found through the lock, whatever state.json says; state.json is rewritten
+    when it differs and removed when no daemon runs."""
+    pid = daemon_pid(project_dir)
+    info = _info_from(daemonlock.read(lock_file(project_dir))) if pid is not None else None
+    if info is not None and info.pid != pid:
+        info = None  # a starting daemon has not published yet
+    path = _state_file(project_dir)
+    if info is None:
+        if pid is None:
+            path.unlink(missing_ok=True)
+        return None
+    try:
+        current = json.loads(path.read_text())
+    except (OSError, ValueError):
+        current = None
+    if current != asdict(info):
+        _write_json(path, asdict(info))
+    return info
+
+
+def _write_json(path: Path, data: dict[str, object]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -88,10 +135,11 @@ def _responds(endpoint: str, timeout: float = 2.0) -> bool:
 
 
 def status(project_dir: Path) -> tuple[bool, SandboxInfo | None]:
+    """(running, info): running means the daemon holds the lock and its emulator answers."""
     info = read_state(project_dir)
     if info is None:
         return False, None
-    return (_pid_alive(info.pid) and _responds(info.endpoint)), info
+    return _responds(info.endpoint), info
 
 
 def _port_from_env(name: str) -> int | None:
@@ -115,15 +163,65 @@ def _check_port_free(port: int, what: str, variable: str) -> None:
             ) from None
 
 
+def require_installed() -> None:
+    """Raise SandboxError naming the install command when the `sandbox` extra is missing.
+
+    Cheap (finds modules without importing them), so commands call it before they start
+    anything. Exit code 7: the stage files are fine; this machine cannot run the sandbox.
+    """
+    missing = [name for name in EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SandboxError(
+            f"--sandbox needs orch's sandbox extra, which is not installed here (missing: {', '.join(missing)}).",
+            hint=f"Install it with `{INSTALL_EXTRA}` (in a clone of orch: `pip install -e '.[sandbox]'`), "
+            "or drop --sandbox to deploy to AWS.",
+        )
+
+
+_STARTED_HERE: set[Path] = set()
+"""Projects whose daemon this process started (see stop_started_here)."""
+
+
+@contextlib.contextmanager
+def _starting(project_dir: Path) -> Iterator[None]:
+    """Serialise orch processes that look for a daemon and start one (flock, released on exit)."""
+    folder = state_dir(project_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "start.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # another starter holds it at most START_TIMEOUT
+        yield
+
+
 def ensure_running(project_dir: Path, *, port: int | None = None, gateway_port: int | None = None,
                    region: str = DEFAULT_REGION, log: Callable[[str], None] | None = None) -> SandboxInfo:
-    """Return the running sandbox, starting one in the background if needed."""
-    running, info = status(project_dir)
-    if running and info is not None:
+    """Return the project's running sandbox, starting one in the background if none runs.
+
+    Never starts a second daemon for a project: looking and starting happen under a start
+    lock, and a daemon refuses to run without the project's daemon lock. Raises
+    SandboxError when the extra is missing, a fixed port is taken or start-up fails.
+    """
+    require_installed()
+    with _starting(project_dir):
+        running, info = status(project_dir)
+        if running and info is not None:
+            return info
+        if daemon_pid(project_dir) is not None:
+            # Holds the lock but its emulator does not answer: a wedged daemon. Replace it.
+            stop(project_dir)
+        info = _start(project_dir, port=port, gateway_port=gateway_port, region=region, log=log)
+        _STARTED_HERE.add(project_dir)
         return info
-    if info is not None and _pid_alive(info.pid):
-        # Alive but not answering: a wedged daemon. Replace it.
-        stop(project_dir)
+
+
+def stop_started_here() -> None:
+    """Stop the daemons this process started: a command that fails on its configuration
+    must not leave one running."""
+    while _STARTED_HERE:
+        stop(_STARTED_HERE.pop())
+
+
+def _start(project_dir: Path, *, port: int | None, gateway_port: int | None, region: str,
+           log: Callable[[str], None] | None) -> SandboxInfo:
     port = port if port is not None else _port_from_env("ORCH_SANDBOX_PORT")
     gateway_port = gateway_port if gateway_port is not None else _port_from_env("ORCH_GATEWAY_PORT")
     if port:
@@ -159,7 +257,10 @@ def ensure_running(project_dir: Path, *, port: int | None = None, gateway_port: 
         readable, _, _ = select.select([ready], [], [], START_TIMEOUT)
         line = ready.readline() if readable else b""
     if line.strip():
-        info = read_state(project_dir)
+        try:
+            info = _info_from(json.loads(line))
+        except ValueError:
+            info = None
         if info is not None and info.pid == proc.pid:
             return info
     if proc.poll() is None and not readable:
@@ -189,21 +290,33 @@ def _wait_exit(pid: int, timeout: float) -> bool:
 
 
 def stop(project_dir: Path) -> bool:
-    """Stop the sandbox daemon; True if one was running."""
-    info = read_state(project_dir)
+    """Stop the project's daemon (found through its lock, whatever state.json says) and its
+    process group; True if one was running."""
+    pid = daemon_pid(project_dir)
     _state_file(project_dir).unlink(missing_ok=True)
-    if info is None or not _pid_alive(info.pid):
+    if pid is None:
         return False
+    if not _signal(pid, signal.SIGTERM):
+        return False
+    if not _wait_exit(pid, 10):
+        _signal(pid, signal.SIGKILL)
+        _wait_exit(pid, 5)
+    return True
+
+
+def _signal(pid: int, signum: int) -> bool:
+    """Signal the daemon's process group (it leads one: its gateway workers go too), or the
+    daemon alone when it does not lead a group; False when it is gone."""
     try:
-        os.killpg(info.pid, signal.SIGTERM)
+        os.killpg(pid, signum)
+        return True
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        os.kill(pid, signum)
+        return True
     except ProcessLookupError:
         return False
-    except PermissionError:
-        os.kill(info.pid, signal.SIGTERM)
-    if not _wait_exit(info.pid, 10):
-        os.killpg(info.pid, signal.SIGKILL)
-        _wait_exit(info.pid, 5)
-    return True
 
 
 def client_kwargs(info: SandboxInfo, region: str) -> dict[str, str]:

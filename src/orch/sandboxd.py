@@ -1,8 +1,9 @@
 """The sandbox daemon: moto's server and the local gateway in one background process.
 
-Started by orch.sandbox (never by users directly). It binds both servers, writes
-`.orch/sandbox/state.json` atomically, tells its parent it is ready through a pipe, and
-runs until SIGTERM. It owns no deployment logic.
+Started by orch.sandbox (never by users directly). It first takes the project's daemon
+lock (orch.daemonlock; without it, it exits: one daemon per project), binds both servers,
+publishes its state in the lock file and in `.orch/sandbox/state.json`, tells its parent
+it is ready through a pipe, and runs until SIGTERM. It owns no deployment logic.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import time
 import uuid
 from pathlib import Path
 
+from orch import daemonlock
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orch.sandboxd")
@@ -26,6 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default="ap-northeast-2",
                         help="region whose APIs the local gateway serves")
     args = parser.parse_args(argv)
+
+    folder = args.project_dir / ".orch" / "sandbox"
+    lock_fd = daemonlock.hold(folder / "daemon.lock")  # kept open (and locked) until exit
+    if lock_fd is None:
+        holder = daemonlock.holder(folder / "daemon.lock")
+        print(f"another sandbox daemon (pid {holder}) already serves {args.project_dir}; exiting", flush=True)
+        return 3
+    daemonlock.publish(lock_fd, {"pid": os.getpid()})
 
     os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
     from moto.server import ThreadedMotoServer
@@ -62,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": time.time(),
         "project_dir": str(args.project_dir),
     }
-    folder = args.project_dir / ".orch" / "sandbox"
-    folder.mkdir(parents=True, exist_ok=True)
+    daemonlock.publish(lock_fd, state)
     tmp = folder / "state.json.tmp"
     tmp.write_text(json.dumps(state, indent=2))
     os.replace(tmp, folder / "state.json")
