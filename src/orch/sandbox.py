@@ -15,18 +15,16 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.parse
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from orch.aws import SANDBOX_CREDENTIALS_ENV
 from orch.errors import ConfigError, SandboxError
 
-DUMMY_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "test",
-    "AWS_SECRET_ACCESS_KEY": "test",
-    "AWS_SESSION_TOKEN": "test",
-}
 START_TIMEOUT = 30.0
 DEFAULT_REGION = "ap-northeast-2"
 
@@ -142,7 +140,7 @@ def ensure_running(project_dir: Path, *, port: int | None = None, gateway_port: 
         "--gateway-port", str(gateway_port or 0),
         "--region", region,
     ]
-    env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", **DUMMY_CREDENTIALS}
+    env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", **SANDBOX_CREDENTIALS_ENV}
     ready_r, ready_w = os.pipe()
     cmd += ["--ready-fd", str(ready_w)]
     try:
@@ -205,14 +203,29 @@ def stop(project_dir: Path) -> bool:
     return True
 
 
-def client_kwargs(info: SandboxInfo, region: str) -> dict[str, str]:
-    """boto3 client arguments for talking to the sandbox."""
-    return {
-        "endpoint_url": info.endpoint,
-        "region_name": region,
-        "aws_access_key_id": "test",
-        "aws_secret_access_key": "test",
-    }
+GENERATION_FILE = "generation"
+
+
+def mark_changed(project_dir: Path) -> str:
+    """Tell the local gateway that deployed state changed: rewrite `.orch/sandbox/generation`.
+
+    Called after every orch action that changes what is deployed in the sandbox (apply,
+    destroy; later rollback and sync). The file holds a new random token (uuid4 hex),
+    written atomically (temp file + rename), so a gateway process that sees a different
+    token re-reads the deployed APIs before answering. Returns the token.
+    """
+    folder = state_dir(project_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    fd, tmp = tempfile.mkstemp(prefix=".generation.", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token + "\n")
+        os.replace(tmp, folder / GENERATION_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return token
 
 
 def _tail(path: Path, lines: int = 12) -> str:

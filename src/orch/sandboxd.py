@@ -2,7 +2,8 @@
 
 Started by orch.sandbox (never by users directly). It binds both servers, writes
 `.orch/sandbox/state.json` atomically, tells its parent it is ready through a pipe, and
-runs until SIGTERM. It owns no deployment logic.
+runs until SIGTERM, or until its project folder is gone (a watchdog). It owns no deployment
+logic.
 """
 
 from __future__ import annotations
@@ -15,6 +16,22 @@ import threading
 import time
 import uuid
 from pathlib import Path
+
+WATCH_INTERVAL = 2.0  # seconds between checks that the project folder still exists
+
+
+def watch_project(project_dir: Path, stop: threading.Event, interval: float = WATCH_INTERVAL) -> bool:
+    """Wait until `stop` is set or the project folder is gone; True when the folder went.
+
+    A sandbox whose project was deleted (a test's temp folder, a removed checkout) has
+    nothing left to serve and no `orch sandbox stop` can reach it, so it ends itself.
+    Waits on the event with a bounded timeout between checks; no fixed sleep.
+    """
+    while not stop.wait(interval):
+        if not project_dir.is_dir():
+            print(f"project folder {project_dir} is gone: stopping the sandbox", flush=True)
+            return True
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.ready_fd is not None:
         with os.fdopen(args.ready_fd, "w") as ready:
             ready.write(json.dumps(state) + "\n")
-    stop.wait()
+    watch_project(args.project_dir, stop)
     if gateway is not None:
         gateway.shutdown()
         close = getattr(gateway, "close", None) or getattr(gateway, "server_close", None)

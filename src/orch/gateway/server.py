@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from orch.aws import SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY
 from orch.errors import SandboxError
 from orch.gateway.events import GatewayRequest, GatewayResponse
 from orch.gateway.model import ApiRegistry
@@ -331,7 +332,7 @@ def make_service_caller(aws_endpoint: str) -> Callable[..., tuple[int, dict[str,
     from botocore.credentials import Credentials
 
     http = urllib3.PoolManager(maxsize=8)
-    credentials = Credentials("test", "test")
+    credentials = Credentials(SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY)
     base = aws_endpoint.rstrip("/")
 
     def call(
@@ -404,7 +405,7 @@ def build_server(
     if processes > 1 and port != 0:
         _check_port_free(host, port)
     session = boto3.session.Session(
-        aws_access_key_id="test", aws_secret_access_key="test", region_name=region
+        aws_access_key_id=SANDBOX_ACCESS_KEY_ID, aws_secret_access_key=SANDBOX_SECRET_ACCESS_KEY, region_name=region
     )
     apigw = session.client("apigateway", endpoint_url=aws_endpoint)
     lambda_ = session.client("lambda", endpoint_url=aws_endpoint)
