@@ -2,8 +2,9 @@
 
 Each command parses its arguments, builds one object and calls one method. `main()` is the
 only place that turns an OrchError into a message and an exit code (orch.errors owns the
-codes). Heavy libraries (boto3, moto, python-terraform) are imported only by the commands
-that need them, so `orch --help` stays fast.
+codes); every line goes out through one orch.reporter.Console. Heavy libraries (boto3,
+moto, python-terraform) are imported only by the commands that need them, so `orch --help`
+stays fast.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orch.errors import Aborted, ConfigError, ExitCode, OrchError
+from orch.errors import ConfigError, ExitCode, OrchError, SandboxError
 
 app = typer.Typer(
     name="orch",
@@ -63,9 +64,22 @@ ProjectOpt = Annotated[
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
+DryRunOpt = Annotated[
+    bool,
+    typer.Option("--dry-run", help="Print the steps orch would take and change nothing (nothing is "
+                 "started, built or written)."),
+]
+FILES = ("backend.tf", "main.tf", "terraform.tfvars.json")
+
+
+def _console():
+    from orch.reporter import Console
+
+    return Console()
+
+
 def _err(message: str) -> None:
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
+    _console().err(message)
 
 
 def _log(message: str) -> None:
@@ -76,27 +90,23 @@ def _color() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
-def _stage_run(project: Path | None, stage: str, sandbox: bool):
-    from orch.deploy import StageRun, project_dir_from
-    from orch.terraform import default_echo
-
-    return StageRun(project_dir_from(project), stage, sandbox, log=_log, echo=default_echo, color=_color())
+def _interactive() -> bool:
+    return sys.stdin.isatty()
 
 
-def _confirm(yes: bool):
-    """A confirmation callback; None means 'already confirmed'."""
-    if yes:
-        return None
+def _ask(question: str) -> bool:
+    return typer.confirm(question, default=False, err=True)
 
-    def ask(question: str) -> bool:
-        if not sys.stdin.isatty():
-            raise Aborted(
-                f"{question} Refusing to ask on a non-interactive terminal.",
-                hint="Pass --yes to confirm from a script or CI.",
-            )
-        return typer.confirm(question, default=False, err=True)
 
-    return ask
+def _deployer(project: Path | None, stage: str, sandbox: bool, *, yes: bool = False):
+    """The one object a deploy command uses (orch.deploy.create_deployer with real collaborators)."""
+    from orch.deploy import create_deployer, project_dir_from
+    from orch.reporter import ConsoleReporter
+
+    return create_deployer(
+        project_dir_from(project), stage, sandbox=sandbox, reporter=ConsoleReporter(_console()),
+        ask=_ask, interactive=_interactive(), yes=yes, color=_color(),
+    )
 
 
 @app.command()
@@ -119,14 +129,13 @@ def plan(
     """Show what `orch apply STAGE` would change.
 
     Renders the stage's Terraform files, packages the function, runs `terraform init` only
-    when needed, then `terraform plan`.
+    when needed, then `terraform plan` (saved to a file and read back as JSON for the counts).
     """
-    run = _stage_run(project, stage, sandbox)
-    summary = run.plan(out=out.resolve() if out else None)
-    _log(f"plan for stage {stage!r}: {summary.text()}")
+    outcome = _deployer(project, stage, sandbox).plan(out=out.resolve() if out else None)
+    _log(f"plan for stage {stage!r}: {outcome.plan.text()}")
     if out:
         _log(f"saved the plan to {out}; apply exactly it with `orch apply {stage} --plan {out}`")
-    if detailed_exitcode and summary.changes:
+    if detailed_exitcode and outcome.plan.has_changes:
         return ExitCode.CHANGES_PRESENT
     return ExitCode.OK
 
@@ -144,18 +153,25 @@ def apply(
             show_default=False,
         ),
     ] = None,
+    dry_run: DryRunOpt = False,
     project: ProjectOpt = None,
 ) -> int:
-    """Deploy STAGE: plan, then apply, then print the invoke URL.
+    """Deploy STAGE and print the invoke URL.
 
-    Protected stages (`protected: true`, like prod) ask before changing anything unless
-    --yes is given.
+    One Terraform run plans and applies. Protected stages (`protected: true`, like prod) show
+    the plan and ask first unless --yes is given; without a terminal they need --yes.
     """
-    run = _stage_run(project, stage, sandbox)
-    outputs = run.apply(plan_file=plan_file, confirm=_confirm(yes))
-    _log(f"stage {stage!r} deployed: function {outputs.get('function_name')}, API {outputs.get('rest_api_id')}")
+    outcome = _deployer(project, stage, sandbox, yes=yes).apply(plan_file=plan_file, dry_run=dry_run)
+    if outcome.dry_run:
+        return ExitCode.OK
+    outputs = outcome.outputs
+    if outcome.plan is not None and not outcome.plan.has_changes:
+        _log(f"stage {stage!r} is up to date: nothing to apply")
+    else:
+        _log(f"stage {stage!r} deployed ({outcome.plan.text() if outcome.plan else 'saved plan'}): "
+             f"function {outputs.get('function_name')}, API {outputs.get('rest_api_id')}")
     if sandbox:
-        _log("invoke URL (served by orch's local gateway; Terraform's AWS-style URL above is not reachable):")
+        _log("invoke URL (served by orch's local gateway):")
     else:
         _log("invoke URL:")
     typer.echo(outputs.get("invoke_url", ""))
@@ -163,11 +179,15 @@ def apply(
 
 
 @app.command()
-def destroy(stage: StageArg, sandbox: SandboxOpt = False, yes: YesOpt = False, project: ProjectOpt = None) -> int:
+def destroy(
+    stage: StageArg, sandbox: SandboxOpt = False, yes: YesOpt = False, dry_run: DryRunOpt = False,
+    project: ProjectOpt = None,
+) -> int:
     """Delete every resource of STAGE (asks first unless --yes)."""
-    run = _stage_run(project, stage, sandbox)
-    run.destroy(confirm=_confirm(yes))
-    _log(f"stage {stage!r} destroyed")
+    deployer = _deployer(project, stage, sandbox, yes=yes)
+    destroyed = deployer.destroy(dry_run=dry_run)
+    if not dry_run:
+        _log(f"stage {stage!r} destroyed" if destroyed else f"stage {stage!r}: nothing was destroyed")
     return ExitCode.OK
 
 
@@ -179,8 +199,7 @@ def output(
     project: ProjectOpt = None,
 ) -> int:
     """Print the deployed stage's outputs: invoke_url, rest_api_id, function_name, stage_name, ..."""
-    run = _stage_run(project, stage, sandbox)
-    values = run.outputs()
+    values = _deployer(project, stage, sandbox).outputs()
     if as_json:
         typer.echo(json.dumps(values, indent=2, sort_keys=True))
     else:
@@ -201,10 +220,12 @@ def render(
     ] = None,
 ) -> int:
     """Show the Terraform files orch would hand to Terraform for STAGE (writes nothing)."""
-    run = _stage_run(project, stage, sandbox)
-    files = run.render_only()
-    if file is not None and file not in files:
-        raise ConfigError(f"--file {file}: not one of {', '.join(files)}.")
+    if file is not None and file not in FILES:
+        raise ConfigError(f"--file {file}: not one of {', '.join(FILES)}.")
+    from orch.config import load_stage
+    from orch.deploy import project_dir_from, render_only
+
+    files = render_only(load_stage(project_dir_from(project), stage), sandbox)
     for name, content in files.items():
         if file is None or name == file:
             if file is None:
@@ -284,21 +305,22 @@ def serve(
             "(and deploy first with `orch apply STAGE --sandbox`)."
         )
     from orch.deploy import sandbox_invoke_url
+    from orch.facts import running_sandbox
     from orch.gateway.server import run_foreground
 
-    run = _stage_run(project, stage, sandbox)
-    values = run.outputs()  # fails clearly when the stage is not deployed in the sandbox
-    run._connect()
-    info = run.sandbox_info
-    assert info is not None and run.stage is not None
+    deployer = _deployer(project, stage, sandbox)
+    values = deployer.outputs()  # fails clearly when the stage is not deployed in the running sandbox
+    info = running_sandbox(deployer.stage.project_dir)
+    if info is None:
+        raise SandboxError("the sandbox stopped.", hint=f"Run `orch apply {stage} --sandbox` again.")
 
     def ready(server) -> None:
         url = sandbox_invoke_url(server.url, values["rest_api_id"], values["stage_name"])
         _log(f"serving stage {stage!r} at {url} (Ctrl-C stops)")
 
     run_foreground(
-        "127.0.0.1", port, aws_endpoint=info.endpoint, region=run.stage.config.region,
-        project_dir=run.project_dir, log=_err, ready=ready,
+        "127.0.0.1", port, aws_endpoint=info.endpoint, region=deployer.stage.config.region,
+        project_dir=deployer.stage.project_dir, log=_err, ready=ready,
     )
     return ExitCode.OK
 
