@@ -23,7 +23,8 @@ PY_DEFINES = {
     "import-plain": "from app.impl import handler\n",
     "module-import-as": "import json as handler\n",
     "class": "class handler:\n    def __init__(self, e, c):\n        pass\n",
-    "in-if": "import os\nif os.environ.get('X'):\n    def handler(e, c): return 1\nelse:\n    def handler(e, c): return 2\n",
+    "in-if": "import os\nif os.environ.get('X'):\n    def handler(e, c): return 1\n"
+             "else:\n    def handler(e, c): return 2\n",
     "in-try": "try:\n    from fast import handler\nexcept ImportError:\n    def handler(e, c): return e\n",
     "walrus": "if (handler := print):\n    pass\n",
     "decorated": "import functools\n\n@functools.lru_cache\ndef handler(e, c):\n    return e\n",
@@ -66,7 +67,8 @@ JS_EXPORTS = {
     "esm-reexport": "export { run as handler } from './impl.mjs';\n",
     "esm-namespace": "export * as handler from './impl.mjs';\n",
     "typescript-commonjs-output": '"use strict";\nObject.defineProperty(exports, "__esModule", { value: true });\n'
-                                  "exports.handler = void 0;\nconst handler = async (e) => e;\nexports.handler = handler;\n",
+                                  "exports.handler = void 0;\nconst handler = async (e) => e;\n"
+                                  "exports.handler = handler;\n",
 }
 JS_UNKNOWN = {
     "module-exports-identifier": "const api = { handler: (e) => e };\nmodule.exports = api;\n",

@@ -288,6 +288,7 @@ def build_or_skip_offline(source: Path, store: Path, runtime: str) -> PackageRes
         raise
 
 
+@pytest.mark.vendoring
 def test_requirements_are_vendored_deterministically(tmp_path: Path) -> None:
     source = tmp_path / "fn"
     write(source / "handler.py", "import six\n")
@@ -316,6 +317,7 @@ def test_requirements_are_vendored_deterministically(tmp_path: Path) -> None:
     assert not [p for p in cache.iterdir() if p.name.startswith(".tmp-")]
 
 
+@pytest.mark.vendoring
 def test_pip_failure_is_a_package_error_with_pip_output(tmp_path: Path) -> None:
     source = tmp_path / "fn"
     write(source / "handler.py")
@@ -331,6 +333,7 @@ needs_npm = pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not i
 
 
 @needs_npm
+@pytest.mark.vendoring
 def test_node_dependencies_are_vendored_deterministically(tmp_path: Path) -> None:
     source = tmp_path / "fn"
     write(source / "index.js", "exports.handler = async () => require('left-pad')('1', 3);\n")
@@ -352,6 +355,7 @@ def test_node_dependencies_are_vendored_deterministically(tmp_path: Path) -> Non
 
 
 @needs_npm
+@pytest.mark.vendoring
 def test_local_file_dependencies_are_refused_clearly(tmp_path: Path) -> None:
     source = tmp_path / "fn"
     write(source / "index.js")
@@ -363,6 +367,7 @@ def test_local_file_dependencies_are_refused_clearly(tmp_path: Path) -> None:
 
 
 @needs_npm
+@pytest.mark.vendoring
 def test_npm_failure_is_a_package_error_with_npm_output(tmp_path: Path) -> None:
     source = tmp_path / "fn"
     write(source / "index.js")

@@ -68,6 +68,7 @@ class Deployer:
         if dry_run:
             DisplayExecutor(self.reporter).execute(plan)
             return None
+        self.collaborators.preflight()
         executor = Executor(self.stage, self.collaborators, self.reporter)
         executor.execute(plan)
         return executor
@@ -214,7 +215,11 @@ def create_deployer(
     def aws(endpoint: str | None, region: str) -> Aws:
         return Aws.for_sandbox(endpoint, region) if endpoint else Aws.for_aws(region)
 
-    collaborators = Collaborators(terraform, aws, _Sandbox(reporter.note), ask, cli_file)
+    def preflight() -> None:
+        if not binary:
+            binary.append(find_binary())  # missing terraform: an error before anything is written
+
+    collaborators = Collaborators(terraform, aws, _Sandbox(reporter.note), ask, cli_file, preflight)
     return Deployer(stage, target, collaborators, reporter, interactive=interactive, yes=yes)
 
 

@@ -71,6 +71,7 @@ class Collaborators:
     sandbox: SandboxControl
     ask: Callable[[str], bool]
     cli_config_file: str | None = None
+    preflight: Callable[[], None] = lambda: None  # checks before a real run (terraform installed)
 
 
 class Executor:

@@ -102,6 +102,11 @@ def gather(
     workdir = workdir_of(stage, target)
     sandbox = running_sandbox(stage.project_dir) if target == "sandbox" else None
     config = provider_config(stage.project_dir / ".orch")
+    # Render in memory now: a template error is a ConfigError before anything is built or written.
+    endpoint = sandbox.endpoint if sandbox is not None else "http://127.0.0.1:0"
+    files = render_mod.render(
+        stage, render_mod.Target(target, endpoint if target == "sandbox" else None), render_mod.PackageRef("")
+    )
     return Facts(
         target=target,
         workdir=workdir,
@@ -112,7 +117,7 @@ def gather(
         sandbox=sandbox,
         recorded_epoch=read_epoch(workdir) if target == "sandbox" else None,
         state_present=(workdir / "terraform.tfstate").is_file(),
-        init_reason=_init_reason(stage, target, workdir, sandbox, config, env_cli_config),
+        init_reason=_init_reason(stage, target, workdir, sandbox, files["backend.tf"], config, env_cli_config),
         provider_config=config,
         provider_config_written=config is None or config.current,
     )
@@ -123,6 +128,7 @@ def _init_reason(
     target: str,
     workdir: Path,
     sandbox: sandbox_mod.SandboxInfo | None,
+    backend_tf: str,
     config: ProviderConfig | None,
     env_cli_config: str | None,
 ) -> str | None:
@@ -130,13 +136,9 @@ def _init_reason(
         return "first run in this working folder"
     if target == "sandbox" and sandbox is None and stage.config.backend.type == "s3":
         return "the sandbox starts on a new address (its S3 holds the state)"
-    endpoint = sandbox.endpoint if sandbox is not None else "http://127.0.0.1:0"
-    files = render_mod.render(
-        stage, render_mod.Target(target, endpoint if target == "sandbox" else None), render_mod.PackageRef("")
-    )
     cli_file = str(config.path) if config is not None else env_cli_config
     fingerprint = init_fingerprint(
-        files["backend.tf"], cli_file, config.text if config is not None else None,
+        backend_tf, cli_file, config.text if config is not None else None,
         module_sources(stage.project_dir / "modules"),
     )
     return init_needed(workdir, fingerprint)

@@ -9,8 +9,6 @@ performs no I/O and calls nothing outside this process: facts come in, steps go 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from orch.config import Stage
 from orch.errors import Aborted, TerraformError
 from orch.facts import Facts
@@ -47,6 +45,7 @@ from orch.steps import (
 # A removed route: Terraform creates the new API deployment (create_before_destroy) before it
 # deletes the method, so that snapshot still serves the route; replacing it once more fixes that.
 DEPLOYMENT_ADDRESS = "module.stack.module.stage.aws_api_gateway_deployment.this"
+REDEPLOY = "redeploy the API without the removed routes"
 CONFIRM_PLAN = "orch-confirm.tfplan"
 PLAN_TMP = "orch-plan.tfplan"
 
@@ -93,7 +92,8 @@ def plan_apply(stage: Stage, facts: Facts) -> DeployPlan:
             apply = TerraformApply(facts.workdir)
             steps.append(apply)
             removes = PlanRemovesRoutes(Ref(apply.output))
-    redeploy = TerraformApply(facts.workdir, replace=(DEPLOYMENT_ADDRESS,), output="redeploy", when=removes)
+    redeploy = TerraformApply(facts.workdir, replace=(DEPLOYMENT_ADDRESS,), purpose=REDEPLOY, output="redeploy",
+                              when=removes)
     steps.append(redeploy)
     if facts.on_sandbox:
         steps.append(MarkSandboxChanged(stage.project_dir, when=Changed((Ref("apply"), Ref("redeploy")))))
@@ -174,8 +174,7 @@ def _connect(stage: Stage, facts: Facts) -> list[Step]:
         steps.append(StartSandbox(stage.project_dir, stage.config.region))
     fresh = not facts.sandbox_running or facts.sandbox is None or facts.recorded_epoch != facts.sandbox.epoch
     if facts.state_present and fresh:
-        reason = "the sandbox was restarted" if facts.sandbox_running else "the sandbox starts fresh"
-        steps.append(ForgetLostState(facts.workdir, reason))
+        steps.append(ForgetLostState(facts.workdir, "the sandbox was restarted"))
     if fresh:
         steps.append(RecordSandboxEpoch(facts.workdir, Ref("sandbox")))
     backend = stage.config.backend
@@ -206,8 +205,3 @@ def _prepare(stage: Stage, facts: Facts) -> list[Step]:
 
 def _init(facts: Facts) -> list[Step]:
     return [Init(facts.workdir, facts.init_reason)] if facts.init_reason else []
-
-
-def temp_plan_files(workdir: Path) -> tuple[Path, Path]:
-    """The temporary plan files orch may leave behind if killed (removed on the next run)."""
-    return workdir / CONFIRM_PLAN, workdir / PLAN_TMP

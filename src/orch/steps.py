@@ -295,12 +295,13 @@ class TerraformApply(Step):
 
     workdir: Path
     replace: tuple[str, ...] = ()
+    purpose: str = ""
     output: str = "apply"
     when: Condition | None = None
 
     def title(self) -> str:
         if self.replace:
-            return "terraform apply, replacing " + ", ".join(self.replace)
+            return f"{self.purpose or 'terraform apply'} (terraform apply -replace=" + ",".join(self.replace) + ")"
         return "terraform apply (plan and apply in one run)"
 
 
