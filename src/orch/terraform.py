@@ -465,6 +465,7 @@ class Terraform:
                 )
             raise self._failed("terraform init", result, stream)
         data = Path(self.env.get("TF_DATA_DIR") or self.workdir / ".terraform")
+        data.mkdir(parents=True, exist_ok=True)
         (data / INIT_STAMP).write_text(fingerprint + "\n")
         return result
 
