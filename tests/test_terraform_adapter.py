@@ -144,6 +144,8 @@ def test_the_person_watching_sees_terraforms_messages(tmp_path: Path, monkeypatc
     assert not any(text.startswith("Terraform 1.") for text in shown)  # the version message is noise
     assert any(text.endswith(": Plan to create") for text in shown)
     assert any(text.startswith("Apply complete! Resources:") for text in shown)
+    assert any(text.startswith("Outputs:\n") and '  stage_name = "dev"' in text for text in shown)
+    assert "Outputs: 11" not in shown  # the plan-phase message without values is left out
     assert result.changed and result.outputs["stage_name"] == "dev"
     assert "module.stack.module.lambda.aws_lambda_function.this" in result.applied
 

@@ -311,5 +311,13 @@ def render_message(message: Mapping[str, Any]) -> str | None:
         return None
     if kind == "diagnostic":
         return Diagnostic.from_message(message).text()
+    if kind == "outputs":
+        if _is_plan_outputs(message):
+            return None  # "Outputs: 11" before the apply says nothing a person can use
+        lines = ["Outputs:"]
+        for name, item in sorted((message.get("outputs") or {}).items()):
+            value = "(sensitive value)" if item.get("sensitive") else json.dumps(item.get("value"))
+            lines.append(f"  {name} = {value}")
+        return "\n".join(lines)
     text = message.get("@message")
     return str(text) if text else None
