@@ -164,11 +164,12 @@ def test_first_deploy(project: Path) -> None:
     plan, executor = world.run_apply()
     assert names(plan.steps) == [
         "CheckHandler", "StartSandbox", "RecordSandboxEpoch", "BuildPackage", "UploadPackage", "RenderFiles",
-        "Init", "TerraformApply", "TerraformApply", "MarkSandboxChanged",
+        "Init", "TerraformApply", "TerraformApply",
     ]
+    assert names(plan.cleanup) == ["MarkSandboxChanged"]
     assert names(executor.ran) == [
         "CheckHandler", "StartSandbox", "RecordSandboxEpoch", "BuildPackage", "RenderFiles", "Init",
-        "TerraformApply", "MarkSandboxChanged",
+        "TerraformApply",
     ]
     assert world.terraform.calls == [("init", None), ("apply", ())]  # ONE run plans and applies
     assert world.sandbox.started == 1 and world.sandbox.marked == 1
@@ -186,14 +187,14 @@ def test_no_op(project: Path) -> None:
     plan = plan_apply(world.stage, world.facts)
     assert names(plan.steps) == [
         "CheckHandler", "UseSandbox", "BuildPackage", "UploadPackage", "RenderFiles",
-        "TerraformApply", "TerraformApply", "MarkSandboxChanged",
+        "TerraformApply", "TerraformApply",
     ]
     assert world.terraform.calls == [("apply", ())]  # no init, no second run
     assert world.sandbox.started == 0 and world.sandbox.marked == 0  # nothing changed: the gateway is not told
     assert not outcome.applied and not outcome.plan.has_changes
     assert outcome.outputs["invoke_url"].startswith(SANDBOX.gateway_endpoint + "/restapis/")
     skipped = [event[1] for event in world.reporter.events if event[0] == "skip"]
-    assert len(skipped) == 3  # the upload, the redeploy and the gateway notice
+    assert len(skipped) == 2  # the upload and the redeploy
 
 
 def test_removed_route_redeploys(project: Path) -> None:
@@ -203,7 +204,7 @@ def test_removed_route_redeploys(project: Path) -> None:
     plan, executor = world.run_apply()
     assert world.terraform.calls == [("apply", ()), ("apply", (DEPLOYMENT_ADDRESS,))]
     assert "redeploy" in executor.values and world.sandbox.marked == 1
-    assert names(executor.ran)[-2:] == ["TerraformApply", "MarkSandboxChanged"]
+    assert names(executor.ran)[-2:] == ["TerraformApply", "TerraformApply"]
 
 
 def test_protected_stage_plans_asks_with_terraforms_counts_and_applies_that_plan(project: Path) -> None:
@@ -212,12 +213,12 @@ def test_protected_stage_plans_asks_with_terraforms_counts_and_applies_that_plan
     plan, executor = world.run_apply()
     assert names(plan.steps) == [
         "CheckHandler", "StartSandbox", "RecordSandboxEpoch", "BuildPackage", "UploadPackage", "RenderFiles",
-        "Init", "TerraformPlan", "ReadPlan", "Confirm", "ApplySavedPlan", "TerraformApply", "MarkSandboxChanged",
+        "Init", "TerraformPlan", "ReadPlan", "Confirm", "ApplySavedPlan", "TerraformApply",
     ]
     counts = saved_plan("plan-first-deploy.json").counts.text()
     assert world.questions == [f"Apply {counts} to protected stage 'prod'?"]
     assert [c[0] for c in world.terraform.calls] == ["init", "plan", "show", "apply_saved"]
-    assert names(plan.cleanup) == ["RemoveFile"] and not plan.cleanup[0].path.exists()
+    assert names(plan.cleanup) == ["RemoveFile", "MarkSandboxChanged"] and not plan.cleanup[0].path.exists()
 
 
 def test_protected_stage_declined_applies_nothing(project: Path) -> None:
@@ -247,7 +248,7 @@ def test_saved_plan_applies_exactly_that_file(project: Path, tmp_path: Path) -> 
     saved.write_text("plan")
     world.terraform.plan_file = "plan-remove-route.json"
     plan, executor = world.run_apply(saved_plan=saved)
-    assert names(plan.steps) == ["UseSandbox", "ReadPlan", "ApplySavedPlan", "TerraformApply", "MarkSandboxChanged"]
+    assert names(plan.steps) == ["UseSandbox", "ReadPlan", "ApplySavedPlan", "TerraformApply"]
     assert world.terraform.calls == [("show", "reviewed.tfplan"), ("apply_saved", "reviewed.tfplan"),
                                      ("apply", (DEPLOYMENT_ADDRESS,))]  # the plan removed a route
     assert "package" not in executor.values  # the saved plan is applied as it is
@@ -279,7 +280,23 @@ def test_handler_error_stops_before_the_sandbox_starts(project: Path) -> None:
     world = World(project)
     with pytest.raises(PackageError, match="handlr"):
         world.run_apply()
-    assert world.sandbox.started == 0 and world.terraform.calls == []
+    assert world.sandbox.started == 0 and world.terraform.calls == [] and world.sandbox.marked == 0
+
+
+def test_an_apply_that_fails_half_way_still_tells_the_gateway(project: Path) -> None:
+    from orch.errors import TerraformError
+
+    world = World(project)
+    deployed(world)
+
+    def failing_apply(*, replace=()):
+        world.terraform.calls.append(("apply", tuple(replace)))
+        raise TerraformError("terraform apply failed (exit 1)")
+
+    world.terraform.apply = failing_apply  # type: ignore[method-assign]
+    with pytest.raises(TerraformError):
+        world.run_apply()
+    assert world.sandbox.marked == 1  # some resources may have changed before it failed
 
 
 def test_real_aws_checks_credentials_instead_of_a_sandbox(project: Path) -> None:

@@ -82,6 +82,10 @@ def _err(message: str) -> None:
     _console().err(message)
 
 
+def _out(message: str) -> None:
+    _console().out(message)
+
+
 def _log(message: str) -> None:
     _err(f"orch: {message}")
 
@@ -174,7 +178,7 @@ def apply(
         _log("invoke URL (served by orch's local gateway):")
     else:
         _log("invoke URL:")
-    typer.echo(outputs.get("invoke_url", ""))
+    _out(outputs.get("invoke_url", ""))
     return ExitCode.OK
 
 
@@ -201,11 +205,11 @@ def output(
     """Print the deployed stage's outputs: invoke_url, rest_api_id, function_name, stage_name, ..."""
     values = _deployer(project, stage, sandbox).outputs()
     if as_json:
-        typer.echo(json.dumps(values, indent=2, sort_keys=True))
+        _out(json.dumps(values, indent=2, sort_keys=True))
     else:
         width = max(len(k) for k in values)
         for key in sorted(values):
-            typer.echo(f"{key.ljust(width)}  {values[key]}")
+            _out(f"{key.ljust(width)}  {values[key]}")
     return ExitCode.OK
 
 
@@ -229,8 +233,8 @@ def render(
     for name, content in files.items():
         if file is None or name == file:
             if file is None:
-                typer.echo(f"# ----- {name}")
-            typer.echo(content.rstrip("\n"))
+                _out(f"# ----- {name}")
+            _out(content.rstrip("\n"))
     return ExitCode.OK
 
 
@@ -248,7 +252,7 @@ def package(stage: StageArg, project: ProjectOpt = None) -> int:
         f"{result.unzipped_size / 1e6:.2f} MB unzipped"
         + (" (over 50 MB: deploys through the stage's artifacts.bucket)" if package_mod.needs_s3(result) else "")
     )
-    typer.echo(f"{result.path}  sha256:{result.sha256_hex}")
+    _out(f"{result.path}  sha256:{result.sha256_hex}")
     return ExitCode.OK
 
 
@@ -277,13 +281,13 @@ def stages(
             }
         )
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        _out(json.dumps(rows, indent=2))
         return ExitCode.OK
     headers = ["stage", "region", "function", "api", "backend", "protected"]
     widths = {h: max(len(h), *(len(str(r[h])) for r in rows)) if rows else len(h) for h in headers}
-    typer.echo("  ".join(h.upper().ljust(widths[h]) for h in headers))
+    _out("  ".join(h.upper().ljust(widths[h]) for h in headers))
     for r in rows:
-        typer.echo("  ".join(str(r[h]).ljust(widths[h]) for h in headers))
+        _out("  ".join(str(r[h]).ljust(widths[h]) for h in headers))
     return ExitCode.OK
 
 
@@ -338,7 +342,7 @@ def sandbox_start(
     from orch.deploy import project_dir_from
 
     info = sandbox_mod.ensure_running(project_dir_from(project), port=port, gateway_port=gateway_port, log=_log)
-    typer.echo(info.endpoint)
+    _out(info.endpoint)
     return ExitCode.OK
 
 
@@ -365,10 +369,10 @@ def sandbox_status(
     running, info = sandbox_mod.status(project_dir_from(project))
     data: dict[str, Any] = info.status(running) if info else {"running": False, "endpoint": None}
     if as_json:
-        typer.echo(json.dumps(data, indent=2))
+        _out(json.dumps(data, indent=2))
     else:
         for key, value in data.items():
-            typer.echo(f"{key:17} {value}")
+            _out(f"{key:17} {value}")
     return ExitCode.OK
 
 

@@ -23,6 +23,7 @@ from orch.config import Stage
 from orch.errors import Aborted
 from orch.reporter import Reporter
 from orch.steps import (
+    FAILED,
     ApplySavedPlan,
     BuildPackage,
     CheckCredentials,
@@ -92,7 +93,9 @@ class Executor:
                 self._run(step, index, total)
         finally:
             for step in plan.cleanup:
-                self._dispatch(step)
+                when = getattr(step, "when", None)
+                if when is None or when.holds(self.values):
+                    self._dispatch(step)
         for note in plan.notes:
             self.reporter.note(note)
         return self.values
@@ -107,6 +110,7 @@ class Executor:
         try:
             result = self._dispatch(step)
         except BaseException:
+            self.values[FAILED] = step
             for recovery in getattr(step, "on_failure", ()):
                 self._dispatch(recovery)
             raise
@@ -246,7 +250,8 @@ class DisplayExecutor:
             if output:
                 lines.append(f"       stores: ${{{output}}}")
         for step in plan.cleanup:
-            lines.append(f"  and always: {step.title()}")
+            when = getattr(step, "when", None)
+            lines.append(f"  and always: {step.title()}" + (f", {when.describe()}" if when is not None else ""))
         for note in plan.notes:
             lines.append(f"  note: {note}")
         lines.append("nothing was changed (--dry-run)")

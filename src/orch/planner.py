@@ -95,8 +95,8 @@ def plan_apply(stage: Stage, facts: Facts) -> DeployPlan:
     redeploy = TerraformApply(facts.workdir, replace=(DEPLOYMENT_ADDRESS,), purpose=REDEPLOY, output="redeploy",
                               when=removes)
     steps.append(redeploy)
-    if facts.on_sandbox:
-        steps.append(MarkSandboxChanged(stage.project_dir, when=Changed((Ref("apply"), Ref("redeploy")))))
+    if facts.on_sandbox:  # in cleanup: also after an apply that failed half-way
+        cleanup.append(MarkSandboxChanged(stage.project_dir, when=Changed((Ref("apply"), Ref("redeploy")))))
     return DeployPlan("apply", stage.name, facts.target, tuple(steps), tuple(cleanup))
 
 
@@ -133,9 +133,8 @@ def plan_destroy(stage: Stage, facts: Facts) -> DeployPlan:
     steps += _connect(stage, facts)
     steps += _prepare(stage, facts)
     steps.append(TerraformDestroy(facts.workdir))
-    if facts.on_sandbox:
-        steps.append(MarkSandboxChanged(stage.project_dir, when=Changed((Ref("destroy"),))))
-    return DeployPlan("destroy", stage.name, facts.target, tuple(steps))
+    cleanup = (MarkSandboxChanged(stage.project_dir, when=Changed((Ref("destroy"),))),) if facts.on_sandbox else ()
+    return DeployPlan("destroy", stage.name, facts.target, tuple(steps), cleanup)
 
 
 # ---------------------------------------------------------------------------- pieces

@@ -83,15 +83,22 @@ class PackageNeedsS3(Condition):
 
 @dataclass(frozen=True)
 class Changed(Condition):
-    """Any of the stored Terraform results (ApplyResult) changed deployed state."""
+    """Any of the stored Terraform results (ApplyResult) changed deployed state, or a
+    Terraform step that changes state failed (it may have changed some of it)."""
 
     results: tuple[Ref, ...]
 
     def holds(self, values: dict[str, Any]) -> bool:
+        failed = values.get(FAILED)
+        if failed is not None and getattr(failed, "changes_state", False):
+            return True
         return any(values.get(ref.name) is not None and values[ref.name].changed for ref in self.results)
 
     def describe(self) -> str:
-        return "if " + " or ".join(str(r) for r in self.results) + " changed anything"
+        return "if " + " or ".join(str(r) for r in self.results) + " changed anything (or failed half-way)"
+
+
+FAILED = "failed"  # the executor stores the step that failed under this name
 
 
 def _plan_of(value: Any) -> Any:
@@ -299,6 +306,8 @@ class TerraformApply(Step):
     output: str = "apply"
     when: Condition | None = None
 
+    changes_state = True
+
     def title(self) -> str:
         if self.replace:
             return f"{self.purpose or 'terraform apply'} (terraform apply -replace=" + ",".join(self.replace) + ")"
@@ -338,6 +347,8 @@ class ApplySavedPlan(Step):
     output: str = "apply"
     when: Condition | None = None
 
+    changes_state = True
+
     def title(self) -> str:
         return f"terraform apply {self.plan_file.name} (exactly the plan read)"
 
@@ -348,6 +359,8 @@ class TerraformDestroy(Step):
 
     workdir: Path
     output: str = "destroy"
+
+    changes_state = True
 
     def title(self) -> str:
         return "terraform destroy"
