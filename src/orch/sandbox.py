@@ -2,8 +2,10 @@
 
 The sandbox runs as one background daemon (`python -m orch.sandboxd`) that survives the
 command that started it; its pid, ports and a per-start `epoch` live in
-`<project>/.orch/sandbox/state.json`. This module starts, finds, checks and stops it. It
-does not deploy anything and does not import moto (the daemon does).
+`<project>/.orch/sandbox/state.json`. This module starts, finds, checks and stops it, and
+rewrites `.orch/sandbox/generation` when deployed state changed (`mark_changed`, the signal
+the local gateway watches). It does not deploy anything and does not import moto (the
+daemon does).
 """
 
 from __future__ import annotations
