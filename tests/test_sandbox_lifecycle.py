@@ -17,20 +17,11 @@ import pytest
 from helpers import REPO, make_project, orch, sandbox_daemons
 from orch import sandbox as sandbox_mod
 
-pytestmark = pytest.mark.sandbox
+pytestmark = pytest.mark.daemon
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
     return sandbox_mod._wait_exit(pid, timeout)
-
-
-def test_mark_changed_rewrites_the_generation_atomically(tmp_path: Path) -> None:
-    first = sandbox_mod.mark_changed(tmp_path)
-    path = tmp_path / ".orch" / "sandbox" / "generation"
-    assert path.read_text().strip() == first
-    second = sandbox_mod.mark_changed(tmp_path)
-    assert second != first and path.read_text().strip() == second
-    assert sorted(p.name for p in path.parent.iterdir()) == ["generation"]  # no temp files left
 
 
 def test_a_daemon_whose_project_folder_is_deleted_stops_itself(tmp_path: Path) -> None:
