@@ -287,14 +287,17 @@ def test_destroy_dev_leaves_prod(proj: Path) -> None:
     prod_api = outputs(proj, "prod")["rest_api_id"]
     old_url = outputs(proj, "dev")["invoke_url"]
     assert requests.post(old_url, json={}, timeout=30).status_code == 200  # the gateway has it cached
+    generation = (proj / ".orch" / "sandbox" / "generation").read_text()
     result = orch("destroy", "dev", "--sandbox", "--yes", cwd=proj)
     assert result.code == 0, result.output
-    first = requests.post(old_url, json={}, timeout=30)
-    assert first.status_code == 403, first.text  # the very first request after destroy
+    assert (proj / ".orch" / "sandbox" / "generation").read_text() != generation  # the gateway was told
     assert "orch-loopback-dev" not in functions(proj)
     assert "orch-loopback-dev" not in apis(proj)
     assert "orch-loopback-prod" in functions(proj)
     assert apis(proj)["orch-loopback-prod"] == prod_api
+    # the first gateway request after destroy (the checks above talk to the emulator only)
+    first = requests.post(old_url, json={}, timeout=30)
+    assert first.status_code == 403, first.text
 
 
 def test_restarted_sandbox_starts_the_stage_clean(proj: Path) -> None:
