@@ -4,6 +4,7 @@ credentials), and the sandbox's dummy credentials living in one place."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -109,11 +110,16 @@ def test_no_credentials_is_an_aws_error_naming_the_fix(monkeypatch: pytest.Monke
 
 def test_the_dummy_credentials_live_only_in_orch_aws() -> None:
     """No other module spells the sandbox's credentials: they import them from orch.aws."""
+    credential = re.compile(
+        r"(access_key|secret|Credentials\(|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN)"
+        rf".*[\"']{re.escape(SANDBOX_ACCESS_KEY_ID)}[\"']"
+    )
     spelled = []
-    for path in SRC.rglob("*.py"):
-        if path.name == "aws.py":
+    for path in SRC.rglob("*"):
+        if path.name == "aws.py" or path.suffix not in (".py", ".j2"):
             continue
-        text = path.read_text(encoding="utf-8")
-        if f'"{SANDBOX_ACCESS_KEY_ID}"' in text or f"'{SANDBOX_ACCESS_KEY_ID}'" in text:
-            spelled.append(str(path.relative_to(SRC)))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if credential.search(line):
+                spelled.append(f"{path.relative_to(SRC)}:{number}")
     assert spelled == []
+    assert credential.search('Credentials("test", "test")') and credential.search('aws_access_key_id="test",')
