@@ -24,14 +24,25 @@ def watch_project(project_dir: Path, stop: threading.Event, interval: float = WA
     """Wait until `stop` is set or the project folder is gone; True when the folder went.
 
     A sandbox whose project was deleted (a test's temp folder, a removed checkout) has
-    nothing left to serve and no `orch sandbox stop` can reach it, so it ends itself.
-    Waits on the event with a bounded timeout between checks; no fixed sleep.
+    nothing left to serve and no `orch sandbox stop` can reach it, so it ends itself. The
+    folder is recognised by its identity (device and inode), so one re-created at the same
+    path (by a late write into `.orch/`) still counts as gone. Waits on the event with a
+    bounded timeout between checks; no fixed sleep.
     """
+    identity = _identity(project_dir)
     while not stop.wait(interval):
-        if not project_dir.is_dir():
+        if identity is None or _identity(project_dir) != identity:
             print(f"project folder {project_dir} is gone: stopping the sandbox", flush=True)
             return True
     return False
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def main(argv: list[str] | None = None) -> int:
