@@ -1,12 +1,42 @@
-"""Fixtures shared by every test layer."""
+"""Fixtures shared by every test layer, the test tiers, and sandbox clean-up on any exit."""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
-from helpers import make_project
+from helpers import make_project, stop_sandboxes_under
+
+TOOL_MARKERS = ("terraform", "vendoring", "daemon", "deploy", "wheel")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test that runs an external tool is also `integration`, so `-m "not integration"`
+    (the fast tier) never runs one."""
+    for item in items:
+        if any(item.get_closest_marker(name) for name in TOOL_MARKERS):
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM (a CI job cancelled, `kill`) becomes KeyboardInterrupt, so fixture teardown and
+    # pytest_sessionfinish run and stop every sandbox the run started.
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Whatever happened (failure, Ctrl-C, SIGTERM), stop every sandbox daemon whose project
+    folder lies under this run's temporary folders."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is not None:
+        try:
+            stop_sandboxes_under(factory.getbasetemp())
+        except OSError:
+            pass
 
 
 @pytest.fixture

@@ -61,3 +61,51 @@ def assert_clean_failure(result: Result, code: int, *needles: str) -> None:
     assert "Traceback" not in result.output, result.output
     for needle in needles:
         assert needle in result.output, f"{needle!r} not in:\n{result.output}"
+
+
+def sandbox_daemons() -> dict[int, Path]:
+    """Running sandbox daemons on this machine: pid -> their --project-dir (Linux /proc)."""
+    found: dict[int, Path] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        args = [a.decode(errors="replace") for a in argv if a]
+        if "orch.sandboxd" in args and "--project-dir" in args:
+            index = args.index("--project-dir") + 1
+            if index < len(args):
+                found[int(entry.name)] = Path(args[index])
+    return found
+
+
+def stop_sandboxes_under(root: Path, timeout: float = 10.0) -> list[int]:
+    """Stop every sandbox daemon whose project folder is under `root`; return their pids.
+
+    Uses `orch.sandbox.stop` where a state file exists, then SIGTERM to any daemon left
+    (a daemon whose state file is gone), waiting for each with a bounded timeout.
+    """
+    import signal
+
+    from orch import sandbox as sandbox_mod
+
+    root = root.resolve()
+    stopped = []
+    for pid, project in sandbox_daemons().items():
+        try:
+            inside = project.resolve().is_relative_to(root)
+        except OSError:
+            inside = str(project).startswith(str(root))
+        if not inside:
+            continue
+        if project.is_dir():
+            sandbox_mod.stop(project)
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+        sandbox_mod._wait_exit(pid, timeout)
+        stopped.append(pid)
+    return stopped

@@ -105,6 +105,7 @@ def test_provider_mirror_without_the_provider(project: Path, tmp_path: Path) -> 
     assert_clean_failure(result, CONFIG, f"ORCH_PROVIDER_MIRROR={empty}", "registry.terraform.io")
 
 
+@pytest.mark.terraform
 def test_provider_not_installable(project: Path, tmp_path: Path) -> None:
     """Terraform's own CLI config points at a mirror without the provider: init fails, clearly."""
     (tmp_path / "empty-mirror").mkdir()
@@ -127,15 +128,3 @@ def test_sandbox_port_taken(project: Path) -> None:
         result = orch("sandbox", "start", cwd=project, env={"ORCH_SANDBOX_PORT": str(port)})
     assert_clean_failure(result, SANDBOX, f"port {port}", "already in use", "ORCH_SANDBOX_PORT")
     assert not (project / ".orch" / "sandbox" / "state.json").exists()
-
-
-def test_protected_stage_refuses_without_yes_when_not_interactive(project: Path) -> None:
-    """No terminal to ask on: orch refuses rather than changing prod silently."""
-    from orch.cli import _confirm
-    from orch.errors import Aborted
-
-    ask = _confirm(False)
-    assert ask is not None
-    with pytest.raises(Aborted, match="--yes"):
-        ask("Apply 3 to add to protected stage 'prod'?")
-    assert _confirm(True) is None

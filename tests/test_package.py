@@ -1,4 +1,4 @@
-"""orch.package: deterministic zips, exclusions, vendoring, limits, S3 upload."""
+"""orch.package: deterministic zips, exclusions, vendoring, limits."""
 
 from __future__ import annotations
 
@@ -8,15 +8,12 @@ import json
 import os
 import shutil
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 
 from orch import package
-from orch.errors import AwsError, PackageError
+from orch.errors import PackageError
 from orch.package import (
     DIRECT_UPLOAD_LIMIT,
     UNZIPPED_LIMIT,
@@ -24,7 +21,6 @@ from orch.package import (
     build_package,
     check_handler,
     needs_s3,
-    upload_package,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -258,8 +254,14 @@ def test_over_the_unzipped_limit_writes_nothing(src: Path, tmp_path: Path) -> No
 def test_check_handler_accepts(
     tmp_path: Path, runtime: str, handler: str, files: list[str]
 ) -> None:
+    function = handler.rpartition("/")[2].split(".", 1)[1].split(".")[0] if "." in handler else ""
     for name in files:
-        write(tmp_path / name)
+        if name.endswith(".py"):
+            write(tmp_path / name, f"def {handler.rpartition('.')[2]}(event, context):\n    return event\n")
+        elif name.endswith("js"):
+            write(tmp_path / name, f"exports.{function} = async (event) => event;\n")
+        else:
+            write(tmp_path / name)
     check_handler(tmp_path, runtime, handler)
 
 
@@ -310,6 +312,7 @@ def build_or_skip_offline(source: Path, store: Path, runtime: str) -> PackageRes
         raise
 
 
+@pytest.mark.vendoring
 def test_requirements_are_vendored_deterministically(tmp_path: Path) -> None:
     source = tmp_path / "fn"
     write(source / "handler.py", "import six\n")
@@ -338,6 +341,7 @@ def test_requirements_are_vendored_deterministically(tmp_path: Path) -> None:
     assert not [p for p in cache.iterdir() if p.name.startswith(".tmp-")]
 
 
+@pytest.mark.vendoring
 def test_pip_failure_is_a_package_error_with_pip_output(tmp_path: Path) -> None:
     source = tmp_path / "fn"
     write(source / "handler.py")
@@ -353,6 +357,7 @@ needs_npm = pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not i
 
 
 @needs_npm
+@pytest.mark.vendoring
 def test_node_dependencies_are_vendored_deterministically(tmp_path: Path) -> None:
     source = tmp_path / "fn"
     write(source / "index.js", "exports.handler = async () => require('left-pad')('1', 3);\n")
@@ -374,6 +379,7 @@ def test_node_dependencies_are_vendored_deterministically(tmp_path: Path) -> Non
 
 
 @needs_npm
+@pytest.mark.vendoring
 def test_local_file_dependencies_are_refused_clearly(tmp_path: Path) -> None:
     source = tmp_path / "fn"
     write(source / "index.js")
@@ -385,6 +391,7 @@ def test_local_file_dependencies_are_refused_clearly(tmp_path: Path) -> None:
 
 
 @needs_npm
+@pytest.mark.vendoring
 def test_npm_failure_is_a_package_error_with_npm_output(tmp_path: Path) -> None:
     source = tmp_path / "fn"
     write(source / "index.js")
@@ -472,84 +479,6 @@ def test_needs_s3_above_the_direct_upload_limit(tmp_path: Path) -> None:
     assert needs_s3(fake_result(tmp_path, DIRECT_UPLOAD_LIMIT + 1))
     assert not needs_s3(fake_result(tmp_path, DIRECT_UPLOAD_LIMIT))
     assert UNZIPPED_LIMIT == 250 * 1024 * 1024 and DIRECT_UPLOAD_LIMIT == 50 * 1024 * 1024
-
-
-def test_upload_without_bucket_says_to_set_artifacts_bucket(tmp_path: Path) -> None:
-    result = fake_result(tmp_path, 60 * 1024 * 1024)
-    with pytest.raises(PackageError) as err:
-        upload_package(result, None, s3_client=object())
-    text = str(err.value)
-    assert "artifacts.bucket" in text
-    assert "60.0 MB" in text and "50.0 MB" in text
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def s3(moto_endpoint: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-
-
-class CountingClient:
-    """Passes calls through to a real client and counts put_object calls."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.puts = 0
-
-    def head_object(self, **kwargs: Any) -> Any:
-        return self.client.head_object(**kwargs)
-
-    def put_object(self, **kwargs: Any) -> Any:
-        self.puts += 1
-        return self.client.put_object(**kwargs)
-
-
-def test_upload_to_moto_and_skip_when_present(src: Path, tmp_path: Path, s3: Any) -> None:
-    s3.create_bucket(Bucket="orch-artifacts")
-    result = build(src, tmp_path / "store")
-    client = CountingClient(s3)
-
-    bucket, key = upload_package(result, "orch-artifacts", client)
-    assert (bucket, key) == ("orch-artifacts", f"orch/packages/{result.sha256_hex}.zip")
-    assert client.puts == 1
-    head = s3.head_object(Bucket=bucket, Key=key)
-    assert head["ContentLength"] == result.size
-    assert head["Metadata"]["sha256"] == result.sha256_hex
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    assert body == result.path.read_bytes()
-
-    assert upload_package(result, "orch-artifacts", client) == (bucket, key)
-    assert client.puts == 1  # already there: not uploaded again
-
-    _, other = upload_package(result, "orch-artifacts", client, key_prefix="x/")
-    assert other == f"x/{result.sha256_hex}.zip" and client.puts == 2
-
-
-def test_upload_to_missing_bucket_is_an_aws_error(src: Path, tmp_path: Path, s3: Any) -> None:
-    result = build(src, tmp_path / "store")
-    with pytest.raises(AwsError) as err:
-        upload_package(result, "no-such-bucket-here", s3)
-    text = str(err.value)
-    assert "s3://no-such-bucket-here/orch/packages/" in text
-    assert "NoSuchBucket" in text and "artifacts.bucket" in text
 
 
 def test_module_has_no_prints() -> None:

@@ -116,9 +116,10 @@ def test_a_second_daemon_refuses_to_run(running: Path) -> None:
 
 
 def test_a_configuration_error_after_start_leaves_no_sandbox(project: Path) -> None:
-    (project / "stages" / "dev.yaml").write_text("function: {handler: main.run}\n")  # no main.py
+    # a packaging error: found only when the package is built, after the sandbox started
+    (project / "functions" / "loopback" / "leak").symlink_to("/etc/passwd")
     result = orch("plan", "dev", "--sandbox", cwd=project)
-    assert_clean_failure(result, 3, "main.py")
+    assert_clean_failure(result, 3, "leak")
     assert "starting the sandbox" in result.stderr  # it did start one, for this command
     assert daemons(project) == [] and sandbox.daemon_pid(project) is None
 

@@ -2,8 +2,9 @@
 
 Each command parses its arguments, builds one object and calls one method. `main()` is the
 only place that turns an OrchError into a message and an exit code (orch.errors owns the
-codes). Heavy libraries (boto3, moto, python-terraform) are imported only by the commands
-that need them, so `orch --help` stays fast.
+codes); every line goes out through one orch.reporter.Console. Heavy libraries (boto3,
+moto, python-terraform) are imported only by the commands that need them, so `orch --help`
+stays fast.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orch.errors import Aborted, ConfigError, ExitCode, OrchError
+from orch.errors import ConfigError, ExitCode, OrchError, SandboxError
 
 app = typer.Typer(
     name="orch",
@@ -63,9 +64,26 @@ ProjectOpt = Annotated[
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
+DryRunOpt = Annotated[
+    bool,
+    typer.Option("--dry-run", help="Print the steps orch would take and change nothing (nothing is "
+                 "started, built or written)."),
+]
+FILES = ("backend.tf", "main.tf", "terraform.tfvars.json")
+
+
+def _console():
+    from orch.reporter import Console
+
+    return Console()
+
+
 def _err(message: str) -> None:
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
+    _console().err(message)
+
+
+def _out(message: str) -> None:
+    _console().out(message)
 
 
 def _log(message: str) -> None:
@@ -76,13 +94,12 @@ def _color() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
-def _stage_run(project: Path | None, stage: str, sandbox: bool):
-    if sandbox:
-        _require_sandbox()
-    from orch.deploy import StageRun, project_dir_from
-    from orch.terraform import default_echo
+def _interactive() -> bool:
+    return sys.stdin.isatty()
 
-    return StageRun(project_dir_from(project), stage, sandbox, log=_log, echo=default_echo, color=_color())
+
+def _ask(question: str) -> bool:
+    return typer.confirm(question, default=False, err=True)
 
 
 def _require_sandbox() -> None:
@@ -91,20 +108,18 @@ def _require_sandbox() -> None:
     require_installed()  # before anything starts: a clear error naming orch[sandbox]
 
 
-def _confirm(yes: bool):
-    """A confirmation callback; None means 'already confirmed'."""
-    if yes:
-        return None
 
-    def ask(question: str) -> bool:
-        if not sys.stdin.isatty():
-            raise Aborted(
-                f"{question} Refusing to ask on a non-interactive terminal.",
-                hint="Pass --yes to confirm from a script or CI.",
-            )
-        return typer.confirm(question, default=False, err=True)
+def _deployer(project: Path | None, stage: str, sandbox: bool, *, yes: bool = False):
+    """The one object a deploy command uses (orch.deploy.create_deployer with real collaborators)."""
+    if sandbox:
+        _require_sandbox()
+    from orch.deploy import create_deployer, project_dir_from
+    from orch.reporter import ConsoleReporter
 
-    return ask
+    return create_deployer(
+        project_dir_from(project), stage, sandbox=sandbox, reporter=ConsoleReporter(_console()),
+        ask=_ask, interactive=_interactive(), yes=yes, color=_color(),
+    )
 
 
 @app.command()
@@ -127,14 +142,13 @@ def plan(
     """Show what `orch apply STAGE` would change.
 
     Renders the stage's Terraform files, packages the function, runs `terraform init` only
-    when needed, then `terraform plan`.
+    when needed, then `terraform plan` (saved to a file and read back as JSON for the counts).
     """
-    run = _stage_run(project, stage, sandbox)
-    summary = run.plan(out=out.resolve() if out else None)
-    _log(f"plan for stage {stage!r}: {summary.text()}")
+    outcome = _deployer(project, stage, sandbox).plan(out=out.resolve() if out else None)
+    _log(f"plan for stage {stage!r}: {outcome.plan.text()}")
     if out:
         _log(f"saved the plan to {out}; apply exactly it with `orch apply {stage} --plan {out}`")
-    if detailed_exitcode and summary.changes:
+    if detailed_exitcode and outcome.plan.has_changes:
         return ExitCode.CHANGES_PRESENT
     return ExitCode.OK
 
@@ -152,30 +166,41 @@ def apply(
             show_default=False,
         ),
     ] = None,
+    dry_run: DryRunOpt = False,
     project: ProjectOpt = None,
 ) -> int:
-    """Deploy STAGE: plan, then apply, then print the invoke URL.
+    """Deploy STAGE and print the invoke URL.
 
-    Protected stages (`protected: true`, like prod) ask before changing anything unless
-    --yes is given.
+    One Terraform run plans and applies. Protected stages (`protected: true`, like prod) show
+    the plan and ask first unless --yes is given; without a terminal they need --yes.
     """
-    run = _stage_run(project, stage, sandbox)
-    outputs = run.apply(plan_file=plan_file, confirm=_confirm(yes))
-    _log(f"stage {stage!r} deployed: function {outputs.get('function_name')}, API {outputs.get('rest_api_id')}")
+    outcome = _deployer(project, stage, sandbox, yes=yes).apply(plan_file=plan_file, dry_run=dry_run)
+    if outcome.dry_run:
+        return ExitCode.OK
+    outputs = outcome.outputs
+    if outcome.plan is not None and not outcome.plan.has_changes:
+        _log(f"stage {stage!r} is up to date: nothing to apply")
+    else:
+        _log(f"stage {stage!r} deployed ({outcome.plan.text() if outcome.plan else 'saved plan'}): "
+             f"function {outputs.get('function_name')}, API {outputs.get('rest_api_id')}")
     if sandbox:
-        _log("invoke URL (served by orch's local gateway; Terraform's AWS-style URL above is not reachable):")
+        _log("invoke URL (served by orch's local gateway):")
     else:
         _log("invoke URL:")
-    typer.echo(outputs.get("invoke_url", ""))
+    _out(outputs.get("invoke_url", ""))
     return ExitCode.OK
 
 
 @app.command()
-def destroy(stage: StageArg, sandbox: SandboxOpt = False, yes: YesOpt = False, project: ProjectOpt = None) -> int:
+def destroy(
+    stage: StageArg, sandbox: SandboxOpt = False, yes: YesOpt = False, dry_run: DryRunOpt = False,
+    project: ProjectOpt = None,
+) -> int:
     """Delete every resource of STAGE (asks first unless --yes)."""
-    run = _stage_run(project, stage, sandbox)
-    run.destroy(confirm=_confirm(yes))
-    _log(f"stage {stage!r} destroyed")
+    deployer = _deployer(project, stage, sandbox, yes=yes)
+    destroyed = deployer.destroy(dry_run=dry_run)
+    if not dry_run:
+        _log(f"stage {stage!r} destroyed" if destroyed else f"stage {stage!r}: nothing was destroyed")
     return ExitCode.OK
 
 
@@ -187,14 +212,13 @@ def output(
     project: ProjectOpt = None,
 ) -> int:
     """Print the deployed stage's outputs: invoke_url, rest_api_id, function_name, stage_name, ..."""
-    run = _stage_run(project, stage, sandbox)
-    values = run.outputs()
+    values = _deployer(project, stage, sandbox).outputs()
     if as_json:
-        typer.echo(json.dumps(values, indent=2, sort_keys=True))
+        _out(json.dumps(values, indent=2, sort_keys=True))
     else:
         width = max(len(k) for k in values)
         for key in sorted(values):
-            typer.echo(f"{key.ljust(width)}  {values[key]}")
+            _out(f"{key.ljust(width)}  {values[key]}")
     return ExitCode.OK
 
 
@@ -209,15 +233,17 @@ def render(
     ] = None,
 ) -> int:
     """Show the Terraform files orch would hand to Terraform for STAGE (writes nothing)."""
-    run = _stage_run(project, stage, sandbox)
-    files = run.render_only()
-    if file is not None and file not in files:
-        raise ConfigError(f"--file {file}: not one of {', '.join(files)}.")
+    if file is not None and file not in FILES:
+        raise ConfigError(f"--file {file}: not one of {', '.join(FILES)}.")
+    from orch.config import load_stage
+    from orch.deploy import project_dir_from, render_only
+
+    files = render_only(load_stage(project_dir_from(project), stage), sandbox)
     for name, content in files.items():
         if file is None or name == file:
             if file is None:
-                typer.echo(f"# ----- {name}")
-            typer.echo(content.rstrip("\n"))
+                _out(f"# ----- {name}")
+            _out(content.rstrip("\n"))
     return ExitCode.OK
 
 
@@ -235,7 +261,7 @@ def package(stage: StageArg, project: ProjectOpt = None) -> int:
         f"{result.unzipped_size / 1e6:.2f} MB unzipped"
         + (" (over 50 MB: deploys through the stage's artifacts.bucket)" if package_mod.needs_s3(result) else "")
     )
-    typer.echo(f"{result.path}  sha256:{result.sha256_hex}")
+    _out(f"{result.path}  sha256:{result.sha256_hex}")
     return ExitCode.OK
 
 
@@ -289,13 +315,13 @@ def stages(
             }
         )
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        _out(json.dumps(rows, indent=2))
         return ExitCode.OK
     headers = ["stage", "region", "function", "api", "backend", "protected"]
     widths = {h: max(len(h), *(len(str(r[h])) for r in rows)) if rows else len(h) for h in headers}
-    typer.echo("  ".join(h.upper().ljust(widths[h]) for h in headers))
+    _out("  ".join(h.upper().ljust(widths[h]) for h in headers))
     for r in rows:
-        typer.echo("  ".join(str(r[h]).ljust(widths[h]) for h in headers))
+        _out("  ".join(str(r[h]).ljust(widths[h]) for h in headers))
     return ExitCode.OK
 
 
@@ -317,21 +343,22 @@ def serve(
             "(and deploy first with `orch apply STAGE --sandbox`)."
         )
     from orch.deploy import sandbox_invoke_url
+    from orch.facts import running_sandbox
     from orch.gateway.app import run_foreground
 
-    run = _stage_run(project, stage, sandbox)
-    values = run.outputs()  # fails clearly when the stage is not deployed in the sandbox
-    run._connect()
-    info = run.sandbox_info
-    assert info is not None and run.stage is not None
+    deployer = _deployer(project, stage, sandbox)
+    values = deployer.outputs()  # fails clearly when the stage is not deployed in the running sandbox
+    info = running_sandbox(deployer.stage.project_dir)
+    if info is None:
+        raise SandboxError("the sandbox stopped.", hint=f"Run `orch apply {stage} --sandbox` again.")
 
     def ready(server) -> None:
         url = sandbox_invoke_url(server.url, values["rest_api_id"], values["stage_name"])
         _log(f"serving stage {stage!r} at {url} (Ctrl-C stops)")
 
     run_foreground(
-        "127.0.0.1", port, aws_endpoint=info.endpoint, region=run.stage.config.region,
-        project_dir=run.project_dir, log=_err, ready=ready,
+        "127.0.0.1", port, aws_endpoint=info.endpoint, region=deployer.stage.config.region,
+        project_dir=deployer.stage.project_dir, log=_err, ready=ready,
     )
     return ExitCode.OK
 
@@ -350,7 +377,7 @@ def sandbox_start(
 
     _require_sandbox()
     info = sandbox_mod.ensure_running(project_dir_from(project), port=port, gateway_port=gateway_port, log=_log)
-    typer.echo(info.endpoint)
+    _out(info.endpoint)
     return ExitCode.OK
 
 
@@ -377,10 +404,10 @@ def sandbox_status(
     running, info = sandbox_mod.status(project_dir_from(project))
     data: dict[str, Any] = info.status(running) if info else {"running": False, "endpoint": None}
     if as_json:
-        typer.echo(json.dumps(data, indent=2))
+        _out(json.dumps(data, indent=2))
     else:
         for key, value in data.items():
-            typer.echo(f"{key:17} {value}")
+            _out(f"{key:17} {value}")
     return ExitCode.OK
 
 

@@ -1,405 +1,234 @@
-"""Plan, apply, destroy and read outputs of one stage: the place where orch acts.
+"""One stage on one target, end to end: gather facts, plan the steps, run or display them.
 
-A command first becomes a list of `Step`s (a plain description of what will happen:
-load config, start the sandbox, package, render, init, plan, apply, read outputs), and
-`run_steps` carries them out in order with progress lines. The CLI stays thin: it builds
-a `StageRun` and calls one method. Terraform is reached only through orch.terraform.
+`create_deployer` wires the real collaborators (Terraform, AWS, the sandbox, the terminal);
+tests wire fakes through `Deployer(...)` directly. Each CLI command builds one Deployer and
+calls one method. This module decides nothing on its own (orch.planner does) and prints
+only through its reporter; it turns the values the executor stored into results.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from orch import config as config_mod
-from orch import render as render_mod
-from orch import resources
+from orch import facts as facts_mod
+from orch import planner
 from orch import sandbox as sandbox_mod
-from orch.errors import Aborted, AwsError, ConfigError, TerraformError
-from orch.terraform import Echo, PlanResult, Terraform, cli_config
+from orch.config import Stage
+from orch.errors import ConfigError, SandboxError, TerraformError
+from orch.executor import Collaborators, DisplayExecutor, Executor
+from orch.reporter import Reporter
+from orch.steps import DeployPlan
+from orch.tfplan import PlanView
 
-Log = Callable[[str], None]
-Confirm = Callable[[str], bool]
-
-PLAN_SUMMARY_RE = re.compile(r"Plan: (\d+) to add, (\d+) to change, (\d+) to destroy")
-# A removed route: Terraform creates the new API deployment (create_before_destroy) before it
-# deletes the method, so that snapshot still serves the route. orch redeploys once more.
-REMOVED_METHOD_RE = re.compile(r"# \S*aws_api_gateway_method\.this\[.*\] will be destroyed")
-DEPLOYMENT_ADDRESS = "module.stack.module.stage.aws_api_gateway_deployment.this"
-EPOCH_FILE = ".sandbox-epoch"
+FactsSource = Callable[..., facts_mod.Facts]
 
 
 @dataclass(frozen=True)
-class PlanSummary:
-    """What a plan would do, for people and for scripts (CI summaries, Slack)."""
+class PlanOutcome:
+    """`orch plan`: the plan as data, and where it was saved (None: a temporary file, removed)."""
 
-    changes: bool
-    add: int = 0
-    change: int = 0
-    destroy: int = 0
-
-    removes_routes: bool = False
-
-    @classmethod
-    def from_plan(cls, plan: PlanResult) -> PlanSummary:
-        removes = bool(REMOVED_METHOD_RE.search(plan.run.stdout))
-        match = PLAN_SUMMARY_RE.search(plan.run.stdout)
-        if not match:
-            return cls(changes=plan.changes, removes_routes=removes)
-        add, change, destroy = (int(g) for g in match.groups())
-        return cls(changes=plan.changes, add=add, change=change, destroy=destroy, removes_routes=removes)
-
-    @classmethod
-    def from_plan_json(cls, plan: dict[str, Any]) -> PlanSummary:
-        """The same summary from `terraform show -json` of a saved plan."""
-        counts = {"create": 0, "update": 0, "delete": 0}
-        removes = False
-        for change in plan.get("resource_changes", []):
-            actions = change.get("change", {}).get("actions", [])
-            for action in actions:
-                if action in counts:
-                    counts[action] += 1
-            if change.get("type") == "aws_api_gateway_method" and actions == ["delete"]:
-                removes = True
-        changed = any(counts.values())
-        return cls(changed, counts["create"], counts["update"], counts["delete"], removes_routes=removes)
-
-    def text(self) -> str:
-        if not self.changes:
-            return "no changes"
-        return f"{self.add} to add, {self.change} to change, {self.destroy} to destroy"
+    plan: PlanView
+    saved_to: Path | None
 
 
 @dataclass(frozen=True)
-class Step:
-    title: str
-    action: Callable[[], Any]
+class ApplyOutcome:
+    """`orch apply`: what was planned and whether anything was applied; the root outputs."""
 
-
-def run_steps(steps: list[Step], log: Log) -> list[Any]:
-    results = []
-    for index, step in enumerate(steps, 1):
-        log(f"[{index}/{len(steps)}] {step.title}")
-        started = time.monotonic()
-        results.append(step.action())
-        elapsed = time.monotonic() - started
-        if elapsed >= 1.0:
-            log(f"      done in {elapsed:.1f} s")
-    return results
-
-
-def check_aws_credentials(region: str) -> None:
-    """Fail before Terraform starts when the standard credential chain finds nothing."""
-    import boto3
-    import botocore.exceptions
-
-    try:
-        creds = boto3.Session(region_name=region).get_credentials()
-    except botocore.exceptions.BotoCoreError as exc:
-        raise AwsError(f"could not read AWS credentials: {exc}.") from None
-    if creds is None:
-        raise AwsError(
-            "no AWS credentials found (checked the environment, AWS_PROFILE, shared "
-            "config/credentials files, SSO and instance metadata).",
-            hint="Run `aws configure` or `aws sso login`, or export AWS_PROFILE / "
-            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. To try orch without AWS, add --sandbox.",
-        )
+    plan: PlanView | None
+    applied: bool
+    outputs: dict[str, Any] = field(default_factory=dict)
+    dry_run: bool = False
 
 
 @dataclass
-class StageRun:
-    """One stage on one target (real AWS or the sandbox), ready to plan/apply/destroy."""
+class Deployer:
+    """The deploy engine for one stage on one target ("sandbox" or "aws")."""
 
-    project_dir: Path
-    stage_name: str
-    sandbox: bool
-    log: Log
-    echo: Echo
-    color: bool = False
-    stage: config_mod.Stage | None = field(default=None, init=False)
-    target: render_mod.Target | None = field(default=None, init=False)
-    sandbox_info: sandbox_mod.SandboxInfo | None = field(default=None, init=False)
+    stage: Stage
+    target: str
+    collaborators: Collaborators
+    reporter: Reporter
+    facts: FactsSource = facts_mod.gather
+    interactive: bool = False
+    yes: bool = False
 
-    # ----------------------------------------------------------------- steps
+    # ------------------------------------------------------------------ planning
 
-    @property
-    def workdir(self) -> Path:
-        name = "sandbox" if self.sandbox else "aws"
-        return render_mod.work_dir(self.project_dir, self.stage_name, render_mod.Target(name))
+    def gather(self, **extra: Any) -> facts_mod.Facts:
+        return self.facts(self.stage, self.target, interactive=self.interactive, yes=self.yes,
+                          env_cli_config=self.collaborators.cli_config_file, **extra)
 
-    def _load(self) -> config_mod.Stage:
-        self.stage = config_mod.load_stage(self.project_dir, self.stage_name)
-        return self.stage
+    def run(self, plan: DeployPlan, *, dry_run: bool = False) -> Executor | None:
+        if dry_run:
+            DisplayExecutor(self.reporter).execute(plan)
+            return None
+        self.collaborators.preflight()
+        executor = Executor(self.stage, self.collaborators, self.reporter)
+        executor.execute(plan)
+        return executor
 
-    def _connect(self) -> None:
-        assert self.stage is not None
-        if self.sandbox:
-            self.sandbox_info = sandbox_mod.ensure_running(
-                self.project_dir, region=self.stage.config.region, log=self.log
-            )
-            self.target = render_mod.Target("sandbox", self.sandbox_info.endpoint)
-            self._check_epoch()
-            backend = self.stage.config.backend
-            if backend.type == "s3":
-                # The emulator starts empty: create the state bucket (real AWS: bring your own).
-                _ensure_bucket(self._boto_client("s3"), backend.bucket, backend.region or self.stage.config.region)
-        else:
-            check_aws_credentials(self.stage.config.region)
-            self.target = render_mod.Target("aws")
+    # ------------------------------------------------------------------ commands
 
-    def _check_epoch(self) -> None:
-        """Start clean when the sandbox was restarted: its resources are gone."""
-        assert self.sandbox_info is not None
-        marker = self.workdir / EPOCH_FILE
-        state = self.workdir / "terraform.tfstate"
-        previous = marker.read_text().strip() if marker.is_file() else None
-        if previous != self.sandbox_info.epoch and state.exists():
-            self.log(
-                f"the sandbox was restarted since stage {self.stage_name!r} was deployed there; "
-                "its old resources are gone, so orch starts the stage clean"
-            )
-            state.replace(self.workdir / "terraform.tfstate.lost")
-            (self.workdir / "terraform.tfstate.backup").unlink(missing_ok=True)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        if previous != self.sandbox_info.epoch:
-            marker.write_text(self.sandbox_info.epoch + "\n")
+    def plan(self, out: Path | None = None) -> PlanOutcome:
+        """Plan the stage; Terraform's human plan is streamed, the counts come from `show -json`."""
+        deploy_plan = planner.plan_plan(self.stage, self.gather(plan_out=out))
+        executor = self.run(deploy_plan)
+        assert executor is not None
+        return PlanOutcome(executor.values["plan"], out)
 
-    def _boto_client(self, service: str):
-        import boto3
-
-        assert self.stage is not None
-        if self.sandbox_info is not None:
-            return boto3.client(service, **sandbox_mod.client_kwargs(self.sandbox_info, self.stage.config.region))
-        return boto3.client(service, region_name=self.stage.config.region)
-
-    def _package(self) -> render_mod.PackageRef:
-        from orch import package as package_mod
-
-        assert self.stage is not None
-        result = package_stage(self.stage)
-        self.log(f"      {result.path.name}: {result.size / 1e6:.2f} MB, sha256 {result.sha256_hex[:16]}…")
-        if not package_mod.needs_s3(result):
-            return render_mod.PackageRef(result.sha256_b64, filename=str(result.path))
-        bucket = self.stage.config.artifacts.bucket
-        s3 = self._boto_client("s3") if bucket else None
-        if bucket and self.sandbox:
-            _ensure_bucket(s3, bucket, self.stage.config.region)
-        self.log(f"      over the 50 MB direct-upload limit: uploading through s3://{bucket}")
-        bucket_name, key = package_mod.upload_package(
-            result, bucket, s3, key_prefix=self.stage.config.artifacts.prefix
-        )
-        return render_mod.PackageRef(result.sha256_b64, s3_bucket=bucket_name, s3_key=key)
-
-    def _render(self, package: render_mod.PackageRef) -> list[str]:
-        assert self.stage is not None and self.target is not None
-        files = render_mod.render(self.stage, self.target, package)
-        return render_mod.write(files, self.workdir)
-
-    def terraform(self) -> Terraform:
-        env = cli_config(self.project_dir / ".orch")
-        return Terraform(self.workdir, env=env, echo=self.echo, color=self.color)
-
-    def _init(self, tf: Terraform) -> None:
-        fingerprint = tf.init_fingerprint(resources.module_sources(self.project_dir))
-        reason = tf.needs_init(fingerprint)
-        if reason is None:
-            return
-        self.log(f"      terraform init ({reason})")
-        tf.init(fingerprint)
-
-    def prepare_steps(self, holder: dict[str, Any]) -> list[Step]:
-        def package() -> None:
-            holder["package"] = self._package()
-
-        def render() -> None:
-            changed = self._render(holder["package"])
-            if changed:
-                self.log(f"      wrote {', '.join(changed)} in {self.workdir}")
-
-        def find_terraform() -> None:
-            holder["tf"] = self.terraform()
-
-        def init() -> None:
-            self._init(holder["tf"])
-
-        target = "the sandbox" if self.sandbox else "AWS"
-        return [
-            Step(f"load stage {self.stage_name!r}", self._load),
-            Step("find Terraform and its provider", find_terraform),
-            Step(f"connect to {target}", self._connect),
-            Step("package the function", package),
-            Step("render Terraform files", render),
-            Step("check the Terraform working folder", init),
-        ]
-
-    # ----------------------------------------------------------------- commands
-
-    def render_only(self) -> dict[str, str]:
-        """Render without writing files or connecting (for `orch render`); the package is built
-        (content-addressed, so this is idempotent) because its hash is part of the tfvars."""
-        stage = self._load()
-        target = render_mod.Target("sandbox", "http://127.0.0.1:<sandbox-port>") if self.sandbox \
-            else render_mod.Target("aws")
-        result = package_stage(stage)
-        return render_mod.render(stage, target, render_mod.PackageRef(result.sha256_b64, filename=str(result.path)))
-
-    def plan(self, out: Path | None = None) -> PlanSummary:
-        holder: dict[str, Any] = {}
-        steps = self.prepare_steps(holder)
-        steps.append(Step("terraform plan", lambda: holder.__setitem__("plan", holder["tf"].plan(out=out))))
-        run_steps(steps, self.log)
-        return PlanSummary.from_plan(holder["plan"])
-
-    def apply(self, *, plan_file: Path | None, confirm: Confirm | None) -> dict[str, Any]:
-        holder: dict[str, Any] = {}
+    def apply(self, *, plan_file: Path | None = None, dry_run: bool = False) -> ApplyOutcome:
+        """Deploy the stage (or exactly a saved plan); the outputs are Terraform's, with the
+        sandbox's invoke URL served by the local gateway."""
         if plan_file is not None:
             plan_file = plan_file.resolve()
             if not plan_file.is_file():
                 raise ConfigError(f"--plan {plan_file}: no such plan file.")
-            steps = [
-                Step(f"load stage {self.stage_name!r}", self._load),
-                Step("connect to " + ("the sandbox" if self.sandbox else "AWS"), self._connect),
-                Step("check the Terraform working folder", lambda: self._ready_for_saved_plan(holder)),
-                Step(f"read the saved plan {plan_file.name}", lambda: holder.__setitem__(
-                    "summary", PlanSummary.from_plan_json(holder["tf"].show_plan(plan_file)))),
-            ]
-            run_steps(steps, self.log)
-            self._confirm_protected(holder["summary"], confirm)
-            self._apply_steps(holder, holder["summary"], plan_file, f"terraform apply {plan_file.name} (exactly)")
-            return self.outputs()
-        tmp_plan = self.workdir / "orch.tfplan"
-        steps = self.prepare_steps(holder)
-        steps.append(Step("terraform plan", lambda: holder.__setitem__("plan", holder["tf"].plan(out=tmp_plan))))
-        try:
-            run_steps(steps, self.log)
-            summary = PlanSummary.from_plan(holder["plan"])
-            if not summary.changes:
-                self.log(f"stage {self.stage_name!r} is up to date: nothing to apply")
-                return self.outputs()
-            self._confirm_protected(summary, confirm)
-            self._apply_steps(holder, summary, tmp_plan, "terraform apply (the plan above)")
-        finally:
-            tmp_plan.unlink(missing_ok=True)
-        return self.outputs()
+        deploy_plan = planner.plan_apply(self.stage, self.gather(saved_plan=plan_file))
+        executor = self.run(deploy_plan, dry_run=dry_run)
+        if executor is None:
+            return ApplyOutcome(None, False, dry_run=True)
+        values = executor.values
+        last = values.get("redeploy") or values.get("apply")
+        plan = values["plan"] if "plan" in values else values["apply"].plan
+        outputs = dict(last.outputs) if last is not None else dict(plan.outputs)
+        if self.target == "sandbox" and outputs:
+            outputs = self._sandbox_outputs(outputs, values.get("sandbox"))
+        return ApplyOutcome(plan, last is not None and last.changed, outputs)
 
-    def _confirm_protected(self, summary: PlanSummary, confirm: Confirm | None) -> None:
-        assert self.stage is not None
-        if self.stage.config.protected and confirm is not None:
-            if not confirm(f"Apply {summary.text()} to protected stage {self.stage_name!r}?"):
-                raise Aborted(f"nothing applied to stage {self.stage_name!r}.")
-
-    def _apply_steps(self, holder: dict[str, Any], summary: PlanSummary, plan_file: Path, title: str) -> None:
-        steps = [Step(title, lambda: holder["tf"].apply(plan_file))]
-        if summary.removes_routes:
-            steps.append(Step(
-                "redeploy the API without the removed routes",
-                lambda: holder["tf"].apply(replace=[DEPLOYMENT_ADDRESS]),
-            ))
-        try:
-            run_steps(steps, self.log)
-        finally:
-            self._mark_changed()
-
-    def _mark_changed(self) -> None:
-        """Sandbox: tell the local gateway that deployed state changed, and give its
-        processes a moment to be warm for it (the first request after an apply is fast)."""
-        if self.sandbox:
-            from orch.gateway.generation import wait_until_warm
-
-            token = sandbox_mod.mark_changed(self.project_dir)
-            wait_until_warm(sandbox_mod.generation_path(self.project_dir), token, timeout=5.0)
-
-    def _ready_for_saved_plan(self, holder: dict[str, Any]) -> None:
-        if not (self.workdir / "main.tf").is_file():
-            raise TerraformError(
-                f"stage {self.stage_name!r} has no working folder yet ({self.workdir}).",
-                hint="Make the plan with `orch plan STAGE --out FILE` first.",
-            )
-        holder["tf"] = self.terraform()
-        self._init(holder["tf"])
-
-    def destroy(self, *, confirm: Confirm | None) -> None:
-        holder: dict[str, Any] = {}
-        steps = self.prepare_steps(holder)
-        run_steps(steps, self.log)
-        if confirm is not None and not confirm(
-            f"Destroy every resource of stage {self.stage_name!r}"
-            f"{' in the sandbox' if self.sandbox else ''}?"
-        ):
-            raise Aborted(f"nothing destroyed in stage {self.stage_name!r}.")
-        try:
-            run_steps([Step("terraform destroy", holder["tf"].destroy)], self.log)
-        finally:
-            self._mark_changed()
-
-    def _sandbox_deployment(self) -> sandbox_mod.SandboxInfo:
-        """The running sandbox this stage was deployed into; TerraformError when the sandbox is
-        not running or was restarted since (its resources, and so the stage, are gone)."""
-        info = self.sandbox_info or sandbox_mod.read_state(self.project_dir)
-        marker = self.workdir / EPOCH_FILE
-        deployed_in = marker.read_text().strip() if marker.is_file() else None
-        if info is None or deployed_in != info.epoch:
-            why = "the sandbox is not running" if info is None else "the sandbox was restarted since"
-            raise TerraformError(
-                f"stage {self.stage_name!r} is not deployed in the sandbox: {why}, and its resources "
-                "went with it.",
-                hint=f"Run `orch apply {self.stage_name} --sandbox` to deploy it again.",
-            )
-        return info
+    def destroy(self, *, dry_run: bool = False) -> bool:
+        """Destroy the stage's resources; True when Terraform destroyed something."""
+        executor = self.run(planner.plan_destroy(self.stage, self.gather()), dry_run=dry_run)
+        if executor is None:
+            return False
+        result = executor.values.get("destroy")
+        return bool(result is not None and result.changed)
 
     def outputs(self) -> dict[str, Any]:
-        if self.stage is None:
-            self._load()
-        if not (self.workdir / "terraform.tfstate").exists() and not (self.workdir / ".terraform").is_dir():
-            where = "the sandbox" if self.sandbox else "AWS"
+        """The deployed stage's root outputs (`terraform output -json`), read-only.
+
+        In the sandbox: SandboxError (exit 7) when the sandbox is not running or was
+        restarted since the stage was deployed, since its resources are gone.
+        """
+        workdir = facts_mod.workdir_of(self.stage, self.target)
+        where = "the sandbox" if self.target == "sandbox" else "AWS"
+        again = f"orch apply {self.stage.name}{' --sandbox' if self.target == 'sandbox' else ''}"
+        if not (workdir / "terraform.tfstate").exists() and not (workdir / ".terraform").is_dir():
             raise TerraformError(
-                f"stage {self.stage_name!r} has not been deployed to {where} from this project.",
-                hint=f"Run `orch apply {self.stage_name}{' --sandbox' if self.sandbox else ''}` first.",
+                f"stage {self.stage.name!r} has not been deployed to {where} from this project.",
+                hint=f"Run `{again}` first.",
             )
-        info = self._sandbox_deployment() if self.sandbox else None
-        values = self.terraform().output()
+        info = None
+        if self.target == "sandbox":
+            info = facts_mod.running_sandbox(self.stage.project_dir)
+            if info is None:
+                raise SandboxError(
+                    f"the sandbox is not running, so stage {self.stage.name!r} is not deployed there any more "
+                    "(a stopped sandbox loses its resources).",
+                    hint=f"Run `{again}` to deploy the stage again.",
+                )
+            recorded = facts_mod.read_epoch(workdir)
+            if recorded != info.epoch:
+                raise SandboxError(
+                    f"the sandbox was restarted since stage {self.stage.name!r} was deployed there; "
+                    "its resources are gone.",
+                    hint=f"Run `{again}` to deploy the stage again.",
+                )
+        values = self.collaborators.terraform(workdir).output()
         if not values:
             raise TerraformError(
-                f"stage {self.stage_name!r} has no outputs: it is not deployed (or was destroyed).",
-                hint=f"Run `orch apply {self.stage_name}{' --sandbox' if self.sandbox else ''}`.",
+                f"stage {self.stage.name!r} has no outputs: it is not deployed (or was destroyed).",
+                hint=f"Run `{again}`.",
             )
-        if info is not None and info.gateway_endpoint and values.get("rest_api_id"):
-            values["invoke_url"] = sandbox_invoke_url(
-                info.gateway_endpoint, values["rest_api_id"], values.get("stage_name", self.stage_name)
-            )
+        if info is not None:
+            values = self._sandbox_outputs(values, info)
         return values
 
-
-def package_stage(stage: config_mod.Stage):
-    """Check the handler exists and build the stage's deterministic function zip."""
-    from orch import package as package_mod
-
-    fn = stage.config.function
-    package_mod.check_handler(stage.source_dir, fn.runtime, fn.handler)
-    return package_mod.build_package(
-        stage.source_dir, fn.runtime, stage.project_dir / ".orch" / "packages", name=stage.function_name
-    )
+    def _sandbox_outputs(self, outputs: dict[str, Any], info: Any) -> dict[str, Any]:
+        info = info or facts_mod.running_sandbox(self.stage.project_dir)
+        if info is not None and info.gateway_endpoint and outputs.get("rest_api_id"):
+            outputs = {**outputs, "invoke_url": sandbox_invoke_url(
+                info.gateway_endpoint, outputs["rest_api_id"], outputs.get("stage_name", self.stage.stage_name))}
+        return outputs
 
 
 def sandbox_invoke_url(gateway_endpoint: str, rest_api_id: str, stage_name: str) -> str:
+    """The local gateway's URL for a deployed stage (AWS's own execute-api host is unreachable)."""
     return f"{gateway_endpoint}/restapis/{rest_api_id}/{stage_name}/_user_request_"
 
 
-def _ensure_bucket(s3: Any, bucket: str, region: str) -> None:
-    import botocore.exceptions
+class _Sandbox:
+    """orch.sandbox as the executor's SandboxControl."""
 
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except botocore.exceptions.ClientError:
-        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+
+    def start(self, project_dir: Path, region: str) -> sandbox_mod.SandboxInfo:
+        return sandbox_mod.ensure_running(project_dir, region=region, log=self.log)
+
+    def current(self, project_dir: Path) -> sandbox_mod.SandboxInfo:
+        info = facts_mod.running_sandbox(project_dir)
+        if info is None:  # stopped between reading the facts and now
+            raise SandboxError("the sandbox stopped while orch was starting to use it.",
+                               hint="Run the command again.")
+        return info
+
+    def mark_changed(self, project_dir: Path) -> str:
+        from orch.gateway.generation import wait_until_warm
+
+        token = sandbox_mod.mark_changed(project_dir)
+        wait_until_warm(sandbox_mod.generation_path(project_dir), token, timeout=5.0)
+        return token
+
+
+def create_deployer(
+    project_dir: Path,
+    stage_name: str,
+    *,
+    sandbox: bool,
+    reporter: Reporter,
+    ask: Callable[[str], bool],
+    interactive: bool,
+    yes: bool,
+    color: bool,
+) -> Deployer:
+    """A Deployer with the real collaborators: the terraform binary, boto3, orch.sandbox.
+
+    Loads (and so validates) the stage first: ConfigError naming file and field.
+    """
+    from orch.aws import Aws
+    from orch.terraform import Terraform, base_env, find_binary, provider_config
+
+    stage = config_mod.load_stage(project_dir, stage_name)
+    target = "sandbox" if sandbox else "aws"
+    cli = provider_config(project_dir / ".orch")
+    env_extra = cli.env() if cli is not None else {}
+    cli_file = env_extra.get("TF_CLI_CONFIG_FILE") or os.environ.get("TF_CLI_CONFIG_FILE") or None
+    binary: list[str] = []
+
+    def terraform(workdir: Path) -> Terraform:
+        if not binary:
+            binary.append(find_binary())
+        return Terraform(workdir, binary=binary[0], env=base_env(env_extra), echo=reporter.terraform, is_tty=color)
+
+    def aws(endpoint: str | None, region: str) -> Aws:
+        return Aws.for_sandbox(endpoint, region) if endpoint else Aws.for_aws(region)
+
+    def preflight() -> None:
+        if not binary:
+            binary.append(find_binary())  # missing terraform: an error before anything is written
+
+    collaborators = Collaborators(terraform, aws, _Sandbox(reporter.note), ask, cli_file, preflight)
+    return Deployer(stage, target, collaborators, reporter, interactive=interactive, yes=yes)
 
 
 def project_dir_from(option: Path | None) -> Path:
+    """The project folder: --project, else ORCH_PROJECT_DIR, else the nearest one with stages/."""
     if option is not None:
         if not (option / "stages").is_dir():
             raise ConfigError(f"--project {option}: no stages/ folder there.")
@@ -411,3 +240,28 @@ def project_dir_from(option: Path | None) -> Path:
             raise ConfigError(f"ORCH_PROJECT_DIR={env}: no stages/ folder there.")
         return path.resolve()
     return config_mod.find_project_dir()
+
+
+def package_stage(stage: Stage, *, write: bool = True):
+    """Check the handler and build the stage's deterministic function zip (`write=False`:
+    compute its identity without storing anything)."""
+    from orch import package as package_mod
+
+    fn = stage.config.function
+    package_mod.check_handler(stage.source_dir, fn.runtime, fn.handler)
+    return package_mod.build_package(
+        stage.source_dir, fn.runtime, stage.project_dir / ".orch" / "packages", name=stage.function_name, write=write
+    )
+
+
+def render_only(stage: Stage, sandbox: bool) -> dict[str, str]:
+    """The files `orch apply` would hand to Terraform, rendered in memory: nothing is written,
+    no package stored, no sandbox started (its address is used when it already runs)."""
+    from orch import render as render_mod
+
+    target = render_mod.Target("aws")
+    if sandbox:
+        info = facts_mod.running_sandbox(stage.project_dir)
+        target = render_mod.Target("sandbox", info.endpoint if info else "http://127.0.0.1:<sandbox-port>")
+    result = package_stage(stage, write=False)
+    return render_mod.render(stage, target, render_mod.PackageRef(result.sha256_b64, filename=str(result.path)))

@@ -2,9 +2,9 @@
 
 This module owns turning ``functions/<name>/`` (plus its pip/npm dependencies, vendored
 and cached) into ``<store>/<sha256-hex>.zip``, checking that the handler file exists and
-that Lambda's size limits hold, and uploading packages too big for a direct upload to S3.
-It must not read stage files, render Terraform or print: it returns data and raises
-``PackageError`` / ``AwsError``; wiring a package to a stage belongs to ``deploy.py``.
+that Lambda's size limits hold. It must not read stage files, render Terraform, talk to
+AWS (uploads of packages over 50 MB: ``orch.aws``) or print: it returns data and raises
+``PackageError``; wiring a package to a stage belongs to the deploy engine.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orch.errors import AwsError, PackageError
+from orch.errors import PackageError
 
 DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024
 """Largest zip Lambda accepts inline (``filename``); bigger ones go through S3."""
@@ -88,7 +88,9 @@ class _Entry:
 # --------------------------------------------------------------------------- build
 
 
-def build_package(source_dir: Path, runtime: str, store_dir: Path, *, name: str) -> PackageResult:
+def build_package(
+    source_dir: Path, runtime: str, store_dir: Path, *, name: str, write: bool = True
+) -> PackageResult:
     """Zip ``source_dir`` (with vendored dependencies) into ``store_dir/<sha256-hex>.zip``.
 
     Same sources and dependency files give a byte-identical zip. Python runtimes vendor
@@ -97,6 +99,10 @@ def build_package(source_dir: Path, runtime: str, store_dir: Path, *, name: str)
     vendored file with the same path. ``name`` (the function's name) only labels errors.
     Raises PackageError when the sources are missing or empty, an install fails, or the
     unzipped size is over UNZIPPED_LIMIT (checked before anything is written to the store).
+    With ``write=False`` nothing is written under ``store_dir`` or the dependency cache (for
+    ``orch render``): dependencies missing from the cache are vendored into a temporary
+    folder that is removed, the zip is hashed in a temporary file, and ``path`` is where the
+    zip would be stored.
     """
     source_dir = Path(source_dir)
     store_dir = Path(store_dir).absolute()
@@ -116,6 +122,14 @@ def build_package(source_dir: Path, runtime: str, store_dir: Path, *, name: str)
             "the right folder",
         )
 
+    with contextlib.ExitStack() as scratch:
+        if not write:
+            cache_root = _ReadOnlyCache(cache_root, scratch)  # type: ignore[assignment]
+        return _build(source_dir, runtime, store_dir, cache_root, family, entries, name, write)
+
+
+def _build(source_dir: Path, runtime: str, store_dir: Path, cache_root: Path, family: str,
+           entries: dict[str, _Entry], name: str, write: bool) -> PackageResult:
     vendored: list[_Entry] = []
     if family == "python" and _has_requirements(source_dir / "requirements.txt"):
         tree = _vendor_python(source_dir, runtime, cache_root, name)
@@ -146,6 +160,8 @@ def build_package(source_dir: Path, runtime: str, store_dir: Path, *, name: str)
             "as a Lambda layer or a container image",
         )
 
+    if not write:
+        return _hash_zip(ordered, store_dir, name, unzipped_size)
     return _write_zip(ordered, store_dir, name, unzipped_size)
 
 
@@ -155,11 +171,13 @@ def needs_s3(result: PackageResult) -> bool:
 
 
 def check_handler(source_dir: Path, runtime: str, handler: str) -> None:
-    """Raise PackageError unless the file that ``handler`` names exists in ``source_dir``.
+    """Raise PackageError unless the file that ``handler`` names exists in ``source_dir`` and defines it.
 
     python: ``handler.handler`` -> handler.py; ``a.b.handler`` or ``a/b.handler`` -> a/b.py
     (or a/b/__init__.py). nodejs: ``index.handler`` -> index.js/.mjs/.cjs; ``src/app.handler``
     -> src/app.js/... . provided.*: a ``bootstrap`` file (the handler is not checked).
+    The file must also define (Python) or export (Node.js) the function, as far as its
+    source shows statically (orch.handler_check; never imported, no false errors).
     """
     source_dir = Path(source_dir)
     _check_source_dir(source_dir, None)
@@ -196,81 +214,33 @@ def check_handler(source_dir: Path, runtime: str, handler: str) -> None:
         prefix = f"{root}/" if root else ""
         candidates = [f"{prefix}{module}{ext}" for ext in NODE_MODULE_EXTENSIONS]
 
-    if not any((source_dir / c).is_file() for c in candidates):
+    found = next((source_dir / c for c in candidates if (source_dir / c).is_file()), None)
+    if found is None:
         wanted = " or ".join(str(source_dir / c) for c in candidates)
         raise PackageError(
             f"handler {handler!r} for runtime {runtime} needs {wanted}, which does not exist",
             hint=fix,
         )
+    _check_handler_function(found, family, function.split(".")[0], handler)
 
 
-# --------------------------------------------------------------------------- upload
-
-
-def upload_package(
-    result: PackageResult,
-    bucket: str | None,
-    s3_client: Any,
-    *,
-    key_prefix: str = "orch/packages/",
-) -> tuple[str, str]:
-    """Upload the zip to ``s3://bucket/<key_prefix><sha256-hex>.zip``; return (bucket, key).
-
-    The key is content-addressed, so an object already there with the same size is not
-    uploaded again. Raises PackageError when no bucket is configured, AwsError when S3 fails.
-    """
-    if not bucket:
-        if needs_s3(result):
-            why = (
-                f"the function package {result.path} is {_mb(result.size)}, over the "
-                f"{_mb(DIRECT_UPLOAD_LIMIT)} direct-upload limit, so it must go through S3, "
-                f"but no bucket is configured"
-            )
-        else:
-            why = f"no S3 bucket is configured to upload the function package {result.path} to"
-        raise PackageError(
-            why,
-            hint="set `artifacts.bucket` in the stage file to an S3 bucket orch may write to "
-            "(in the same region as the function)",
-        )
-
-    # Imported here so that building packages never needs botocore loaded.
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    key = f"{key_prefix}{result.sha256_hex}.zip"
-    where = f"s3://{bucket}/{key}"
-    try:
-        head = s3_client.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        code = _client_error_code(exc)
-        # 403 also means "not there" when the caller may put but not list.
-        if code not in {"404", "NoSuchKey", "NotFound", "403", "AccessDenied"}:
-            raise _aws_error(f"checking {where} failed", exc) from exc
-    except BotoCoreError as exc:
-        raise _aws_error(f"checking {where} failed", exc) from exc
-    else:
-        if head.get("ContentLength") == result.size:
-            return bucket, key
+def _check_handler_function(path: Path, family: str, function: str, handler: str) -> None:
+    """Raise PackageError when `path` certainly does not define `function` (read statically)."""
+    from orch.handler_check import file_exports
 
     try:
-        with open(result.path, "rb") as body:
-            s3_client.put_object(
-                Bucket=bucket,
-                Key=key,
-                Body=body,
-                ContentType="application/zip",
-                Metadata={"sha256": result.sha256_hex},
-            )
+        exports = file_exports(path, family)
     except OSError as exc:
-        raise PackageError(
-            f"cannot read the function package {result.path}: {exc.strerror or exc}",
-            hint="build the package again",
-        ) from exc
-    except ClientError as exc:
-        raise _aws_error(f"uploading {result.path} to {where} failed", exc) from exc
-    except BotoCoreError as exc:
-        raise _aws_error(f"uploading {result.path} to {where} failed", exc) from exc
-    return bucket, key
+        raise PackageError(f"cannot read the handler file {path}: {exc.strerror or exc}") from exc
+    if exports.has(function) is not False:
+        return
+    what = "defines no function" if family == "python" else "exports no"
+    suggestion = exports.close_matches(function)
+    hint = f"Did you mean {' or '.join(repr(m) for m in suggestion)}? " if suggestion else ""
+    raise PackageError(
+        f"handler {handler!r}: {path} {what} {function!r}",
+        hint=hint + f"Define {function!r} there, or fix `function.handler` in the stage file.",
+    )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -420,26 +390,10 @@ def _write_zip(
             hint="check the permissions of the project's .orch folder",
         ) from exc
     tmp = Path(tmp_name)
-    current: _Entry | None = None
+    current: list[_Entry | None] = [None]
     try:
-        digest = hashlib.sha256()
         with os.fdopen(fd, "w+b") as fh:
-            with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL) as zf:
-                for current in entries:
-                    info = zipfile.ZipInfo(current.arcname, date_time=ZIP_TIMESTAMP)
-                    info.create_system = 3  # unix, so external_attr carries the mode
-                    info.external_attr = (EXEC_MODE if current.executable else FILE_MODE) << 16
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    _set_compress_level(info, COMPRESS_LEVEL)
-                    info.file_size = current.size
-                    with open(current.path, "rb") as src, zf.open(info, "w") as dst:
-                        shutil.copyfileobj(src, dst, 1024 * 1024)
-                current = None
-            fh.seek(0)
-            for chunk in iter(lambda: fh.read(1024 * 1024), b""):
-                digest.update(chunk)
-            size = fh.tell()
-        hex_digest = digest.hexdigest()
+            hex_digest, size = _zip_into(fh, entries, current)
         final = store_dir / f"{hex_digest}.zip"
         if final.exists() and final.stat().st_size == size:
             tmp.unlink()  # same content already stored: keep the existing file
@@ -447,7 +401,7 @@ def _write_zip(
             os.chmod(tmp, 0o644)
             os.replace(tmp, final)
     except OSError as exc:
-        what = f"reading {current.path}" if current is not None else f"writing into {store_dir}"
+        what = f"reading {current[0].path}" if current[0] is not None else f"writing into {store_dir}"
         raise PackageError(
             f"function {name!r}: packaging failed while {what}: {exc.strerror or exc}",
             hint="check that the file is readable and the disk is not full, then retry",
@@ -455,13 +409,54 @@ def _write_zip(
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+    return _result(final, hex_digest, size, unzipped_size, len(entries))
+
+
+def _zip_into(fh: Any, entries: list[_Entry], current: list[_Entry | None]) -> tuple[str, int]:
+    """Write the deterministic zip of ``entries`` into ``fh``; return (sha256 hex, size).
+    ``current[0]`` names the entry being read, for error messages."""
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL) as zf:
+        for entry in entries:
+            current[0] = entry
+            info = zipfile.ZipInfo(entry.arcname, date_time=ZIP_TIMESTAMP)
+            info.create_system = 3  # unix, so external_attr carries the mode
+            info.external_attr = (EXEC_MODE if entry.executable else FILE_MODE) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            _set_compress_level(info, COMPRESS_LEVEL)
+            info.file_size = entry.size
+            with open(entry.path, "rb") as src, zf.open(info, "w") as dst:
+                shutil.copyfileobj(src, dst, 1024 * 1024)
+        current[0] = None
+    fh.seek(0)
+    for chunk in iter(lambda: fh.read(1024 * 1024), b""):
+        digest.update(chunk)
+    return digest.hexdigest(), fh.tell()
+
+
+def _hash_zip(entries: list[_Entry], store_dir: Path, name: str, unzipped_size: int) -> PackageResult:
+    """The package's identity without storing it: zipped into a temporary file, hashed, removed."""
+    current: list[_Entry | None] = [None]
+    try:
+        with tempfile.TemporaryFile() as fh:
+            hex_digest, size = _zip_into(fh, entries, current)
+    except OSError as exc:
+        what = f"reading {current[0].path}" if current[0] is not None else "writing a temporary file"
+        raise PackageError(
+            f"function {name!r}: packaging failed while {what}: {exc.strerror or exc}",
+            hint="check that the file is readable and the disk is not full, then retry",
+        ) from exc
+    return _result(store_dir / f"{hex_digest}.zip", hex_digest, size, unzipped_size, len(entries))
+
+
+def _result(path: Path, hex_digest: str, size: int, unzipped_size: int, count: int) -> PackageResult:
     return PackageResult(
-        path=final,
+        path=path,
         sha256_hex=hex_digest,
         sha256_b64=base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii"),
         size=size,
         unzipped_size=unzipped_size,
-        file_count=len(entries),
+        file_count=count,
     )
 
 
@@ -476,8 +471,27 @@ def _cache_key(parts: Iterable[bytes]) -> str:
     return digest.hexdigest()
 
 
+class _ReadOnlyCache:
+    """A dependency cache that is read but never written: a miss is vendored into a temporary
+    folder (outside the project) that ``scratch`` removes when the build is done."""
+
+    def __init__(self, root: Path, scratch: contextlib.ExitStack) -> None:
+        self.root = root
+        self.scratch = scratch
+
+    def tree(self, key: str, populate: Callable[[Path], None]) -> Path:
+        final = self.root / key
+        if final.is_dir():
+            return final
+        tmp = Path(self.scratch.enter_context(tempfile.TemporaryDirectory(prefix="orch-deps-")))
+        populate(tmp)
+        return tmp
+
+
 def _cached_tree(cache_root: Path, key: str, populate: Callable[[Path], None]) -> Path:
     """Return ``cache_root/key``, filling it with ``populate(tmp)`` + an atomic rename."""
+    if isinstance(cache_root, _ReadOnlyCache):
+        return cache_root.tree(key, populate)
     final = cache_root / key
     if final.is_dir():
         return final
@@ -686,22 +700,3 @@ def _vendor_node(source_dir: Path, runtime: str, cache_root: Path, name: str) ->
             )
 
     return _cached_tree(cache_root, key, populate)
-
-
-def _client_error_code(exc: Any) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-
-
-def _aws_error(what: str, exc: Exception) -> AwsError:
-    code = _client_error_code(exc)
-    message = getattr(exc, "response", {}).get("Error", {}).get("Message", "") or str(exc)
-    hints = {
-        "NoSuchBucket": "create the bucket, or fix `artifacts.bucket` in the stage file",
-        "AccessDenied": "the credentials need s3:PutObject (and s3:GetObject) on the bucket",
-        "403": "the credentials need s3:PutObject (and s3:GetObject) on the bucket",
-    }
-    detail = f"{code}: {message}" if code else message
-    return AwsError(
-        f"{what}: {detail}",
-        hint=hints.get(code, "check the credentials, the region and the bucket, then retry"),
-    )

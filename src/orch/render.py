@@ -1,9 +1,10 @@
 """Render a stage into a Terraform working folder: `backend.tf`, `main.tf`, `terraform.tfvars.json`.
 
-This module turns a validated stage (orch.config) plus a built package into file contents
-with Jinja2 (StrictUndefined), and writes them atomically. It does not run Terraform, build
-packages or talk to AWS. A project may override any template by putting a file of the same
-name in its own `templates/` folder (orch.resources owns that lookup).
+This module turns a validated stage (orch.config) plus a package reference into file
+contents: `terraform.tfvars.json` from typed data (TfVars, dumped as JSON), `backend.tf` and
+`main.tf` from Jinja2 templates (StrictUndefined) that a project may override with files of
+the same name in its own `templates/` folder (orch.resources owns that lookup); and writes
+them atomically. It does not run Terraform, build packages or talk to AWS.
 """
 
 from __future__ import annotations
@@ -11,17 +12,20 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from orch.aws import SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY
 from orch.config import Stage, TemplateFile, TemplateInline
 from orch.errors import ConfigError
 from orch.resources import modules_dir, passthrough_template, template_search_path
 
-TEMPLATES = ("backend.tf", "main.tf", "terraform.tfvars.json")
+TEMPLATES = ("backend.tf", "main.tf")
+TFVARS_FILE = "terraform.tfvars.json"
+FILES = (*TEMPLATES, TFVARS_FILE)
 ROOT_OUTPUTS = (
     "invoke_url",
     "rest_api_id",
@@ -79,8 +83,103 @@ def request_template(stage: Stage, value: str | TemplateFile | TemplateInline) -
     return passthrough_template(stage.project_dir)  # the only built-in, validated by config
 
 
-def tfvars(stage: Stage, package: PackageRef) -> dict[str, Any]:
-    """The values handed to Terraform, in the shape modules/stack expects (docs/design.md)."""
+@dataclass(frozen=True)
+class PackageVars:
+    """`function.package` of modules/stack: a local zip (`filename`) or an S3 object."""
+
+    filename: str | None
+    s3_bucket: str | None
+    s3_key: str | None
+    source_code_hash: str
+
+
+@dataclass(frozen=True)
+class FunctionVars:
+    """`function` of modules/stack."""
+
+    name: str
+    handler: str
+    runtime: str
+    memory_size: int
+    timeout: int
+    environment: dict[str, str]
+    log_retention_days: int
+    reserved_concurrency: int
+    package: PackageVars
+
+
+@dataclass(frozen=True)
+class ResponseVars:
+    """One integration response of a route: the status a Lambda error message maps to."""
+
+    status_code: str
+    selection_pattern: str
+    response_templates: dict[str, str]
+
+
+@dataclass(frozen=True)
+class RouteVars:
+    """One entry of `api.routes` of modules/stack."""
+
+    method: str
+    path: str
+    request_parameters: dict[str, bool]
+    integration_type: str
+    request_templates: dict[str, str]
+    passthrough_behavior: str
+    timeout_milliseconds: int
+    responses: list[ResponseVars]
+
+
+@dataclass(frozen=True)
+class ApiVars:
+    """`api` of modules/stack."""
+
+    name: str
+    description: str
+    endpoint_type: str
+    routes: list[RouteVars]
+
+
+@dataclass(frozen=True)
+class StageVars:
+    """`stage` of modules/stack (the API Gateway stage settings)."""
+
+    variables: dict[str, str]
+    throttling_burst_limit: int
+    throttling_rate_limit: float
+    logging_level: str
+    metrics_enabled: bool
+    data_trace_enabled: bool
+    xray_tracing_enabled: bool
+    enable_access_logs: bool
+    access_log_retention_days: int
+
+
+@dataclass(frozen=True)
+class TfVars:
+    """Everything `terraform.tfvars.json` holds: the variables of modules/stack.
+
+    Attribute names are the module's (checked against modules/stack/variables.tf by
+    tests/test_tfvars_contract.py: Terraform drops unknown object attributes silently).
+    """
+
+    region: str
+    stage_name: str
+    tags: dict[str, str]
+    function: FunctionVars
+    api: ApiVars
+    stage: StageVars
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+def tfvars(stage: Stage, package: PackageRef) -> TfVars:
+    """The values handed to Terraform, typed in the shape modules/stack declares."""
     cfg = stage.config
     fn = cfg.function
     routes = []
@@ -98,65 +197,56 @@ def tfvars(stage: Stage, package: PackageRef) -> dict[str, Any]:
         integ = route.integration
         text = request_template(stage, integ.request_template) if integ.type == "AWS" else None
         templates = {ctype: text for ctype in integ.content_types} if text is not None else {}
-        responses = [{"status_code": "200", "selection_pattern": "", "response_templates": {}}]
+        responses = [ResponseVars("200", "", {})]
         for err in route.errors:
-            responses.append(
-                {
-                    "status_code": str(err.status),
-                    "selection_pattern": err.pattern,
-                    "response_templates": {"application/json": err.template} if err.template else {},
-                }
-            )
+            responses.append(ResponseVars(
+                str(err.status), err.pattern, {"application/json": err.template} if err.template else {}
+            ))
         routes.append(
-            {
-                "method": route.method,
-                "path": route.path,
-                "request_parameters": params,
-                "integration_type": integ.type,
-                "request_templates": templates,
-                "passthrough_behavior": integ.passthrough_behavior,
-                "timeout_milliseconds": integ.timeout_milliseconds,
-                "responses": responses if integ.type == "AWS" else [],
-            }
+            RouteVars(
+                method=route.method,
+                path=route.path,
+                request_parameters=params,
+                integration_type=integ.type,
+                request_templates=templates,
+                passthrough_behavior=integ.passthrough_behavior,
+                timeout_milliseconds=integ.timeout_milliseconds,
+                responses=responses if integ.type == "AWS" else [],
+            )
         )
-    return {
-        "region": cfg.region,
-        "stage_name": stage.stage_name,
-        "tags": {**cfg.tags, "orch-stage": stage.name},
-        "function": {
-            "name": stage.function_name,
-            "handler": fn.handler,
-            "runtime": fn.runtime,
-            "memory_size": fn.memory_size,
-            "timeout": fn.timeout,
-            "environment": dict(fn.environment),
-            "log_retention_days": fn.log_retention_days,
-            "reserved_concurrency": fn.reserved_concurrency,
-            "package": {
-                "filename": package.filename,
-                "s3_bucket": package.s3_bucket,
-                "s3_key": package.s3_key,
-                "source_code_hash": package.sha256_b64,
-            },
-        },
-        "api": {
-            "name": stage.api_name,
-            "description": cfg.api.description,
-            "endpoint_type": cfg.api.endpoint_type,
-            "routes": routes,
-        },
-        "stage_settings": {
-            "variables": dict(cfg.stage.variables),
-            "throttling_burst_limit": cfg.stage.throttling.burst_limit,
-            "throttling_rate_limit": cfg.stage.throttling.rate_limit,
-            "logging_level": cfg.stage.logging.level,
-            "metrics_enabled": cfg.stage.logging.metrics,
-            "data_trace_enabled": cfg.stage.logging.data_trace,
-            "xray_tracing_enabled": cfg.stage.tracing,
-            "access_logs_enabled": cfg.stage.logging.access_logs,
-            "access_log_retention_days": fn.log_retention_days,
-        },
-    }
+    return TfVars(
+        region=cfg.region,
+        stage_name=stage.stage_name,
+        tags={**cfg.tags, "orch-stage": stage.name},
+        function=FunctionVars(
+            name=stage.function_name,
+            handler=fn.handler,
+            runtime=fn.runtime,
+            memory_size=fn.memory_size,
+            timeout=fn.timeout,
+            environment=dict(fn.environment),
+            log_retention_days=fn.log_retention_days,
+            reserved_concurrency=fn.reserved_concurrency,
+            package=PackageVars(package.filename, package.s3_bucket, package.s3_key, package.sha256_b64),
+        ),
+        api=ApiVars(
+            name=stage.api_name,
+            description=cfg.api.description,
+            endpoint_type=cfg.api.endpoint_type,
+            routes=routes,
+        ),
+        stage=StageVars(
+            variables=dict(cfg.stage.variables),
+            throttling_burst_limit=cfg.stage.throttling.burst_limit,
+            throttling_rate_limit=cfg.stage.throttling.rate_limit,
+            logging_level=cfg.stage.logging.level,
+            metrics_enabled=cfg.stage.logging.metrics,
+            data_trace_enabled=cfg.stage.logging.data_trace,
+            xray_tracing_enabled=cfg.stage.tracing,
+            enable_access_logs=cfg.stage.logging.access_logs,
+            access_log_retention_days=fn.log_retention_days,
+        ),
+    )
 
 
 def _path_params(path: str) -> list[str]:
@@ -175,22 +265,40 @@ def _environment(project_dir: Path) -> jinja2.Environment:
 
 
 def render(stage: Stage, target: Target, package: PackageRef) -> dict[str, str]:
-    """Render every file of the working folder in memory; nothing is written here."""
+    """Render every file of the working folder in memory (name -> text); nothing is written.
+
+    `backend.tf` and `main.tf` come from Jinja2 templates a project may override;
+    `terraform.tfvars.json` is TfVars dumped as JSON. Raises ConfigError naming the template
+    when one refers to an undefined value or has a syntax error.
+    """
     folder = work_dir(stage.project_dir, stage.name, target)
     modules_source = os.path.relpath(modules_dir(stage.project_dir) / "stack", folder)
     if not modules_source.startswith("."):
         modules_source = "./" + modules_source
     values = tfvars(stage, package)
+    data = values.as_dict()
     backend = stage.config.backend.model_dump()
     if backend["type"] == "s3":  # in the sandbox: a bucket in the emulator's S3
         backend["key"] = backend["key"] or f"orch/{stage.config.project}/{stage.name}/terraform.tfstate"
         backend["region"] = backend["region"] or stage.config.region
+    sandbox = None
+    if target.sandbox:
+        sandbox = {
+            "endpoint": target.endpoint,
+            "access_key": SANDBOX_ACCESS_KEY_ID,
+            "secret_key": SANDBOX_SECRET_ACCESS_KEY,
+        }
     context = {
-        **values,
+        "region": data["region"],
+        "stage_name": data["stage_name"],
+        "tags": data["tags"],
+        "function": data["function"],
+        "api": data["api"],
+        "stage_settings": data["stage"],
         "stage": stage.name,
         "target": target.name,
         "backend": backend,
-        "sandbox": {"endpoint": target.endpoint} if target.sandbox else None,
+        "sandbox": sandbox,
         "sandbox_services": SANDBOX_SERVICES,
         "modules_source": modules_source,
         "outputs": ROOT_OUTPUTS,
@@ -212,13 +320,7 @@ def render(stage: Stage, target: Target, package: PackageRef) -> dict[str, str]:
             raise ConfigError(
                 f"template {exc.filename or template_name}:{exc.lineno}: {exc.message}."
             ) from None
-    try:
-        json.loads(files["terraform.tfvars.json"])
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"template {_where(env, 'terraform.tfvars.json.j2')} rendered invalid JSON "
-            f"(line {exc.lineno}: {exc.msg})."
-        ) from None
+    files[TFVARS_FILE] = values.to_json()
     return files
 
 

@@ -27,13 +27,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from orch import daemonlock
+from orch.aws import SANDBOX_CREDENTIALS_ENV
 from orch.errors import ConfigError, SandboxError
 
-DUMMY_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "test",
-    "AWS_SECRET_ACCESS_KEY": "test",
-    "AWS_SESSION_TOKEN": "test",
-}
 START_TIMEOUT = 30.0
 DEFAULT_REGION = "ap-northeast-2"
 EXTRA_MODULES = ("moto", "flask", "flask_cors")
@@ -241,7 +237,7 @@ def _start(project_dir: Path, *, port: int | None, gateway_port: int | None, reg
         "--gateway-port", str(gateway_port or 0),
         "--region", region,
     ]
-    env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", **DUMMY_CREDENTIALS}
+    env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", **SANDBOX_CREDENTIALS_ENV}
     ready_r, ready_w = os.pipe()
     cmd += ["--ready-fd", str(ready_w)]
     try:
@@ -317,16 +313,6 @@ def _signal(pid: int, signum: int) -> bool:
         return True
     except ProcessLookupError:
         return False
-
-
-def client_kwargs(info: SandboxInfo, region: str) -> dict[str, str]:
-    """boto3 client arguments for talking to the sandbox."""
-    return {
-        "endpoint_url": info.endpoint,
-        "region_name": region,
-        "aws_access_key_id": "test",
-        "aws_secret_access_key": "test",
-    }
 
 
 def _tail(path: Path, lines: int = 12) -> str:

@@ -3,7 +3,8 @@
 Started by orch.sandbox (never by users directly). It first takes the project's daemon
 lock (orch.daemonlock; without it, it exits: one daemon per project), binds both servers,
 publishes its state in the lock file and in `.orch/sandbox/state.json`, tells its parent
-it is ready through a pipe, and runs until SIGTERM. It owns no deployment logic.
+it is ready through a pipe, and runs until SIGTERM, or until its project folder is gone (a
+watchdog). It owns no deployment logic.
 """
 
 from __future__ import annotations
@@ -18,6 +19,33 @@ import uuid
 from pathlib import Path
 
 from orch import daemonlock
+
+WATCH_INTERVAL = 2.0  # seconds between checks that the project folder still exists
+
+
+def watch_project(project_dir: Path, stop: threading.Event, interval: float = WATCH_INTERVAL) -> bool:
+    """Wait until `stop` is set or the project folder is gone; True when the folder went.
+
+    A sandbox whose project was deleted (a test's temp folder, a removed checkout) has
+    nothing left to serve and no `orch sandbox stop` can reach it, so it ends itself. The
+    folder is recognised by its identity (device and inode), so one re-created at the same
+    path (by a late write into `.orch/`) still counts as gone. Waits on the event with a
+    bounded timeout between checks; no fixed sleep.
+    """
+    identity = _identity(project_dir)
+    while not stop.wait(interval):
+        if identity is None or _identity(project_dir) != identity:
+            print(f"project folder {project_dir} is gone: stopping the sandbox", flush=True)
+            return True
+    return False
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.ready_fd is not None:
         with os.fdopen(args.ready_fd, "w") as ready:
             ready.write(json.dumps(state) + "\n")
-    stop.wait()
+    watch_project(args.project_dir, stop)
     gateway.shutdown()
     gateway.server_close()
     gateway_log.close()

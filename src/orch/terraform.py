@@ -1,11 +1,11 @@
 """The one adapter between orch and the Terraform CLI.
 
-Only this module imports python_terraform (for building command lines); it runs the
-commands itself so Terraform's progress streams to the terminal while orch also captures
-it, and returns typed results. It knows nothing about stages, AWS or packaging.
-
-Exit codes of `terraform plan -detailed-exitcode` are mapped explicitly:
-0 no changes, 2 changes present, 1 (or anything else) an error.
+It owns every Terraform command line (`command_line`, a pure function), the one place that
+starts a Terraform process (`run_process`), and turning what Terraform says as data
+(`-json` streams, `show -json`, `output -json`) into typed results and classified errors.
+Only this module imports python_terraform. It knows nothing about stages, AWS or packaging,
+never prints (lines go to the `echo` it is given) and never reads Terraform's human output
+for meaning: human output is only streamed to the person watching.
 """
 
 from __future__ import annotations
@@ -13,44 +13,162 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from orch.errors import ConfigError, TerraformError
+from orch.tfplan import Diagnostic, JsonStream, PlanView, render_message
 
-PLAN_NO_CHANGES = 0
-PLAN_CHANGES = 2
 INIT_STAMP = "orch-init.sha256"
+LOCK_TIMEOUT = "60s"
+MIN_VERSION = (1, 9)  # `terraform init -json` (1.9.0); S3 native locking needs 1.10 (documented)
 
-Echo = Callable[[str, bool], None]  # (line, is_stderr)
+# Which verbs take which flags, checked against Terraform 1.11's `-help` and pinned by
+# tests/test_terraform_cli.py with the real binary: `show` and `output` reject -input.
+INPUT_VERBS = frozenset({"init", "plan", "apply", "destroy", "import", "refresh"})
+LOCK_VERBS = frozenset({"init", "plan", "apply", "destroy", "import", "refresh", "taint", "untaint"})
+
+# Diagnostic summaries orch acts on (Terraform's own wording in its -json diagnostics:
+# internal/backend/local/backend_local.go and internal/command/init.go).
+STALE_PLAN_SUMMARIES = frozenset({"Saved plan is stale", "Saved plan does not match the given state"})
+PROVIDER_INSTALL_SUMMARIES = (
+    "Failed to query available provider packages",
+    "Failed to install provider",
+    "Failed to resolve provider packages",
+    "Incompatible provider version",
+)
+
+Echo = Callable[[str, bool], None]  # (a line for the person watching, is_error)
+
+
+class StalePlanError(TerraformError):
+    """The saved plan no longer matches the state: someone applied since it was made."""
+
+
+class ProviderInstallError(TerraformError):
+    """`terraform init` could not install the hashicorp/aws provider."""
+
+
+# ---------------------------------------------------------------------------- command lines
+
+
+def command_line(
+    binary: str,
+    verb: str,
+    args: Sequence[str] = (),
+    options: Mapping[str, Any] | None = None,
+    *,
+    is_tty: bool,
+) -> list[str]:
+    """The argv of `terraform <verb>`: pure, so tests pin every command orch runs.
+
+    Adds `-input=false` to every verb in INPUT_VERBS, `-lock-timeout=60s` (unless given) to
+    every verb in LOCK_VERBS, and `-no-color` when orch's output is not a terminal. `options`
+    use python-terraform's spelling (underscores become dashes): `True` -> `-flag`, `False` ->
+    `-flag=false` (kept, never dropped), `None` -> left out, a list -> the flag repeated, any
+    other value -> `-flag=value`. Positional `args` come after every option.
+    """
+    from python_terraform import IsFlagged
+    from python_terraform import Terraform as _CommandBuilder  # the only import of python_terraform
+
+    merged: dict[str, Any] = dict(options or {})
+    if verb in INPUT_VERBS:
+        merged["input"] = False
+    if verb in LOCK_VERBS:
+        merged.setdefault("lock_timeout", LOCK_TIMEOUT)
+    if not is_tty:
+        merged["no_color"] = True
+    converted: dict[str, Any] = {}
+    for key, value in merged.items():
+        if value is True:
+            converted[key] = IsFlagged
+        elif value is None:
+            continue
+        elif isinstance(value, (list, tuple)):
+            converted[key] = [str(v) for v in value]
+        else:
+            converted[key] = value  # python-terraform writes False as `-key=false`
+    return _CommandBuilder(terraform_bin_path=binary).generate_cmd_string(verb, *args, **converted)
+
+
+# ---------------------------------------------------------------------------- processes
 
 
 @dataclass(frozen=True)
 class RunResult:
-    args: tuple[str, ...]
+    """One finished Terraform process: its argv, exit code, captured output and wall time."""
+
+    argv: tuple[str, ...]
     exit_code: int
     stdout: str
     stderr: str
     seconds: float
 
 
-@dataclass(frozen=True)
-class PlanResult:
-    run: RunResult
-    changes: bool
-    plan_file: Path | None
+def run_process(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    on_stdout: Callable[[str], None],
+    on_stderr: Callable[[str], None],
+) -> int:
+    """Start Terraform, hand each output line to the callbacks as it arrives, return its exit code.
+
+    The only place orch starts a Terraform process (process group and signal forwarding for
+    interrupted applies belong here). Terraform handles Ctrl-C itself (it stops gracefully
+    and keeps state consistent), so orch waits for it before re-raising KeyboardInterrupt.
+    Raises TerraformError when the binary cannot be started.
+    """
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+    except OSError as exc:
+        raise TerraformError(f"could not start {argv[0]}: {exc.strerror or exc}.") from None
+    threads = [
+        threading.Thread(target=_pump, args=(proc.stdout, on_stdout), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, on_stderr), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.wait()
+        raise
+    finally:
+        for thread in threads:
+            thread.join()
+    return code
+
+
+def _pump(stream: TextIO | None, sink: Callable[[str], None]) -> None:
+    if stream is None:
+        return
+    for line in stream:
+        sink(line)
+    stream.close()
+
+
+# ---------------------------------------------------------------------------- binary and config
 
 
 def find_binary() -> str:
-    """The terraform executable: $ORCH_TERRAFORM, else `terraform` on PATH."""
+    """The terraform executable: $ORCH_TERRAFORM, else `terraform` on PATH (TerraformError if none)."""
     explicit = os.environ.get("ORCH_TERRAFORM")
     if explicit:
         if not (Path(explicit).is_file() and os.access(explicit, os.X_OK)):
@@ -60,7 +178,7 @@ def find_binary() -> str:
     if not found:
         raise TerraformError(
             "terraform was not found on PATH.",
-            hint="Install Terraform 1.6 or newer (https://developer.hashicorp.com/terraform/install) "
+            hint="Install Terraform 1.9 or newer (https://developer.hashicorp.com/terraform/install) "
             "or set ORCH_TERRAFORM=/path/to/terraform.",
         )
     return found
@@ -76,6 +194,35 @@ WELL_KNOWN_MIRRORS = (
     "/opt/tf-plugins",
     "/opt/terraform/plugins",
 )
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """A Terraform CLI config orch writes so Terraform installs providers from a mirror."""
+
+    path: Path
+    text: str
+    mirror: str
+
+    @property
+    def current(self) -> bool:
+        """True when the file already holds exactly this text (nothing to write)."""
+        try:
+            return self.path.read_text() == self.text
+        except OSError:
+            return False
+
+    def env(self) -> dict[str, str]:
+        return {"TF_CLI_CONFIG_FILE": str(self.path)}
+
+    def write(self) -> None:
+        """Write it atomically (temp file + rename)."""
+        if self.current:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(self.text)
+        os.replace(tmp, self.path)
 
 
 def _user_cli_config() -> Path | None:
@@ -94,22 +241,23 @@ def discover_mirror() -> str | None:
     return None
 
 
-def cli_config(state_dir: Path) -> dict[str, str]:
-    """Environment that tells Terraform where providers come from.
+def provider_config(state_dir: Path) -> ProviderConfig | None:
+    """Where Terraform's providers come from; reads, never writes.
 
-    1. ORCH_PROVIDER_MIRROR=/path: orch writes a CLI config whose provider_installation uses
-       that filesystem mirror and points TF_CLI_CONFIG_FILE at it (offline machines).
-    2. Otherwise an existing TF_CLI_CONFIG_FILE or ~/.terraformrc is honoured untouched.
-    3. Otherwise, if a mirror holding hashicorp/aws sits in a well-known folder
-       (WELL_KNOWN_MIRRORS), orch uses it as in 1; else Terraform uses its registry.
+    1. ORCH_PROVIDER_MIRROR=/path: a CLI config (to be written at `state_dir/terraformrc`)
+       whose provider_installation uses that filesystem mirror (offline machines).
+    2. Otherwise an existing TF_CLI_CONFIG_FILE or ~/.terraformrc is honoured: None.
+    3. Otherwise a mirror holding hashicorp/aws in a well-known folder (WELL_KNOWN_MIRRORS) is
+       used as in 1; with none, Terraform uses its registry: None.
+    Raises ConfigError when ORCH_PROVIDER_MIRROR has no hashicorp/aws inside.
     """
     mirror = os.environ.get("ORCH_PROVIDER_MIRROR")
     if not mirror:
         if _user_cli_config() is not None:
-            return {}
+            return None
         mirror = discover_mirror()
     if not mirror:
-        return {}
+        return None
     root = Path(mirror).expanduser().resolve()
     if not (root / "registry.terraform.io" / "hashicorp" / "aws").is_dir():
         raise ConfigError(
@@ -129,214 +277,260 @@ def cli_config(state_dir: Path) -> dict[str, str]:
         "  }\n"
         "}\n"
     )
-    path = state_dir / "terraformrc"
-    if not path.exists() or path.read_text() != text:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    return {"TF_CLI_CONFIG_FILE": str(path)}
+    return ProviderConfig(state_dir / "terraformrc", text, str(root))
 
 
 def _hcl_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def build_args(binary: str, command: str, *args: str, **options: Any) -> list[str]:
-    """Command line for `terraform <command>`: flags built by python-terraform.
+def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of every Terraform run: automation mode, no update checks, `extra` on top."""
+    return {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1", **(extra or {})}
 
-    Options follow python-terraform's conventions: `True` -> `-flag`, a value -> `-flag=value`,
-    `None`/`False` -> omitted; underscores become dashes.
+
+def init_fingerprint(backend_tf: str, cli_config_file: str | None, cli_config_text: str | None,
+                     module_sources: str) -> str:
+    """What `terraform init` depends on: the backend, the provider installation, module calls.
+
+    `cli_config_text` is the CLI config's content when known (orch's own, not yet written);
+    None reads `cli_config_file` if it exists.
     """
-    from python_terraform import IsFlagged, Terraform  # the only import of python_terraform
+    parts = [backend_tf, cli_config_file or ""]
+    if cli_config_text is not None:
+        parts.append(cli_config_text)
+    elif cli_config_file and Path(cli_config_file).is_file():
+        parts.append(Path(cli_config_file).read_text())
+    parts.append(module_sources)
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
-    converted: dict[str, Any] = {}
-    for key, value in options.items():
-        if value is True:
-            converted[key] = IsFlagged
-        elif value is False or value is None:
-            continue
-        else:
-            converted[key] = value
-    return Terraform(terraform_bin_path=binary).generate_cmd_string(command, *args, **converted)
+
+def init_needed(workdir: Path, fingerprint: str, data_dir: str | None = None) -> str | None:
+    """Why `terraform init` must run in `workdir`, or None when it is ready (reads only)."""
+    data = Path(data_dir) if data_dir else workdir / ".terraform"
+    if not data.is_dir():
+        return "first run in this working folder"
+    if not (workdir / ".terraform.lock.hcl").is_file():
+        return "no provider lock file"
+    stamp = data / INIT_STAMP
+    if not stamp.is_file():
+        return "not initialised by orch"
+    if stamp.read_text().strip() != fingerprint:
+        return "backend, provider installation or module sources changed"
+    return None
+
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """One `apply -json` (or `destroy -json`) run: what it planned, what it did, the outputs.
+
+    `plan` is empty for a saved plan (its changes were read before, with `show -json`);
+    `applied` lists the addresses whose change completed; `outputs` are the root outputs
+    Terraform reported at the end (name -> value).
+    """
+
+    run: RunResult
+    plan: PlanView
+    changed: bool
+    applied: tuple[str, ...]
+    outputs: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class PlanFile:
+    """A saved plan: `changes` from `plan -detailed-exitcode` (0 none, 2 some)."""
+
+    path: Path
+    changes: bool
+    run: RunResult
+
+
+# ---------------------------------------------------------------------------- the runner
 
 
 class Terraform:
-    """Terraform commands in one working folder."""
+    """Terraform commands in one working folder. `echo` receives every line for the person
+    watching (Terraform's human output as is; `-json` messages rendered); `is_tty` decides
+    colour."""
 
     def __init__(
         self,
         workdir: Path,
         *,
-        env: Mapping[str, str] | None = None,
-        echo: Echo | None = None,
-        color: bool = False,
+        binary: str,
+        env: Mapping[str, str],
+        echo: Echo,
+        is_tty: bool = False,
     ) -> None:
         self.workdir = workdir
-        self.binary = find_binary()
-        self.env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1", **(env or {})}
+        self.binary = binary
+        self.env = dict(env)
         self.echo = echo
-        self.color = color
+        self.is_tty = is_tty
+
+    def argv(self, verb: str, *args: str, **options: Any) -> list[str]:
+        return command_line(self.binary, verb, args, options, is_tty=self.is_tty)
 
     # ------------------------------------------------------------------ running
 
-    def run(self, command: str, *args: str, stream: bool = True, **options: Any) -> RunResult:
-        if not self.color:
-            options.setdefault("no_color", True)
-        argv = build_args(self.binary, command, *args, **options)
-        started = time.monotonic()
-        try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=self.workdir,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                bufsize=1,
-            )
-        except OSError as exc:
-            raise TerraformError(f"could not start {argv[0]}: {exc.strerror}.") from None
+    def _human(self, argv: list[str], *, echo: bool = True) -> RunResult:
         out: list[str] = []
         err: list[str] = []
-        echo = self.echo if stream else None
-        threads = [
-            threading.Thread(target=_pump, args=(proc.stdout, out, echo, False), daemon=True),
-            threading.Thread(target=_pump, args=(proc.stderr, err, echo, True), daemon=True),
-        ]
-        for t in threads:
-            t.start()
-        try:
-            code = proc.wait()
-        except KeyboardInterrupt:
-            # Terraform handles SIGINT itself (it stops gracefully and keeps state consistent).
-            code = proc.wait()
-            raise
-        finally:
-            for t in threads:
-                t.join()
+
+        def stdout(line: str) -> None:
+            out.append(line)
+            if echo:
+                self.echo(line.rstrip("\n"), False)
+
+        def stderr(line: str) -> None:
+            err.append(line)
+            if echo:
+                self.echo(line.rstrip("\n"), True)
+
+        started = time.monotonic()
+        code = run_process(argv, cwd=self.workdir, env=self.env, on_stdout=stdout, on_stderr=stderr)
         return RunResult(tuple(argv), code, "".join(out), "".join(err), time.monotonic() - started)
+
+    def _json(self, argv: list[str]) -> tuple[RunResult, JsonStream]:
+        stream = JsonStream()
+        out: list[str] = []
+        err: list[str] = []
+        lock = threading.Lock()
+
+        def stdout(line: str) -> None:
+            out.append(line)
+            with lock:
+                message = stream.feed(line)
+            if message is None:
+                if line.strip():
+                    self.echo(line.rstrip("\n"), False)
+                return
+            text = render_message(message)
+            if text is not None:
+                self.echo(text, message.get("@level") == "error")
+
+        def stderr(line: str) -> None:
+            err.append(line)
+            self.echo(line.rstrip("\n"), True)
+
+        started = time.monotonic()
+        code = run_process(argv, cwd=self.workdir, env=self.env, on_stdout=stdout, on_stderr=stderr)
+        result = RunResult(tuple(argv), code, "".join(out), "".join(err), time.monotonic() - started)
+        return result, stream
+
+    def _failed(self, what: str, result: RunResult, stream: JsonStream | None = None) -> TerraformError:
+        errors = stream.errors if stream is not None else []
+        if errors:
+            detail = "\n".join(d.text() for d in errors)
+        else:
+            detail = _tail(result.stderr or result.stdout)
+        return TerraformError(f"{what} failed (exit {result.exit_code}) in {self.workdir}.", hint=detail or None)
 
     # ------------------------------------------------------------------ verbs
 
-    def init_fingerprint(self, extra: str = "") -> str:
-        parts = [(self.workdir / "backend.tf").read_text() if (self.workdir / "backend.tf").exists() else ""]
-        parts.append(self.env.get("TF_CLI_CONFIG_FILE", ""))
-        cfg = self.env.get("TF_CLI_CONFIG_FILE")
-        if cfg and Path(cfg).is_file():
-            parts.append(Path(cfg).read_text())
-        parts.append(extra)
-        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
-
-    def needs_init(self, fingerprint: str) -> str | None:
-        """Why `terraform init` must run, or None when the folder is ready."""
-        data = Path(self.env.get("TF_DATA_DIR", self.workdir / ".terraform"))
-        if not data.is_dir():
-            return "first run in this working folder"
-        if not (self.workdir / ".terraform.lock.hcl").is_file():
-            return "no provider lock file"
-        stamp = data / INIT_STAMP
-        if not stamp.is_file():
-            return "not initialised by orch"
-        if stamp.read_text().strip() != fingerprint:
-            return "backend, provider installation or module sources changed"
-        return None
+    def version(self) -> tuple[int, ...]:
+        """Terraform's version from `terraform version -json` (no provider starts)."""
+        result = self._human(self.argv("version", json=True), echo=False)
+        try:
+            text = json.loads(result.stdout)["terraform_version"]
+            return tuple(int(part) for part in text.split("-")[0].split("."))
+        except (ValueError, KeyError, TypeError):
+            raise TerraformError(f"could not read the version of {self.binary}.", hint=_tail(result.stderr)) from None
 
     def init(self, fingerprint: str) -> RunResult:
-        result = self.run("init", input=False, reconfigure=True)
+        """`terraform init -json -reconfigure`; stamps the fingerprint when it succeeds.
+
+        Raises ProviderInstallError when the hashicorp/aws provider cannot be installed,
+        TerraformError for any other failure, or an older Terraform than MIN_VERSION.
+        """
+        version = self.version()
+        if version[:2] < MIN_VERSION:
+            raise TerraformError(
+                f"{self.binary} is Terraform {'.'.join(map(str, version))}; orch needs "
+                f"{'.'.join(map(str, MIN_VERSION))} or newer.",
+                hint="Install a newer Terraform, or point ORCH_TERRAFORM at one.",
+            )
+        result, stream = self._json(self.argv("init", json=True, reconfigure=True))
         if result.exit_code != 0:
-            text = result.stdout + result.stderr
-            if re.search(r"provider|registry", text, re.I) and re.search(
-                r"Failed to (query|install)|could not connect|Failed to resolve", text, re.I
-            ):
-                raise TerraformError(
-                    "terraform init could not install the hashicorp/aws provider "
-                    f"(in {self.workdir}).",
+            if any(d.summary.startswith(PROVIDER_INSTALL_SUMMARIES) for d in stream.errors):
+                raise ProviderInstallError(
+                    f"terraform init could not install the hashicorp/aws provider (in {self.workdir}).",
                     hint="On a machine without access to registry.terraform.io, set "
                     "ORCH_PROVIDER_MIRROR to a filesystem mirror (the folder containing "
                     "registry.terraform.io/), or set TF_CLI_CONFIG_FILE to a CLI config with a "
-                    "provider_installation block.\n" + _tail(text),
+                    "provider_installation block.\n" + "\n".join(d.text() for d in stream.errors),
                 )
-            raise TerraformError(f"terraform init failed in {self.workdir}.", hint=_tail(text))
-        data = Path(self.env.get("TF_DATA_DIR", self.workdir / ".terraform"))
+            raise self._failed("terraform init", result, stream)
+        data = Path(self.env.get("TF_DATA_DIR") or self.workdir / ".terraform")
+        data.mkdir(parents=True, exist_ok=True)
         (data / INIT_STAMP).write_text(fingerprint + "\n")
         return result
 
-    def plan(self, *, out: Path | None = None, destroy: bool = False) -> PlanResult:
-        result = self.run(
-            "plan",
-            input=False,
-            detailed_exitcode=True,
-            out=str(out) if out else None,
-            destroy=destroy,
-            lock_timeout="60s",
-        )
-        if result.exit_code == PLAN_NO_CHANGES:
-            return PlanResult(result, False, out)
-        if result.exit_code == PLAN_CHANGES:
-            return PlanResult(result, True, out)
-        raise TerraformError(
-            f"terraform plan failed (exit {result.exit_code}) in {self.workdir}.",
-            hint=_tail(result.stderr or result.stdout),
-        )
+    def plan(self, out: Path, *, destroy: bool = False) -> PlanFile:
+        """`terraform plan -out=FILE -detailed-exitcode`, human output streamed (people read the diff)."""
+        argv = self.argv("plan", detailed_exitcode=True, out=str(out), destroy=True if destroy else None)
+        result = self._human(argv)
+        if result.exit_code in (0, 2):
+            return PlanFile(out, result.exit_code == 2, result)
+        raise self._failed("terraform plan", result)
 
-    def apply(self, plan_file: Path | None = None, *, replace: list[str] | None = None) -> RunResult:
-        """Apply a saved plan, or plan-and-apply without asking (optionally forcing `replace`)."""
-        args = (str(plan_file),) if plan_file else ()
-        options: dict[str, Any] = {"input": False, "lock_timeout": "60s"}
-        if plan_file is None:
-            options["auto_approve"] = True
-            if replace:
-                options["replace"] = list(replace)
-        result = self.run("apply", *args, **options)
+    def show_plan(self, plan_file: Path) -> PlanView:
+        """`terraform show -json PLANFILE`, read as a PlanView."""
+        result = self._human(self.argv("show", str(plan_file), json=True), echo=False)
         if result.exit_code != 0:
-            text = result.stderr or result.stdout
-            if "Saved plan is stale" in text:
-                raise TerraformError(
+            raise TerraformError(f"terraform could not read the plan file {plan_file}.", hint=_tail(result.stderr))
+        try:
+            return PlanView.from_show_json(json.loads(result.stdout))
+        except ValueError:
+            raise TerraformError(f"terraform show -json {plan_file} did not print JSON.") from None
+
+    def apply(self, *, replace: Iterable[str] = ()) -> ApplyResult:
+        """One run that plans and applies: `apply -auto-approve -json [-replace=ADDR ...]`.
+
+        The plan comes back as data (the stream's planned_change and change_summary
+        messages), the outputs from its `outputs` message.
+        """
+        argv = self.argv("apply", auto_approve=True, json=True, replace=list(replace) or None)
+        result, stream = self._json(argv)
+        if result.exit_code != 0:
+            raise self._failed("terraform apply", result, stream)
+        return _apply_result(result, stream, "apply")
+
+    def apply_saved(self, plan_file: Path) -> ApplyResult:
+        """`apply -json PLANFILE`: exactly that plan. Raises StalePlanError when the state moved on."""
+        result, stream = self._json(self.argv("apply", str(plan_file), json=True))
+        if result.exit_code != 0:
+            if any(d.summary in STALE_PLAN_SUMMARIES for d in stream.errors):
+                raise StalePlanError(
                     f"the saved plan {plan_file} is stale: the stage's state changed after it was made.",
                     hint="Run `orch plan` again and apply the new plan.",
                 )
-            raise TerraformError(
-                f"terraform apply failed (exit {result.exit_code}) in {self.workdir}.", hint=_tail(text)
-            )
-        return result
+            raise self._failed("terraform apply", result, stream)
+        return _apply_result(result, stream, "apply")
 
-    def destroy(self) -> RunResult:
-        result = self.run("destroy", input=False, auto_approve=True, lock_timeout="60s")
+    def destroy(self) -> ApplyResult:
+        """`terraform destroy -auto-approve -json`."""
+        result, stream = self._json(self.argv("destroy", auto_approve=True, json=True))
         if result.exit_code != 0:
-            raise TerraformError(
-                f"terraform destroy failed (exit {result.exit_code}) in {self.workdir}.",
-                hint=_tail(result.stderr or result.stdout),
-            )
-        return result
+            raise self._failed("terraform destroy", result, stream)
+        return _apply_result(result, stream, "destroy")
 
     def output(self) -> dict[str, Any]:
-        result = self.run("output", stream=False, json=True)
+        """`terraform output -json`: root output name -> value ({} when nothing is deployed)."""
+        result = self._human(self.argv("output", json=True), echo=False)
         if result.exit_code != 0:
-            raise TerraformError(
-                f"terraform output failed in {self.workdir}.", hint=_tail(result.stderr)
-            )
+            raise TerraformError(f"terraform output failed in {self.workdir}.", hint=_tail(result.stderr))
         data = json.loads(result.stdout or "{}")
         return {name: item.get("value") for name, item in data.items()}
 
-    def show_plan(self, plan_file: Path) -> dict[str, Any]:
-        result = self.run("show", str(plan_file), stream=False, json=True)
-        if result.exit_code != 0:
-            raise TerraformError(
-                f"terraform could not read the plan file {plan_file}.", hint=_tail(result.stderr)
-            )
-        return json.loads(result.stdout)
 
-
-def _pump(stream: TextIO | None, sink: list[str], echo: Echo | None, is_err: bool) -> None:
-    if stream is None:
-        return
-    for line in stream:
-        sink.append(line)
-        if echo is not None:
-            echo(line, is_err)
-    stream.close()
+def _apply_result(result: RunResult, stream: JsonStream, operation: str) -> ApplyResult:
+    done = stream.change_summary(operation)
+    changed = done.any if done is not None else True
+    return ApplyResult(result, PlanView.from_stream(stream), changed, tuple(stream.applied()), stream.outputs())
 
 
 def _tail(text: str, lines: int = 15) -> str:
@@ -344,6 +538,21 @@ def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(kept[-lines:])
 
 
-def default_echo(line: str, is_err: bool) -> None:
-    (sys.stderr if is_err else sys.stdout).write(line)
-    (sys.stderr if is_err else sys.stdout).flush()
+__all__ = [
+    "ApplyResult",
+    "Diagnostic",
+    "Echo",
+    "PlanFile",
+    "ProviderConfig",
+    "ProviderInstallError",
+    "RunResult",
+    "StalePlanError",
+    "Terraform",
+    "base_env",
+    "command_line",
+    "find_binary",
+    "init_fingerprint",
+    "init_needed",
+    "provider_config",
+    "run_process",
+]

@@ -1,16 +1,19 @@
 """Integration: the real terraform binary and AWS provider against a real moto server.
 
 One throwaway project goes through a stage's life in order (the tests below share it and
-run top to bottom): refuse an unconfirmed protected apply, deploy dev, a no-op plan, the
-prototype's request through the local gateway, deploy prod beside it, detect and apply
-changes, refuse a stale plan, destroy dev only, survive a sandbox restart, and deploy a
-package over 50 MB through the sandbox's S3. Terraform runs are counted: each is 5-15 s.
+run top to bottom): refuse an unconfirmed protected apply, deploy dev (access logs on), a
+dry run that changes nothing, a no-op plan, the prototype's request through the local
+gateway, the prod confirmation through a pseudo-terminal, deploy prod beside dev, detect
+and apply changes, refuse a stale plan, destroy dev only (its URL answers 403 at once),
+survive a sandbox stop, and deploy a package over 50 MB through the sandbox's S3.
+Terraform runs are counted: each is 5-15 s.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -22,8 +25,11 @@ import pytest
 import requests
 
 from helpers import REPO, assert_clean_failure, free_port, make_project, orch
+from orch.planner import REDEPLOY
 
-pytestmark = pytest.mark.integration
+REDEPLOY_RAN = f"] {REDEPLOY}"
+
+pytestmark = pytest.mark.deploy
 
 if shutil.which("terraform") is None:
     if os.environ.get("CI") == "true":
@@ -31,11 +37,23 @@ if shutil.which("terraform") is None:
     pytest.skip("terraform is not on PATH", allow_module_level=True)
 
 
+ACCESS_LOGS = "  logging: {access_logs: true}\n"
+
+
+def dev_yaml(text: str) -> str:
+    """dev.yaml with access logs on (only here: on AWS they need the account's API Gateway role)."""
+    assert text.count("stage:\n") == 1
+    return text.replace("stage:\n", "stage:\n" + ACCESS_LOGS)
+
+
 @pytest.fixture(scope="module")
 def proj(tmp_path_factory: pytest.TempPathFactory):
     path = make_project(tmp_path_factory.mktemp("integration") / "proj")
-    yield path
-    orch("sandbox", "stop", cwd=path)
+    (path / "stages" / "dev.yaml").write_text(dev_yaml((REPO / "stages" / "dev.yaml").read_text()))
+    try:
+        yield path
+    finally:
+        orch("sandbox", "stop", cwd=path)
 
 
 def aws(proj: Path, service: str):
@@ -63,7 +81,7 @@ def outputs(proj: Path, stage: str) -> dict:
 def test_protected_stage_is_not_changed_without_confirmation(proj: Path) -> None:
     result = orch("apply", "prod", "--sandbox", cwd=proj)
     assert_clean_failure(result, 130, "protected stage 'prod'", "--yes")
-    assert "orch-loopback-prod" not in functions(proj)
+    assert not (proj / ".orch").exists()  # refused before the sandbox started or anything was built
 
 
 def test_apply_dev_deploys_and_prints_the_invoke_url(proj: Path) -> None:
@@ -77,6 +95,43 @@ def test_apply_dev_deploys_and_prints_the_invoke_url(proj: Path) -> None:
     assert alias["FunctionVersion"] != "$LATEST"
     stage = aws(proj, "apigateway").get_stage(restApiId=api_id, stageName="dev")
     assert stage["variables"] == {"env": "dev", "greeting": "hello-from-dev"}
+    # access logs reached Terraform: the stage writes them to the log group the module made
+    group = f"API-Gateway-Access-Logs_{api_id}/dev"
+    groups = aws(proj, "logs").describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+    assert [g["logGroupName"] for g in groups] == [group]
+    settings = stage["accessLogSettings"]
+    assert settings["destinationArn"].rstrip(":*") == groups[0]["arn"].rstrip(":*")
+    assert '"requestId":"$context.requestId"' in settings["format"]
+
+
+def emulator_and_files(proj: Path) -> dict:
+    """What a dry run must leave alone: every file under .orch/ and what the emulator holds."""
+    files = {str(p.relative_to(proj)): (p.stat().st_size, p.stat().st_mtime_ns)
+             for p in (proj / ".orch").rglob("*") if "sandbox.log" not in p.name}
+    apigw = aws(proj, "apigateway")
+    return {
+        "files": files,
+        "functions": sorted((f["FunctionName"], f["Version"], f["CodeSha256"])
+                            for f in aws(proj, "lambda").list_functions()["Functions"]),
+        "apis": {a["id"]: [(s["stageName"], s.get("deploymentId")) for s in apigw.get_stages(restApiId=a["id"])["item"]]
+                 for a in apigw.get_rest_apis()["items"]},
+        "buckets": sorted(b["Name"] for b in aws(proj, "s3").list_buckets()["Buckets"]),
+    }
+
+
+def test_dry_run_changes_nothing(proj: Path) -> None:
+    before = emulator_and_files(proj)
+    (proj / "stages" / "dev.yaml").write_text(
+        dev_yaml((REPO / "stages" / "dev.yaml").read_text().replace("hello-from-dev", "dry"))
+    )
+    try:
+        result = orch("apply", "dev", "--sandbox", "--dry-run", cwd=proj)
+        destroy = orch("destroy", "dev", "--sandbox", "--dry-run", "--yes", cwd=proj)
+    finally:
+        (proj / "stages" / "dev.yaml").write_text(dev_yaml((REPO / "stages" / "dev.yaml").read_text()))
+    assert result.code == 0 and destroy.code == 0, result.output + destroy.output
+    assert "use the running sandbox" in result.stdout and "terraform destroy" in destroy.stdout
+    assert emulator_and_files(proj) == before
 
 
 def test_plan_right_after_apply_has_no_changes(proj: Path) -> None:
@@ -105,6 +160,34 @@ def test_prototype_request_reaches_the_function_as_documented(proj: Path) -> Non
     assert requests.post(url, json={"fail": "internal"}, timeout=30).status_code == 500
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def test_prod_confirmation_through_a_terminal_shows_terraforms_counts(proj: Path) -> None:
+    """Acceptance 1: under a pseudo-terminal Terraform colours its output; the counts in orch's
+    question must still equal Terraform's own `Plan:` line. Answering no costs one plan."""
+    import pexpect
+
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    child = pexpect.spawn(sys.executable, ["-m", "orch.cli", "apply", "prod", "--sandbox"], cwd=str(proj),
+                          env=env, encoding="utf-8", timeout=300, dimensions=(50, 200))
+    try:
+        child.expect(r"Apply (.*) to protected stage 'prod'\? \[y/N\]: ")
+        raw = child.before
+        shown = ANSI.sub("", raw)
+        question_counts = child.match.group(1)
+        child.sendline("n")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert "\x1b[" in raw  # on a terminal Terraform's plan is coloured (what broke the old regex)
+    plan_lines = re.findall(r"^Plan: (.*)\.\s*$", shown, re.M)
+    assert plan_lines, shown[-2000:]
+    assert question_counts == plan_lines[-1]
+    assert child.exitstatus == 130
+    assert "orch-loopback-prod" not in functions(proj)
+
+
 def test_prod_is_a_separate_function_api_and_stage(proj: Path) -> None:
     result = orch("apply", "prod", "--sandbox", "--yes", cwd=proj)
     assert result.code == 0, result.output
@@ -121,7 +204,7 @@ def test_prod_is_a_separate_function_api_and_stage(proj: Path) -> None:
 def _set_dev(proj: Path, *, greeting: str = "hello-from-dev", memory: int | None = None,
              api: str = "") -> None:
     """dev.yaml as in the repo with another greeting (a stage variable), memory size or API."""
-    text = (REPO / "stages" / "dev.yaml").read_text()
+    text = dev_yaml((REPO / "stages" / "dev.yaml").read_text())
     assert "greeting: hello-from-dev" in text and text.count("function:\n") == 1
     text = text.replace("hello-from-dev", greeting)
     if memory is not None:
@@ -141,6 +224,9 @@ def test_changes_are_planned_applied_and_a_stale_plan_refused(proj: Path, tmp_pa
     result = orch("plan", "dev", "--sandbox", "--detailed-exitcode", cwd=proj)
     assert result.code == 2, result.output
     assert "memory_size" in result.stdout
+    # Acceptance 1 without a terminal: orch's summary equals Terraform's own Plan: line
+    terraform_says = re.findall(r"^Plan: (.*)\.$", result.stdout, re.M)
+    assert terraform_says and f"plan for stage 'dev': {terraform_says[-1]}" in result.stderr
 
     (proj / "custom.vtl").write_text('{"body-json": $input.json(\'$\'), "context": {"stage": "$context.stage"}}')
     custom_api = (
@@ -199,18 +285,29 @@ def test_serve_runs_a_foreground_gateway_for_a_stage(proj: Path) -> None:
 
 def test_destroy_dev_leaves_prod(proj: Path) -> None:
     prod_api = outputs(proj, "prod")["rest_api_id"]
+    old_url = outputs(proj, "dev")["invoke_url"]
+    assert requests.post(old_url, json={}, timeout=30).status_code == 200  # the gateway has it cached
+    generation = (proj / ".orch" / "sandbox" / "generation").read_text()
     result = orch("destroy", "dev", "--sandbox", "--yes", cwd=proj)
     assert result.code == 0, result.output
+    assert (proj / ".orch" / "sandbox" / "generation").read_text() != generation  # the gateway was told
     assert "orch-loopback-dev" not in functions(proj)
     assert "orch-loopback-dev" not in apis(proj)
     assert "orch-loopback-prod" in functions(proj)
     assert apis(proj)["orch-loopback-prod"] == prod_api
+    # the first gateway request after destroy (the checks above talk to the emulator only)
+    first = requests.post(old_url, json={}, timeout=30)
+    assert first.status_code == 403, first.text
 
 
 def test_restarted_sandbox_starts_the_stage_clean(proj: Path) -> None:
     assert orch("sandbox", "stop", cwd=proj).code == 0
     status = orch("sandbox", "status", "--json", cwd=proj)
     assert json.loads(status.stdout)["running"] is False
+    # the sandbox never lies: no unreachable URL with exit 0
+    gone = orch("output", "prod", "--sandbox", cwd=proj)
+    assert_clean_failure(gone, 7, "sandbox is not running", "orch apply prod --sandbox")
+    assert "execute-api" not in gone.stdout
     result = orch("plan", "prod", "--sandbox", "--detailed-exitcode", cwd=proj)
     assert result.code == 2, result.output
     assert "sandbox was restarted" in result.stderr
@@ -281,7 +378,7 @@ def test_removing_a_route_redeploys_without_it(proj: Path, tmp_path: Path) -> No
     (proj / "stages" / "node.yaml").write_text(text)
     result = orch("apply", "node", "--sandbox", cwd=proj)
     assert result.code == 0, result.output
-    assert "redeploy the API without the removed routes" in result.stderr
+    assert REDEPLOY_RAN in result.stderr and f"skipped: {REDEPLOY}" not in result.stderr
     after = outputs(proj, "node")
     assert after["deployment_id"] != before["deployment_id"]
     assert requests.get(f"{after['invoke_url']}/extra", timeout=30).status_code == 403
@@ -297,5 +394,5 @@ def test_removing_a_route_redeploys_without_it(proj: Path, tmp_path: Path) -> No
     assert orch("plan", "node", "--sandbox", "--out", str(saved), cwd=proj).code == 0
     result = orch("apply", "node", "--sandbox", "--plan", str(saved), cwd=proj)
     assert result.code == 0, result.output
-    assert "redeploy the API without the removed routes" in result.stderr
+    assert REDEPLOY_RAN in result.stderr and f"skipped: {REDEPLOY}" not in result.stderr
     assert requests.get(f"{after['invoke_url']}/extra", timeout=30).status_code == 403

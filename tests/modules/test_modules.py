@@ -165,12 +165,14 @@ def test_stack_variables_are_the_tfvars_contract() -> None:
     assert variables == {"region", "stage_name", "tags", "function", "api", "stage"}
 
 
+@pytest.mark.terraform
 def test_modules_are_fmt_clean(terraform: Terraform) -> None:
     result = terraform.run(None, "fmt", "-check", "-recursive", "-diff", "-no-color", "modules")
     assert result.returncode == 0, f"terraform fmt -check found unformatted files:\n{result.stdout}"
 
 
 @pytest.mark.parametrize("module", MODULES)
+@pytest.mark.terraform
 def test_module_validates(terraform: Terraform, module: str) -> None:
     terraform.init(module)
     result = terraform.run(module, "validate", "-no-color")
@@ -180,6 +182,7 @@ def test_module_validates(terraform: Terraform, module: str) -> None:
 @pytest.mark.parametrize(
     "module", [m for m in MODULES if any((MODULES_DIR / m / "tests").glob("*.tftest.hcl"))]
 )
+@pytest.mark.terraform
 def test_module_own_terraform_tests_pass(terraform: Terraform, module: str) -> None:
     terraform.init(module)
     result = terraform.run(module, "test", "-no-color", timeout=180)

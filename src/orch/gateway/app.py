@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from orch.aws import SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY
 from orch.errors import SandboxError
 from orch.gateway.cloudwatch import LogShipper
 from orch.gateway.generation import Generation, GenerationWatcher, WarmMarks
@@ -198,7 +199,9 @@ def _clients(aws_endpoint: str, region: str) -> dict[str, Any]:
     import boto3
     from botocore.config import Config
 
-    session = boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name=region)
+    session = boto3.session.Session(
+        aws_access_key_id=SANDBOX_ACCESS_KEY_ID, aws_secret_access_key=SANDBOX_SECRET_ACCESS_KEY, region_name=region
+    )
     clients = {name: session.client(name, endpoint_url=aws_endpoint) for name in ("apigateway", "lambda")}
     # Thousands of log events a second under load: botocore's parameter validation of each
     # was a fifth of the shipping cost, and the shipper builds them well-formed itself.
@@ -216,7 +219,7 @@ def make_service_caller(aws_endpoint: str) -> Callable[..., tuple[int, dict[str,
     from botocore.credentials import Credentials
 
     http = urllib3.PoolManager(maxsize=8)
-    credentials = Credentials("test", "test")
+    credentials = Credentials(SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY)
     base = aws_endpoint.rstrip("/")
 
     def call(

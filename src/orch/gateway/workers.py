@@ -74,6 +74,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orch.aws import SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY
 from orch.errors import SandboxError
 from orch.gateway.proctree import kill_tree
 
@@ -960,8 +961,8 @@ def _lambda_environment(
     env = {k: parent[k] for k in _PASSTHROUGH_ENV if k in parent}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.setdefault("LANG", "en_US.UTF-8")
-    env["AWS_ACCESS_KEY_ID"] = parent.get("AWS_ACCESS_KEY_ID", "test")
-    env["AWS_SECRET_ACCESS_KEY"] = parent.get("AWS_SECRET_ACCESS_KEY", "test")
+    env["AWS_ACCESS_KEY_ID"] = parent.get("AWS_ACCESS_KEY_ID", SANDBOX_ACCESS_KEY_ID)
+    env["AWS_SECRET_ACCESS_KEY"] = parent.get("AWS_SECRET_ACCESS_KEY", SANDBOX_SECRET_ACCESS_KEY)
     if "AWS_SESSION_TOKEN" in parent:
         env["AWS_SESSION_TOKEN"] = parent["AWS_SESSION_TOKEN"]
     for key, value in parent.items():

@@ -1,0 +1,178 @@
+"""The one boto3 facade: clients for the sandbox or real AWS, the credentials check, S3 buckets
+and package uploads, AWS failures as AwsError.
+
+This module owns the sandbox's dummy credentials (everything else imports them from here)
+and how a boto3 client is built for each target. It imports boto3 only when a client is
+needed, so importing it is cheap. It knows nothing about stages, Terraform or the CLI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from orch.errors import AwsError, PackageError
+
+# The sandbox emulator accepts any credentials; these are the ones orch, Terraform's provider
+# and the gateway's workers use there. Never real ones.
+SANDBOX_ACCESS_KEY_ID = "test"
+SANDBOX_SECRET_ACCESS_KEY = "test"
+SANDBOX_SESSION_TOKEN = "test"
+SANDBOX_CREDENTIALS_ENV = {
+    "AWS_ACCESS_KEY_ID": SANDBOX_ACCESS_KEY_ID,
+    "AWS_SECRET_ACCESS_KEY": SANDBOX_SECRET_ACCESS_KEY,
+    "AWS_SESSION_TOKEN": SANDBOX_SESSION_TOKEN,
+}
+
+
+def sandbox_client_kwargs(endpoint: str, region: str) -> dict[str, str]:
+    """boto3 client keyword arguments for the sandbox emulator at `endpoint`."""
+    return {
+        "endpoint_url": endpoint,
+        "region_name": region,
+        "aws_access_key_id": SANDBOX_ACCESS_KEY_ID,
+        "aws_secret_access_key": SANDBOX_SECRET_ACCESS_KEY,
+    }
+
+
+@dataclass
+class Aws:
+    """boto3 clients for one region of one target: the sandbox emulator (`endpoint`) or real AWS.
+
+    Clients are built on first use and kept for this object's life (one per service).
+    """
+
+    region: str
+    endpoint: str | None = None
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def for_sandbox(cls, endpoint: str, region: str) -> Aws:
+        return cls(region, endpoint)
+
+    @classmethod
+    def for_aws(cls, region: str) -> Aws:
+        return cls(region)
+
+    @property
+    def sandbox(self) -> bool:
+        return self.endpoint is not None
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            import boto3
+
+            if self.endpoint is not None:
+                self._clients[service] = boto3.client(service, **sandbox_client_kwargs(self.endpoint, self.region))
+            else:
+                self._clients[service] = boto3.client(service, region_name=self.region)
+        return self._clients[service]
+
+    def check_credentials(self) -> None:
+        """Fail (AwsError) when the standard credential chain finds nothing; no network call.
+
+        The chain: https://boto3.amazonaws.com/v1/documentation/api/latest/guide/credentials.html
+        """
+        if self.sandbox:
+            return
+        import boto3
+        import botocore.exceptions
+
+        try:
+            creds = boto3.Session(region_name=self.region).get_credentials()
+        except botocore.exceptions.BotoCoreError as exc:
+            raise AwsError(f"could not read AWS credentials: {exc}.") from None
+        if creds is None:
+            raise AwsError(
+                "no AWS credentials found (checked the environment, AWS_PROFILE, shared "
+                "config/credentials files, SSO and instance metadata).",
+                hint="Run `aws configure` or `aws sso login`, or export AWS_PROFILE / "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. To try orch without AWS, add --sandbox.",
+            )
+
+    def ensure_bucket(self, bucket: str, region: str | None = None) -> bool:
+        """Create `bucket` unless it exists; True when it was created.
+
+        Used in the sandbox only (its S3 starts empty); on real AWS users bring their own
+        buckets. CreateBucket outside us-east-1 needs a LocationConstraint:
+        https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateBucket.html
+        """
+        import botocore.exceptions
+
+        s3 = self.client("s3")
+        where = region or self.region
+        try:
+            s3.head_bucket(Bucket=bucket)
+            return False
+        except botocore.exceptions.ClientError:
+            pass
+        try:
+            if where == "us-east-1":
+                s3.create_bucket(Bucket=bucket)
+            else:
+                s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": where})
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise aws_error(f"creating the bucket s3://{bucket} failed", exc) from None
+        return True
+
+    def upload_package(self, package: Any, bucket: str | None, *,
+                       key_prefix: str = "orch/packages/") -> tuple[str, str]:
+        """Upload a built package (orch.package.PackageResult: `path`, `sha256_hex`, `size`) to
+        `s3://bucket/<key_prefix><sha256-hex>.zip`; return (bucket, key).
+
+        The key is content-addressed, so an object already there with the same size is not
+        uploaded again. Raises PackageError when no bucket is configured, AwsError when S3 fails.
+        """
+        path, sha256_hex, size = package.path, package.sha256_hex, package.size
+        if not bucket:
+            raise PackageError(
+                f"the function package {path} is {size / (1024 * 1024):.1f} MB, over Lambda's 50 MB "
+                "direct-upload limit, so it must go through S3, but no bucket is configured",
+                hint="set `artifacts.bucket` in the stage file to an S3 bucket orch may write to "
+                "(in the same region as the function)",
+            )
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        s3 = self.client("s3")
+        key = f"{key_prefix}{sha256_hex}.zip"
+        where = f"s3://{bucket}/{key}"
+        try:
+            head = s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            # 403 also means "not there" when the caller may put but not list.
+            if error_code(exc) not in {"404", "NoSuchKey", "NotFound", "403", "AccessDenied"}:
+                raise aws_error(f"checking {where} failed", exc) from exc
+        except BotoCoreError as exc:
+            raise aws_error(f"checking {where} failed", exc) from exc
+        else:
+            if head.get("ContentLength") == size:
+                return bucket, key
+        try:
+            with open(path, "rb") as body:
+                s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/zip",
+                              Metadata={"sha256": sha256_hex})
+        except OSError as exc:
+            raise PackageError(f"cannot read the function package {path}: {exc.strerror or exc}",
+                               hint="build the package again") from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(f"uploading {path} to {where} failed", exc) from exc
+        return bucket, key
+
+
+def error_code(exc: Any) -> str:
+    """The AWS error code of a botocore ClientError ('' for anything else)."""
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def aws_error(what: str, exc: Exception) -> AwsError:
+    """An AwsError saying what failed, AWS's code and message, and what to check."""
+    code = error_code(exc)
+    message = getattr(exc, "response", {}).get("Error", {}).get("Message", "") or str(exc)
+    hints = {
+        "NoSuchBucket": "create the bucket, or fix `artifacts.bucket` in the stage file",
+        "AccessDenied": "the credentials need s3:PutObject (and s3:GetObject) on the bucket",
+        "403": "the credentials need s3:PutObject (and s3:GetObject) on the bucket",
+    }
+    detail = f"{code}: {message}" if code else message
+    return AwsError(f"{what}: {detail}",
+                    hint=hints.get(code, "check the credentials, the region and the bucket, then retry"))

@@ -1,0 +1,268 @@
+"""Carry out a DeployPlan (Executor) or only print it (DisplayExecutor, for --dry-run).
+
+The executor dispatches on each step's type, resolves `Ref`s from the values earlier steps
+stored, checks each step's `when`, reports every start and end through the reporter, runs a
+step's `on_failure` steps when it fails and the plan's cleanup steps whatever happens. It
+reaches Terraform, AWS, the sandbox and the person at the terminal only through the
+collaborators it is given (so tests use fakes); it holds no module-level state, so several
+stages can run in threads, each with its own executor and reporter.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from orch import facts as facts_mod
+from orch import package as package_mod
+from orch import render as render_mod
+from orch.config import Stage
+from orch.errors import Aborted
+from orch.reporter import Reporter
+from orch.steps import (
+    FAILED,
+    ApplySavedPlan,
+    BuildPackage,
+    CheckCredentials,
+    CheckHandler,
+    Confirm,
+    DeployPlan,
+    EnsureBucket,
+    ForgetLostState,
+    Init,
+    MarkSandboxChanged,
+    ReadPlan,
+    RecordSandboxEpoch,
+    Ref,
+    RemoveFile,
+    RenderFiles,
+    StartSandbox,
+    Step,
+    TerraformApply,
+    TerraformDestroy,
+    TerraformPlan,
+    UploadPackage,
+    UseSandbox,
+    WriteProviderConfig,
+)
+
+
+class SandboxControl(Protocol):
+    """What the executor needs of the sandbox (orch.sandbox in real life)."""
+
+    def start(self, project_dir: Path, region: str) -> Any: ...
+    def current(self, project_dir: Path) -> Any: ...
+    def mark_changed(self, project_dir: Path) -> str: ...
+
+
+@dataclass
+class Collaborators:
+    """The outside world, injected: real ones from orch.deploy.create_deployer, fakes in tests.
+
+    `terraform(workdir)` returns an orch.terraform.Terraform (or a fake with its verbs);
+    `aws(endpoint, region)` an orch.aws.Aws (endpoint None: real AWS); `ask(question)` the
+    person's yes/no; `cli_config_file` the TF_CLI_CONFIG_FILE Terraform will read.
+    """
+
+    terraform: Callable[[Path], Any]
+    aws: Callable[[str | None, str], Any]
+    sandbox: SandboxControl
+    ask: Callable[[str], bool]
+    cli_config_file: str | None = None
+    preflight: Callable[[], None] = lambda: None  # checks before a real run (terraform installed)
+
+
+class Executor:
+    """Runs the steps of one stage's DeployPlan; `values` holds what the steps stored."""
+
+    def __init__(self, stage: Stage, collaborators: Collaborators, reporter: Reporter) -> None:
+        self.stage = stage
+        self.tools = collaborators
+        self.reporter = reporter
+        self.values: dict[str, Any] = {}
+        self.ran: list[Step] = []  # the steps that ran (skipped ones excluded), in order
+
+    def execute(self, plan: DeployPlan) -> dict[str, Any]:
+        """Run every step in order (cleanup steps always); return the stored values."""
+        total = len(plan.steps)
+        try:
+            for index, step in enumerate(plan.steps, 1):
+                self._run(step, index, total)
+        finally:
+            for step in plan.cleanup:
+                when = getattr(step, "when", None)
+                if when is None or when.holds(self.values):
+                    self._dispatch(step)
+        for note in plan.notes:
+            self.reporter.note(note)
+        return self.values
+
+    def _run(self, step: Step, index: int, total: int) -> None:
+        when = getattr(step, "when", None)
+        if when is not None and not when.holds(self.values):
+            self.reporter.step_skipped(index, total, step.title(), when.describe().replace("if ", "not: ", 1))
+            return
+        self.reporter.step_started(index, total, step.title())
+        started = time.monotonic()
+        try:
+            result = self._dispatch(step)
+        except BaseException:
+            self.values[FAILED] = step
+            for recovery in getattr(step, "on_failure", ()):
+                self._dispatch(recovery)
+            raise
+        self.ran.append(step)
+        output = getattr(step, "output", None)
+        if output:
+            self.values[output] = result
+        self.reporter.step_finished(index, total, step.title(), time.monotonic() - started)
+
+    def _dispatch(self, step: Step) -> Any:
+        handler = getattr(self, f"_do_{type(step).__name__}", None)
+        if handler is None:
+            raise RuntimeError(f"the executor has no handler for step {type(step).__name__}")
+        return handler(step)
+
+    def _get(self, ref: Ref | None) -> Any:
+        return None if ref is None else self.values.get(ref.name)
+
+    def _aws(self, sandbox_ref: Ref | None, region: str) -> Any:
+        info = self._get(sandbox_ref)
+        return self.tools.aws(info.endpoint if info is not None else None, region)
+
+    # ------------------------------------------------------------------ steps
+
+    def _do_CheckHandler(self, step: CheckHandler) -> None:
+        package_mod.check_handler(step.source_dir, step.runtime, step.handler)
+
+    def _do_Confirm(self, step: Confirm) -> bool:
+        question = step.question
+        if step.plan is not None:
+            plan = self._get(step.plan)
+            question = question.replace("{changes}", plan.text())
+        if not self.tools.ask(question):
+            raise Aborted(step.refusal)
+        return True
+
+    def _do_CheckCredentials(self, step: CheckCredentials) -> None:
+        self.tools.aws(None, step.region).check_credentials()
+
+    def _do_StartSandbox(self, step: StartSandbox) -> Any:
+        return self.tools.sandbox.start(step.project_dir, step.region)
+
+    def _do_UseSandbox(self, step: UseSandbox) -> Any:
+        return self.tools.sandbox.current(step.project_dir)
+
+    def _do_ForgetLostState(self, step: ForgetLostState) -> None:
+        state = step.workdir / "terraform.tfstate"
+        if state.exists():
+            state.replace(step.workdir / ("terraform.tfstate" + facts_mod.LOST_STATE_SUFFIX))
+        (step.workdir / "terraform.tfstate.backup").unlink(missing_ok=True)
+        self.reporter.note(
+            f"{step.reason}: stage {self.stage.name!r} lost its resources there, so orch starts it clean"
+        )
+
+    def _do_RecordSandboxEpoch(self, step: RecordSandboxEpoch) -> None:
+        info = self._get(step.sandbox)
+        step.workdir.mkdir(parents=True, exist_ok=True)
+        (step.workdir / facts_mod.EPOCH_FILE).write_text(info.epoch + "\n")
+
+    def _do_EnsureBucket(self, step: EnsureBucket) -> bool:
+        return self._aws(step.sandbox, step.region).ensure_bucket(step.bucket, step.region)
+
+    def _do_WriteProviderConfig(self, step: WriteProviderConfig) -> None:
+        from orch.terraform import ProviderConfig
+
+        ProviderConfig(step.path, step.text, step.mirror).write()
+
+    def _do_BuildPackage(self, step: BuildPackage) -> Any:
+        result = package_mod.build_package(step.source_dir, step.runtime, step.store_dir, name=step.function_name)
+        self.reporter.note(f"{result.path.name}: {result.size / 1e6:.2f} MB, sha256 {result.sha256_hex[:16]}…")
+        return result
+
+    def _do_UploadPackage(self, step: UploadPackage) -> tuple[str, str]:
+        package = self._get(step.package)
+        aws = self._aws(step.sandbox, self.stage.config.region)
+        if step.bucket and step.target == "sandbox":
+            aws.ensure_bucket(step.bucket, self.stage.config.region)
+        self.reporter.note(f"over the 50 MB direct-upload limit: uploading through s3://{step.bucket}")
+        return aws.upload_package(package, step.bucket, key_prefix=step.prefix)
+
+    def _do_RenderFiles(self, step: RenderFiles) -> list[str]:
+        package = self._get(step.package)
+        upload = self._get(step.upload)
+        if upload is not None:
+            ref = render_mod.PackageRef(package.sha256_b64, s3_bucket=upload[0], s3_key=upload[1])
+        else:
+            ref = render_mod.PackageRef(package.sha256_b64, filename=str(package.path))
+        info = self._get(step.sandbox)
+        target = render_mod.Target("sandbox", info.endpoint) if step.sandbox is not None else render_mod.Target("aws")
+        changed = render_mod.write(render_mod.render(self.stage, target, ref), step.workdir)
+        if changed:
+            self.reporter.note(f"wrote {', '.join(changed)}")
+        return changed
+
+    def _do_Init(self, step: Init) -> Any:
+        fingerprint = facts_mod.fingerprint_for(step.workdir, self.tools.cli_config_file, self.stage.project_dir)
+        return self.tools.terraform(step.workdir).init(fingerprint)
+
+    def _do_TerraformApply(self, step: TerraformApply) -> Any:
+        return self.tools.terraform(step.workdir).apply(replace=step.replace)
+
+    def _do_TerraformPlan(self, step: TerraformPlan) -> Any:
+        return self.tools.terraform(step.workdir).plan(step.plan_file)
+
+    def _do_ReadPlan(self, step: ReadPlan) -> Any:
+        return self.tools.terraform(step.workdir).show_plan(step.plan_file)
+
+    def _do_ApplySavedPlan(self, step: ApplySavedPlan) -> Any:
+        return self.tools.terraform(step.workdir).apply_saved(step.plan_file)
+
+    def _do_TerraformDestroy(self, step: TerraformDestroy) -> Any:
+        return self.tools.terraform(step.workdir).destroy()
+
+    def _do_MarkSandboxChanged(self, step: MarkSandboxChanged) -> str:
+        return self.tools.sandbox.mark_changed(step.project_dir)
+
+    def _do_RemoveFile(self, step: RemoveFile) -> None:
+        step.path.unlink(missing_ok=True)
+
+
+class DisplayExecutor:
+    """Prints a DeployPlan's steps (inputs, conditions, outputs) and runs nothing."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+
+    def execute(self, plan: DeployPlan) -> list[str]:
+        lines = [f"orch {plan.command} {plan.stage} ({plan.target}) would run {len(plan.steps)} steps:"]
+        for index, step in enumerate(plan.steps, 1):
+            lines.append(f"{index:>3}. {step.title()}")
+            when = getattr(step, "when", None)
+            if when is not None:
+                lines.append(f"       only {when.describe()}")
+            for name, value in step.inputs().items():
+                lines.append(f"       {name}: {_show(value)}")
+            output = getattr(step, "output", None)
+            if output:
+                lines.append(f"       stores: ${{{output}}}")
+        for step in plan.cleanup:
+            when = getattr(step, "when", None)
+            lines.append(f"  and always: {step.title()}" + (f", {when.describe()}" if when is not None else ""))
+        for note in plan.notes:
+            lines.append(f"  note: {note}")
+        lines.append("nothing was changed (--dry-run)")
+        for line in lines:
+            self.reporter.display(line)
+        return lines
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ", ".join(_show(v) for v in value) or "(none)"
+    if hasattr(value, "describe"):
+        return value.describe()
+    return str(value)

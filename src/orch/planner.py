@@ -1,0 +1,206 @@
+"""The pure planner: (stage config, target, facts) -> the steps one command will take.
+
+It decides the order (configuration checks and questions before any work), what to start,
+what to write, whether Terraform runs once (plan and apply together) or plans to a file for
+a person to confirm, and what depends on Terraform's own plan (nothing to apply; a removed
+route needs a redeploy) as step conditions the executor checks and a dry run prints. It
+performs no I/O and calls nothing outside this process: facts come in, steps go out.
+"""
+
+from __future__ import annotations
+
+from orch.config import Stage
+from orch.errors import Aborted, TerraformError
+from orch.facts import Facts
+from orch.steps import (
+    ApplySavedPlan,
+    BuildPackage,
+    Changed,
+    CheckCredentials,
+    CheckHandler,
+    Confirm,
+    DeployPlan,
+    EnsureBucket,
+    ForgetLostState,
+    Init,
+    MarkSandboxChanged,
+    PackageNeedsS3,
+    PlanHasChanges,
+    PlanRemovesRoutes,
+    ReadPlan,
+    RecordSandboxEpoch,
+    Ref,
+    RemoveFile,
+    RenderFiles,
+    StartSandbox,
+    Step,
+    TerraformApply,
+    TerraformDestroy,
+    TerraformPlan,
+    UploadPackage,
+    UseSandbox,
+    WriteProviderConfig,
+)
+
+# A removed route: Terraform creates the new API deployment (create_before_destroy) before it
+# deletes the method, so that snapshot still serves the route; replacing it once more fixes that.
+DEPLOYMENT_ADDRESS = "module.stack.module.stage.aws_api_gateway_deployment.this"
+REDEPLOY = "redeploy the API without the removed routes"
+CONFIRM_PLAN = "orch-confirm.tfplan"
+PLAN_TMP = "orch-plan.tfplan"
+
+
+def plan_apply(stage: Stage, facts: Facts) -> DeployPlan:
+    """`orch apply`: one Terraform run when nobody must confirm; else plan, ask, apply that plan.
+
+    Raises Aborted (before any work) for a protected stage with neither a terminal nor --yes,
+    TerraformError for a saved plan without a working folder.
+    """
+    protected = stage.config.protected and not facts.yes
+    if protected:
+        _refuse_without_terminal(stage, facts, "apply to")
+    steps: list[Step] = []
+    cleanup: list[Step] = []
+    if facts.saved_plan is not None:
+        if not (facts.workdir / "main.tf").is_file():
+            raise TerraformError(
+                f"stage {stage.name!r} has no working folder yet ({facts.workdir}).",
+                hint="Make the plan with `orch plan STAGE --out FILE` first.",
+            )
+        steps += _connect(stage, facts)
+        steps += _init(facts)
+        plan = ReadPlan(facts.workdir, facts.saved_plan)
+        steps.append(plan)
+        if protected:
+            steps.append(_confirm_apply(stage, Ref(plan.output)))
+        apply: Step = ApplySavedPlan(facts.workdir, facts.saved_plan, when=PlanHasChanges(Ref(plan.output)))
+        steps.append(apply)
+        removes = PlanRemovesRoutes(Ref(plan.output))
+    else:
+        steps.append(_check_handler(stage))
+        steps += _connect(stage, facts)
+        steps += _prepare(stage, facts)
+        if protected:
+            plan_file = facts.workdir / CONFIRM_PLAN
+            plan = ReadPlan(facts.workdir, plan_file)
+            steps += [TerraformPlan(facts.workdir, plan_file), plan, _confirm_apply(stage, Ref(plan.output))]
+            apply = ApplySavedPlan(facts.workdir, plan_file, when=PlanHasChanges(Ref(plan.output)))
+            steps.append(apply)
+            removes = PlanRemovesRoutes(Ref(plan.output))
+            cleanup.append(RemoveFile(plan_file))
+        else:
+            apply = TerraformApply(facts.workdir)
+            steps.append(apply)
+            removes = PlanRemovesRoutes(Ref(apply.output))
+    redeploy = TerraformApply(facts.workdir, replace=(DEPLOYMENT_ADDRESS,), purpose=REDEPLOY, output="redeploy",
+                              when=removes)
+    steps.append(redeploy)
+    if facts.on_sandbox:  # in cleanup: also after an apply that failed half-way
+        cleanup.append(MarkSandboxChanged(stage.project_dir, when=Changed((Ref("apply"), Ref("redeploy")))))
+    return DeployPlan("apply", stage.name, facts.target, tuple(steps), tuple(cleanup))
+
+
+def plan_plan(stage: Stage, facts: Facts) -> DeployPlan:
+    """`orch plan`: Terraform's human plan streamed, saved (`--out` or a temporary file), read as JSON."""
+    plan_file = facts.plan_out or facts.workdir / PLAN_TMP
+    steps: list[Step] = [_check_handler(stage)]
+    steps += _connect(stage, facts)
+    steps += _prepare(stage, facts)
+    steps += [TerraformPlan(facts.workdir, plan_file), ReadPlan(facts.workdir, plan_file)]
+    cleanup = () if facts.plan_out else (RemoveFile(plan_file),)
+    return DeployPlan("plan", stage.name, facts.target, tuple(steps), cleanup)
+
+
+def plan_destroy(stage: Stage, facts: Facts) -> DeployPlan:
+    """`orch destroy`: ask first (unless --yes), then destroy; in a sandbox that lost the stage,
+    only set the stale state aside. Raises Aborted without a terminal and without --yes."""
+    if not facts.yes:
+        _refuse_without_terminal(stage, facts, "destroy")
+    where = " in the sandbox" if facts.on_sandbox else ""
+    steps: list[Step] = []
+    if not facts.yes:
+        steps.append(Confirm(f"Destroy every resource of stage {stage.name!r}{where}?",
+                             f"nothing destroyed in stage {stage.name!r}."))
+    local_state = stage.config.backend.type == "local"
+    if facts.on_sandbox and (not facts.sandbox_running or facts.sandbox_restarted):
+        notes = [f"nothing to destroy: the sandbox that held stage {stage.name!r} is gone, and its resources with it"]
+        if facts.state_present:
+            steps.append(ForgetLostState(facts.workdir, "its sandbox is gone"))
+        return DeployPlan("destroy", stage.name, facts.target, tuple(steps), (), tuple(notes))
+    if local_state and not facts.state_present:
+        return DeployPlan("destroy", stage.name, facts.target, tuple(steps), (),
+                          (f"nothing to destroy: stage {stage.name!r} has no state in {facts.workdir}",))
+    steps += _connect(stage, facts)
+    steps += _prepare(stage, facts)
+    steps.append(TerraformDestroy(facts.workdir))
+    cleanup = (MarkSandboxChanged(stage.project_dir, when=Changed((Ref("destroy"),))),) if facts.on_sandbox else ()
+    return DeployPlan("destroy", stage.name, facts.target, tuple(steps), cleanup)
+
+
+# ---------------------------------------------------------------------------- pieces
+
+
+def _refuse_without_terminal(stage: Stage, facts: Facts, verb: str) -> None:
+    if not facts.interactive:
+        what = "protected stage" if verb == "apply to" else "stage"
+        raise Aborted(
+            f"refusing to {verb} {what} {stage.name!r} without confirmation: there is no terminal to ask on.",
+            hint="Pass --yes to confirm from a script or CI.",
+        )
+
+
+def _confirm_apply(stage: Stage, plan: Ref) -> Confirm:
+    return Confirm(
+        f"Apply {{changes}} to protected stage {stage.name!r}?",
+        f"nothing applied to stage {stage.name!r}.",
+        plan=plan,
+        when=PlanHasChanges(plan),
+    )
+
+
+def _check_handler(stage: Stage) -> CheckHandler:
+    fn = stage.config.function
+    return CheckHandler(stage.source_dir, fn.runtime, fn.handler)
+
+
+def _connect(stage: Stage, facts: Facts) -> list[Step]:
+    if not facts.on_sandbox:
+        return [CheckCredentials(stage.config.region)]
+    steps: list[Step] = []
+    if facts.sandbox_running:
+        steps.append(UseSandbox(stage.project_dir))
+    else:
+        steps.append(StartSandbox(stage.project_dir, stage.config.region))
+    fresh = not facts.sandbox_running or facts.sandbox is None or facts.recorded_epoch != facts.sandbox.epoch
+    if facts.state_present and fresh:
+        steps.append(ForgetLostState(facts.workdir, "the sandbox was restarted"))
+    if fresh:
+        steps.append(RecordSandboxEpoch(facts.workdir, Ref("sandbox")))
+    backend = stage.config.backend
+    if backend.type == "s3" and backend.bucket:
+        steps.append(EnsureBucket(backend.bucket, backend.region or stage.config.region, "state", Ref("sandbox")))
+    return steps
+
+
+def _prepare(stage: Stage, facts: Facts) -> list[Step]:
+    steps: list[Step] = []
+    config = facts.provider_config
+    if config is not None and not facts.provider_config_written:
+        steps.append(WriteProviderConfig(config.path, config.text, config.mirror))
+    fn = stage.config.function
+    package = BuildPackage(stage.source_dir, fn.runtime, stage.project_dir / ".orch" / "packages",
+                           stage.function_name)
+    sandbox = Ref("sandbox") if facts.on_sandbox else None
+    upload = UploadPackage(
+        Ref(package.output), stage.config.artifacts.bucket, stage.config.artifacts.prefix, facts.target,
+        sandbox=sandbox, when=PackageNeedsS3(Ref(package.output)),
+    )
+    steps += [package, upload]
+    steps.append(RenderFiles(stage.project_dir, stage.name, facts.workdir, Ref(package.output),
+                             upload=Ref(upload.output), sandbox=sandbox))
+    steps += _init(facts)
+    return steps
+
+
+def _init(facts: Facts) -> list[Step]:
+    return [Init(facts.workdir, facts.init_reason)] if facts.init_reason else []

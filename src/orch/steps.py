@@ -1,0 +1,402 @@
+"""Deploy steps as data: what orch will do, as frozen values that can be printed, tested and
+then carried out.
+
+Each step is a frozen dataclass with explicit inputs (plain values, or `Ref`s to named
+values an earlier step stored) and an explicit `output` name; a step may carry a `when`
+condition the executor checks against stored values (and the display executor prints),
+and `on_failure` steps the executor runs when it fails (for rollback, later). The planner
+(orch.planner) builds them; orch.executor runs or displays them. This module does nothing
+itself: no I/O, no Terraform, no AWS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A named value an earlier step stored (its `output`)."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return f"${{{self.name}}}"
+
+
+# ---------------------------------------------------------------------------- conditions
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Something the executor checks against stored values before a step runs."""
+
+    def holds(self, values: dict[str, Any]) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class PlanHasChanges(Condition):
+    """The stored plan (a tfplan.PlanView, or an ApplyResult's plan) would change something."""
+
+    plan: Ref
+
+    def holds(self, values: dict[str, Any]) -> bool:
+        return _plan_of(values[self.plan.name]).has_changes
+
+    def describe(self) -> str:
+        return f"if {self.plan} has changes"
+
+
+@dataclass(frozen=True)
+class PlanRemovesRoutes(Condition):
+    """The stored plan deleted API methods (routes): the stage must be redeployed without them."""
+
+    plan: Ref
+
+    def holds(self, values: dict[str, Any]) -> bool:
+        return bool(_plan_of(values[self.plan.name]).removed_methods)
+
+    def describe(self) -> str:
+        return f"if {self.plan} removes a route"
+
+
+@dataclass(frozen=True)
+class PackageNeedsS3(Condition):
+    """The stored package is over Lambda's 50 MB direct-upload limit."""
+
+    package: Ref
+
+    def holds(self, values: dict[str, Any]) -> bool:
+        from orch.package import needs_s3
+
+        return needs_s3(values[self.package.name])
+
+    def describe(self) -> str:
+        return f"if {self.package} is over 50 MB"
+
+
+@dataclass(frozen=True)
+class Changed(Condition):
+    """Any of the stored Terraform results (ApplyResult) changed deployed state, or a
+    Terraform step that changes state failed (it may have changed some of it)."""
+
+    results: tuple[Ref, ...]
+
+    def holds(self, values: dict[str, Any]) -> bool:
+        failed = values.get(FAILED)
+        if failed is not None and getattr(failed, "changes_state", False):
+            return True
+        return any(values.get(ref.name) is not None and values[ref.name].changed for ref in self.results)
+
+    def describe(self) -> str:
+        return "if " + " or ".join(str(r) for r in self.results) + " changed anything (or failed half-way)"
+
+
+FAILED = "failed"  # the executor stores the step that failed under this name
+
+
+def _plan_of(value: Any) -> Any:
+    """A PlanView, whether stored as one or inside an ApplyResult."""
+    return value if hasattr(value, "has_changes") else value.plan
+
+
+# ---------------------------------------------------------------------------- steps
+
+
+@dataclass(frozen=True)
+class Step:
+    """Base of every step. A step class may declare `output` (the name of the value it
+    stores), `when` (a Condition guarding it) and `on_failure` (steps to run when it fails,
+    before its error propagates): the executor reads them with getattr."""
+
+    def title(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def inputs(self) -> dict[str, Any]:
+        """The step's own fields (for display), without the bookkeeping ones."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _BOOKKEEPING}
+
+
+_BOOKKEEPING = frozenset({"output", "when", "on_failure"})
+
+
+@dataclass(frozen=True)
+class CheckHandler(Step):
+    """The handler file exists and defines the function (read statically)."""
+
+    source_dir: Path
+    runtime: str
+    handler: str
+
+    def title(self) -> str:
+        return f"check the handler {self.handler} ({self.runtime})"
+
+
+@dataclass(frozen=True)
+class Confirm(Step):
+    """Ask the person at the terminal; a no ends the command (exit 130) with `refusal`.
+
+    With `plan`, the question carries the plan's counts (Terraform's `Plan:` line).
+    """
+
+    question: str
+    refusal: str
+    plan: Ref | None = None
+    when: Condition | None = None
+
+    def title(self) -> str:
+        return "ask for confirmation"
+
+
+@dataclass(frozen=True)
+class CheckCredentials(Step):
+    """AWS credentials are available (real AWS only)."""
+
+    region: str
+
+    def title(self) -> str:
+        return f"check AWS credentials ({self.region})"
+
+
+@dataclass(frozen=True)
+class StartSandbox(Step):
+    """Start the sandbox daemon (emulator + local gateway); stores its SandboxInfo."""
+
+    project_dir: Path
+    region: str
+    output: str = "sandbox"
+
+    def title(self) -> str:
+        return "start the sandbox (AWS emulator + local gateway)"
+
+
+@dataclass(frozen=True)
+class UseSandbox(Step):
+    """The sandbox already runs: store its SandboxInfo (read from its state file)."""
+
+    project_dir: Path
+    output: str = "sandbox"
+
+    def title(self) -> str:
+        return "use the running sandbox"
+
+
+@dataclass(frozen=True)
+class ForgetLostState(Step):
+    """The sandbox lost the stage's resources (it was restarted): set the state file aside."""
+
+    workdir: Path
+    reason: str
+
+    def title(self) -> str:
+        return f"start the stage clean in the sandbox ({self.reason})"
+
+
+@dataclass(frozen=True)
+class RecordSandboxEpoch(Step):
+    """Remember which sandbox run the stage's state belongs to (`.sandbox-epoch`)."""
+
+    workdir: Path
+    sandbox: Ref
+
+    def title(self) -> str:
+        return "record which sandbox run holds the stage"
+
+
+@dataclass(frozen=True)
+class EnsureBucket(Step):
+    """Create an S3 bucket in the sandbox's emulator unless it exists."""
+
+    bucket: str
+    region: str
+    purpose: str
+    sandbox: Ref
+    when: Condition | None = None
+
+    def title(self) -> str:
+        return f"ensure the {self.purpose} bucket s3://{self.bucket} in the sandbox"
+
+
+@dataclass(frozen=True)
+class WriteProviderConfig(Step):
+    """Write `.orch/terraformrc` so Terraform installs providers from a filesystem mirror."""
+
+    path: Path
+    text: str
+    mirror: str
+
+    def title(self) -> str:
+        return f"write {self.path.name} (providers from {self.mirror})"
+
+    def inputs(self) -> dict[str, Any]:
+        return {"path": self.path, "mirror": self.mirror}
+
+
+@dataclass(frozen=True)
+class BuildPackage(Step):
+    """Build the function's deterministic zip into the package store; stores a PackageResult."""
+
+    source_dir: Path
+    runtime: str
+    store_dir: Path
+    function_name: str
+    output: str = "package"
+
+    def title(self) -> str:
+        return f"package the function ({self.source_dir.name}, {self.runtime})"
+
+
+@dataclass(frozen=True)
+class UploadPackage(Step):
+    """Upload a package over 50 MB to the artifacts bucket; stores (bucket, key)."""
+
+    package: Ref
+    bucket: str | None
+    prefix: str
+    target: str  # "sandbox" or "aws"
+    sandbox: Ref | None = None
+    output: str = "upload"
+    when: Condition | None = None
+
+    def title(self) -> str:
+        return f"upload the package to s3://{self.bucket or '(artifacts.bucket not set)'}"
+
+
+@dataclass(frozen=True)
+class RenderFiles(Step):
+    """Render backend.tf, main.tf and terraform.tfvars.json into the working folder."""
+
+    project_dir: Path
+    stage_name: str
+    workdir: Path
+    package: Ref
+    upload: Ref | None = None
+    sandbox: Ref | None = None
+    output: str = "rendered"
+
+    def title(self) -> str:
+        return f"render the Terraform files into {self.workdir}"
+
+
+@dataclass(frozen=True)
+class Init(Step):
+    """`terraform init` (only planned when the working folder needs it)."""
+
+    workdir: Path
+    reason: str
+
+    def title(self) -> str:
+        return f"terraform init ({self.reason})"
+
+
+@dataclass(frozen=True)
+class TerraformApply(Step):
+    """One Terraform run that plans and applies (`apply -auto-approve -json`); stores an
+    ApplyResult whose `plan` is the plan as data and whose `outputs` are the root outputs."""
+
+    workdir: Path
+    replace: tuple[str, ...] = ()
+    purpose: str = ""
+    output: str = "apply"
+    when: Condition | None = None
+
+    changes_state = True
+
+    def title(self) -> str:
+        if self.replace:
+            return f"{self.purpose or 'terraform apply'} (terraform apply -replace=" + ",".join(self.replace) + ")"
+        return "terraform apply (plan and apply in one run)"
+
+
+@dataclass(frozen=True)
+class TerraformPlan(Step):
+    """`terraform plan -out=FILE` with Terraform's human output streamed; stores a PlanFile."""
+
+    workdir: Path
+    plan_file: Path
+    output: str = "plan_file"
+
+    def title(self) -> str:
+        return f"terraform plan -out={self.plan_file.name}"
+
+
+@dataclass(frozen=True)
+class ReadPlan(Step):
+    """`terraform show -json FILE`; stores the plan as a tfplan.PlanView."""
+
+    workdir: Path
+    plan_file: Path
+    output: str = "plan"
+
+    def title(self) -> str:
+        return f"read the plan {self.plan_file.name} (terraform show -json)"
+
+
+@dataclass(frozen=True)
+class ApplySavedPlan(Step):
+    """`terraform apply -json FILE`: exactly that plan (refused by Terraform when stale)."""
+
+    workdir: Path
+    plan_file: Path
+    output: str = "apply"
+    when: Condition | None = None
+
+    changes_state = True
+
+    def title(self) -> str:
+        return f"terraform apply {self.plan_file.name} (exactly the plan read)"
+
+
+@dataclass(frozen=True)
+class TerraformDestroy(Step):
+    """`terraform destroy -auto-approve -json`."""
+
+    workdir: Path
+    output: str = "destroy"
+
+    changes_state = True
+
+    def title(self) -> str:
+        return "terraform destroy"
+
+
+@dataclass(frozen=True)
+class MarkSandboxChanged(Step):
+    """Tell the local gateway what is deployed changed (orch.sandbox.mark_changed)."""
+
+    project_dir: Path
+    when: Condition | None = None
+
+    def title(self) -> str:
+        return "tell the local gateway the deployment changed"
+
+
+@dataclass(frozen=True)
+class RemoveFile(Step):
+    """Remove a temporary file (cleanup; runs whatever happened before)."""
+
+    path: Path
+
+    def title(self) -> str:
+        return f"remove {self.path.name}"
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    """What one command will do: `steps` in order, then `cleanup` steps that always run."""
+
+    command: str
+    stage: str
+    target: str
+    steps: tuple[Step, ...]
+    cleanup: tuple[Step, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    def step_types(self) -> list[str]:
+        return [type(step).__name__ for step in self.steps]

@@ -1,0 +1,79 @@
+"""No sandbox daemon outlives what it belongs to: a deleted project folder, an interrupted
+test run. Each test starts a real sandbox daemon (moto server + local gateway), no Terraform."""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, make_project, orch, sandbox_daemons
+from orch import sandbox as sandbox_mod
+
+pytestmark = pytest.mark.daemon
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    return sandbox_mod._wait_exit(pid, timeout)
+
+
+def test_a_daemon_whose_project_folder_is_deleted_stops_itself(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "doomed")
+    assert orch("sandbox", "start", cwd=project).code == 0
+    pid = sandbox_mod.read_state(project).pid
+    shutil.rmtree(project)
+    assert wait_gone(pid, 15), "the daemon kept running after its project folder was deleted"
+
+
+INNER = '''
+import threading
+from pathlib import Path
+
+from helpers import make_project, orch
+
+
+def test_hangs_with_a_sandbox(tmp_path):
+    project = make_project(tmp_path / "proj")
+    assert orch("sandbox", "start", cwd=project).code == 0
+    Path({marker!r}).write_text(str(project))
+    threading.Event().wait(120)  # interrupted long before this
+'''
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_test_run_leaves_no_sandbox(tmp_path: Path, how: signal.Signals) -> None:
+    marker = tmp_path / "started"
+    os.mkfifo(marker)
+    test_file = tmp_path / "test_inner.py"
+    test_file.write_text(textwrap.dedent(INNER.format(marker=str(marker))))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO / "src")])}
+    inner = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider",
+         f"--basetemp={tmp_path / 'inner-tmp'}", "--rootdir", str(tmp_path), str(test_file)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        # the inner test writes its project folder into a FIFO: block on it, bounded
+        fd = os.open(marker, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            ready, _, _ = select.select([fd], [], [], 90)
+            text = os.read(fd, 4096).decode() if ready else ""
+        finally:
+            os.close(fd)
+        assert text, "the inner test never started its sandbox"
+        project = Path(text)
+        daemons = [pid for pid, folder in sandbox_daemons().items() if folder == project]
+        assert daemons, "no daemon found for the inner test's project"
+        inner.send_signal(how)
+        out, _ = inner.communicate(timeout=60)
+    finally:
+        if inner.poll() is None:
+            inner.kill()
+    assert all(wait_gone(pid, 10) for pid in daemons), f"a sandbox outlived the interrupted run:\n{out}"
