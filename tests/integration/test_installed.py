@@ -121,7 +121,7 @@ def test_the_installed_wheel_deploys_a_new_project(wheel: Path, tmp_path: Path) 
         stopped = run(bin_dir, "sandbox", "stop", cwd=demo)
     assert stopped.code == 0 and "sandbox stopped" in stopped.stderr, stopped.output
     gone = run(bin_dir, "output", "dev", "--sandbox", cwd=demo)
-    assert_clean_failure(gone, 4, "not deployed in the sandbox: the sandbox is not running")
+    assert_clean_failure(gone, 7, "the sandbox is not running", "orch apply dev --sandbox")
     assert "http://" not in gone.stdout
 
 
@@ -134,7 +134,7 @@ def test_without_the_sandbox_extra(wheel: Path, tmp_path: Path) -> None:
     assert run(bin_dir, "init", "demo", cwd=tmp_path).code == 0
     demo = tmp_path / "demo"
     assert run(bin_dir, "render", "dev", cwd=demo).code == 0  # what needs no emulator still works
-    shutil.rmtree(demo / ".orch")
+    assert not (demo / ".orch").exists()  # and render writes nothing
     for args in (["plan", "dev", "--sandbox"], ["sandbox", "start"]):
         result = run(bin_dir, *args, cwd=demo)
         assert_clean_failure(result, 7, "pip install 'orch[sandbox]'")
