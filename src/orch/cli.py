@@ -31,10 +31,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 sandbox_app = typer.Typer(
     help="Start, stop or inspect the sandbox (AWS emulator + local gateway on this machine).",
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(sandbox_app, name="sandbox")
 
@@ -70,6 +72,34 @@ DryRunOpt = Annotated[
                  "started, built or written)."),
 ]
 FILES = ("backend.tf", "main.tf", "terraform.tfvars.json")
+
+
+def _version() -> str:
+    """orch's installed version (the package metadata; the source tree's when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("orch")
+    except PackageNotFoundError:
+        from orch import __version__
+
+        return __version__
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        _out(f"orch {_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    _version_flag: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print orch's version and exit."),
+    ] = False,
+) -> None:
+    """Deploy a Lambda function behind an API Gateway REST API, one stage at a time."""
 
 
 def _console():
