@@ -384,6 +384,7 @@ def serve(
 
     def ready(server) -> None:
         url = sandbox_invoke_url(server.url, values["rest_api_id"], values["stage_name"])
+        _route_table(server.registry.get_api(values["rest_api_id"], values["stage_name"]))
         _log(f"serving stage {stage!r} at {url} (Ctrl-C stops)")
 
     run_foreground(
@@ -391,6 +392,17 @@ def serve(
         project_dir=deployer.stage.project_dir, log=_err, ready=ready,
     )
     return ExitCode.OK
+
+
+def _route_table(api) -> None:
+    """The deployed stage's routes, one a line: what `orch serve` answers (anything else is 403)."""
+    from orch.gateway.model import routes
+
+    rows = routes(api)
+    _log(f"routes of stage {api.stage_name!r} as deployed (`orch apply` changes them; any other is 403):")
+    width = max((len(path) for _verb, path, _target in rows), default=1)
+    for verb, path, target in rows:
+        _log(f"  {verb:<7} {path:<{width}}  {target}")
 
 
 @sandbox_app.command("start")

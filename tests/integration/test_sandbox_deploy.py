@@ -274,9 +274,15 @@ def test_serve_runs_a_foreground_gateway_for_a_stage(proj: Path) -> None:
                 break
         url = lines[-1].split(" at ")[1].split(" ")[0]
         assert url.startswith(f"http://127.0.0.1:{port}/restapis/")
+        # the route table comes first
+        assert any(re.search(r"orch:   POST +/ +AWS lambda orch-loopback-prod:prod$", line) for line in lines), lines
         resp = requests.post(url, json={"a": 1}, timeout=30)
         assert resp.status_code == 200 and resp.json()["stage"] == "prod"
         assert requests.get(url + "/nope", timeout=30).status_code == 403
+        for line in proc.stderr:  # the 403 is logged with the stage's routes
+            if "403 for GET /nope" in line:
+                assert line.rstrip().endswith("its routes: POST /"), line
+                break
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)

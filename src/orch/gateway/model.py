@@ -106,6 +106,32 @@ class DeployedApi:
     loaded_at: float = field(default=0.0, compare=False)
 
 
+def routes(api: DeployedApi) -> list[tuple[str, str, str]]:
+    """Every route of a deployed stage as ``(method, resource path, integration)``, sorted by
+    path then method; the integration is ``AWS lambda <function>[:<qualifier>]`` for Lambda
+    integrations, else its type (and URI). For people: ``orch serve``'s table, the 403 log."""
+    rows: list[tuple[str, str, str]] = []
+    for resource in api.resources:
+        for verb, method in resource.methods.items():
+            integration = method.integration
+            if integration is None:
+                target = "(no integration: 403)"
+            else:
+                ref = parse_lambda_uri(integration.uri, api.stage_variables) if integration.uri else None
+                if ref is not None:
+                    name = ref.function_arn.rsplit(":", 1)[-1]
+                    target = f"{integration.type} lambda {name}" + (f":{ref.qualifier}" if ref.qualifier else "")
+                else:
+                    target = integration.type + (f" {integration.uri}" if integration.uri else "")
+            rows.append((verb, resource.path, target))
+    return sorted(rows, key=lambda row: (row[1], row[0]))
+
+
+def describe_routes(api: DeployedApi) -> str:
+    """``POST /, GET /items/{id}``: a stage's routes on one line (``(none)`` without any)."""
+    return ", ".join(f"{verb} {path}" for verb, path, _target in routes(api)) or "(none)"
+
+
 class ApiNotFound(SandboxError):
     """No such REST API or stage in the emulator."""
 
