@@ -449,9 +449,12 @@ class ApiRegistry:
         refresh_interval: float | None = None,
         log: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        code_overlay: Callable[[FunctionSpec], FunctionSpec] | None = None,
     ) -> None:
         """``generation``: an ``orch.gateway.generation.Generation`` (or anything with a
-        ``current() -> str``); None: the caches are only invalidated by ``revalidate``."""
+        ``current() -> str``); None: the caches are only invalidated by ``revalidate``.
+        ``code_overlay``: applied to every function spec ``get_function`` returns, never
+        cached (hot reload: ``orch.gateway.localcode.LocalCode.local_spec``)."""
         self.apigw = apigw_client
         self.lambda_ = lambda_client
         self.project_dir = Path(project_dir)
@@ -459,6 +462,7 @@ class ApiRegistry:
         self.refresh_interval = refresh_interval
         self.log = log or (lambda _msg: None)
         self.clock = clock
+        self.code_overlay = code_overlay
         self._token: str | None = generation.current() if generation is not None else None
         self._epoch = 0  # bumped whenever the caches are emptied
         self._apis: dict[tuple[str, str], _Entry] = {}
@@ -580,12 +584,13 @@ class ApiRegistry:
         """The function version ``ref`` names, unpacked; raises ``PackageMissing`` or
         ``SandboxError`` (no such function)."""
         self.sync()
-        return self._cached(
+        spec = self._cached(
             "_functions",
             ref,
             lambda: resolve_function(self.lambda_, ref, self.project_dir),
             (SandboxError,),
         )
+        return spec if self.code_overlay is None else self.code_overlay(spec)
 
     # discovery and the safety net
     def deployed_apis(self) -> list[DeployedApi]:
