@@ -360,12 +360,18 @@ def serve(
     stage: StageArg,
     sandbox: SandboxOpt = False,
     port: Annotated[int, typer.Option("--port", help="Port of the foreground gateway (0: a free one).")] = 0,
+    reload: Annotated[
+        bool,
+        typer.Option("--reload/--no-reload", help="Run the stages' source folders, so a saved edit answers at "
+                     "once (hot reload); --no-reload serves the deployed packages."),
+    ] = True,
     project: ProjectOpt = None,
 ) -> int:
     """Serve STAGE's invoke URL in the foreground with request logs (sandbox deployments).
 
     The sandbox already serves every deployed stage in the background; this runs a gateway
-    you can watch, on a port you choose.
+    you can watch, on a port you choose. Routes, templates and settings are what was
+    deployed; with hot reload (the default) the code is the stage's source folder.
     """
     if not sandbox:
         raise ConfigError(
@@ -389,7 +395,7 @@ def serve(
 
     run_foreground(
         "127.0.0.1", port, aws_endpoint=info.endpoint, region=deployer.stage.config.region,
-        project_dir=deployer.stage.project_dir, log=_err, ready=ready,
+        project_dir=deployer.stage.project_dir, log=_err, ready=ready, reload=reload,
     )
     return ExitCode.OK
 
@@ -412,13 +418,23 @@ def sandbox_start(
     gateway_port: Annotated[
         int | None, typer.Option("--gateway-port", envvar="ORCH_GATEWAY_PORT", help="Local gateway port.")
     ] = None,
+    reload: Annotated[
+        bool | None,
+        typer.Option("--reload/--no-reload", help="Hot reload: the background gateway runs the stages' source "
+                     "folders, so a saved edit answers at once (default; ORCH_RELOAD=0 turns it off). "
+                     "--no-reload serves the deployed packages.", show_default=False),
+    ] = None,
 ) -> int:
     """Start the sandbox in the background (no-op when it is already running)."""
     from orch import sandbox as sandbox_mod
     from orch.deploy import project_dir_from
 
     _require_sandbox()
-    info = sandbox_mod.ensure_running(project_dir_from(project), port=port, gateway_port=gateway_port, log=_log)
+    info = sandbox_mod.ensure_running(project_dir_from(project), port=port, gateway_port=gateway_port, log=_log,
+                                      reload=reload)
+    if reload is not None and info.reload != reload:
+        _log(f"the sandbox already runs with hot reload {'on' if info.reload else 'off'}; "
+             "`orch sandbox stop` first to change that (a stopped sandbox loses its resources)")
     _out(info.endpoint)
     return ExitCode.OK
 
