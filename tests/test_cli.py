@@ -9,7 +9,7 @@ import pytest
 
 from helpers import cli
 
-COMMANDS = ["plan", "apply", "destroy", "output", "render", "package", "stages", "serve", "sandbox", "init"]
+COMMANDS = ["plan", "apply", "sync", "destroy", "output", "render", "package", "stages", "serve", "sandbox", "init"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -231,6 +232,64 @@ def destroy(
     destroyed = deployer.destroy(dry_run=dry_run)
     if not dry_run:
         _log(f"stage {stage!r} destroyed" if destroyed else f"stage {stage!r}: nothing was destroyed")
+    return ExitCode.OK
+
+
+@app.command()
+def sync(
+    stage: StageArg,
+    sandbox: SandboxOpt = False,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", help="After the first release, release again whenever a file in the function's "
+                     "source folder is saved (Ctrl-C stops)."),
+    ] = False,
+    dry_run: DryRunOpt = False,
+    project: ProjectOpt = None,
+) -> int:
+    """Release STAGE's code in seconds, without Terraform (unprotected stages only).
+
+    Packages the function and, when that is not the code the stage's alias serves, updates
+    the function's code, publishes a version and moves the stage's alias to it. Terraform's
+    state is not edited: `orch plan STAGE` shows the release as pending until the next
+    `orch apply STAGE`, which converges. Refused (exit 3) for protected stages.
+    """
+    deployer = _deployer(project, stage, sandbox)
+    where = " --sandbox" if sandbox else ""
+    started = time.monotonic()
+
+    def report(outcome, error) -> None:
+        nonlocal started
+        seconds = time.monotonic() - started
+        if error is not None:
+            _err(f"orch: {error.title}: {error.message}")
+            if error.hint:
+                _err(error.hint)
+        elif outcome.release is None:
+            deployer.reporter.summary(
+                f"stage {stage!r} already serves this code (version {outcome.live.version} of "
+                f"{outcome.live.function_name}): nothing to release ({seconds:.1f} s)")
+        else:
+            release = outcome.release
+            deployer.reporter.summary(
+                f"stage {stage!r}: released version {release.version} of {release.function_name} (was "
+                f"{release.previous_version}) in {seconds:.1f} s, without Terraform; `orch plan {stage}{where}` "
+                f"shows it as pending until `orch apply {stage}{where}`")
+        if watch:
+            _log(f"watching {deployer.stage.source_dir} for saved changes (Ctrl-C stops)")
+        started = time.monotonic()
+
+    if dry_run:
+        deployer.sync(dry_run=True)
+        return ExitCode.OK
+    if not watch:
+        report(deployer.sync(), None)
+        return ExitCode.OK
+    try:
+        deployer.watch_sync(report)
+    except KeyboardInterrupt:
+        pass
+    _log("stopped watching")
     return ExitCode.OK
 
 

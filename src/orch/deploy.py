@@ -19,13 +19,15 @@ from orch import facts as facts_mod
 from orch import planner
 from orch import sandbox as sandbox_mod
 from orch.config import Stage
-from orch.errors import ConfigError, SandboxError, TerraformError
+from orch.errors import ConfigError, OrchError, SandboxError, TerraformError
 from orch.executor import Collaborators, DisplayExecutor, Executor
 from orch.reporter import Reporter
 from orch.steps import DeployPlan
 from orch.tfplan import PlanView
 
 FactsSource = Callable[..., facts_mod.Facts]
+WATCH_STEP_MS = 200  # `orch sync --watch`: release this long after the last save event ...
+WATCH_DEBOUNCE_MS = 2000  # ... or at most this long after the first, while saves keep coming
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,17 @@ class ApplyOutcome:
     plan: PlanView | None
     applied: bool
     outputs: dict[str, Any] = field(default_factory=dict)
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    """`orch sync`: what the stage's alias served before, and the release (None: the package
+    was already what it served, nothing was changed)."""
+
+    live: Any  # orch.aws.LiveCode
+    release: Any = None  # orch.steps.Release
+    package: Any = None  # orch.package.PackageResult
     dry_run: bool = False
 
 
@@ -108,6 +121,39 @@ class Deployer:
             return False
         result = executor.values.get("destroy")
         return bool(result is not None and result.changed)
+
+    def sync(self, *, dry_run: bool = False) -> SyncOutcome:
+        """Release the function's current code to the stage without Terraform (planner.plan_sync)."""
+        executor = self.run(planner.plan_sync(self.stage, self.gather()), dry_run=dry_run)
+        if executor is None:
+            return SyncOutcome(None, dry_run=True)
+        values = executor.values
+        return SyncOutcome(values["live"], values.get("release"), values.get("package"))
+
+    def watch_sync(self, on_round: Callable[[SyncOutcome | None, OrchError | None], None],
+                   stop: Any = None) -> None:
+        """`orch sync --watch`: sync now, then again after every save in the function's source
+        folder (debounced: a burst of saves is one release) until Ctrl-C (KeyboardInterrupt)
+        or ``stop`` (a threading.Event) is set. A round that fails (a syntax error caught by
+        the handler check, AWS refusing) is reported through ``on_round`` and the watch goes on."""
+        import threading
+
+        from orch.watch import changes
+
+        stop = stop if stop is not None else threading.Event()
+
+        def round_() -> None:
+            try:
+                outcome = self.sync()
+            except OrchError as exc:
+                on_round(None, exc)
+            else:
+                on_round(outcome, None)
+
+        round_()
+        for batch in changes([self.stage.source_dir], stop, step_ms=WATCH_STEP_MS, debounce_ms=WATCH_DEBOUNCE_MS):
+            if batch:
+                round_()
 
     def outputs(self) -> dict[str, Any]:
         """The deployed stage's root outputs (`terraform output -json`), read-only.

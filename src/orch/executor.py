@@ -20,7 +20,7 @@ from orch import facts as facts_mod
 from orch import package as package_mod
 from orch import render as render_mod
 from orch.config import Stage
-from orch.errors import Aborted
+from orch.errors import Aborted, AwsError, SandboxError
 from orch.reporter import Reporter
 from orch.steps import (
     FAILED,
@@ -34,9 +34,12 @@ from orch.steps import (
     ForgetLostState,
     Init,
     MarkSandboxChanged,
+    PublishVersion,
+    ReadLiveCode,
     ReadPlan,
     RecordSandboxEpoch,
     Ref,
+    Release,
     RemoveFile,
     RenderFiles,
     StartSandbox,
@@ -44,6 +47,8 @@ from orch.steps import (
     TerraformApply,
     TerraformDestroy,
     TerraformPlan,
+    UpdateAlias,
+    UpdateFunctionCode,
     UploadPackage,
     UseSandbox,
     WriteProviderConfig,
@@ -224,6 +229,39 @@ class Executor:
     def _do_TerraformDestroy(self, step: TerraformDestroy) -> Any:
         return self.tools.terraform(step.workdir).destroy()
 
+    def _do_ReadLiveCode(self, step: ReadLiveCode) -> Any:
+        from orch.aws import FunctionNotFound
+
+        try:
+            return self._aws(step.sandbox, step.region).live_code(step.function_name, step.alias)
+        except FunctionNotFound as exc:
+            where = " --sandbox" if step.sandbox is not None else ""
+            raise (SandboxError if where else AwsError)(
+                f"stage {self.stage.name!r} is not deployed{' in the sandbox' if where else ''}: {exc.message}",
+                hint=f"Run `orch apply {self.stage.name}{where}` first; orch sync then releases code changes "
+                "to the deployed function.",
+            ) from None
+
+    def _do_UpdateFunctionCode(self, step: UpdateFunctionCode) -> str:
+        package = self._get(step.package)
+        upload = self._get(step.upload)
+        aws = self._aws(step.sandbox, step.region)
+        if upload is not None:
+            return aws.update_function_code(step.function_name, s3=upload)
+        return aws.update_function_code(step.function_name, zip_file=package.path)
+
+    def _do_PublishVersion(self, step: PublishVersion) -> str:
+        code = self._get(step.code)
+        return self._aws(step.sandbox, step.region).publish_version(
+            step.function_name, code, description=f"orch sync: package sha256 {_hex(code)[:16]}"
+        )
+
+    def _do_UpdateAlias(self, step: UpdateAlias) -> Release:
+        version, live = self._get(step.version), self._get(step.live)
+        self._aws(step.sandbox, step.region).update_alias(step.function_name, step.alias, version)
+        self.reporter.note(f"alias {step.alias!r} of {step.function_name}: version {live.version} -> {version}")
+        return Release(step.function_name, step.alias, version, live.version, self._get(step.code))
+
     def _do_MarkSandboxChanged(self, step: MarkSandboxChanged) -> str:
         return self.tools.sandbox.mark_changed(step.project_dir)
 
@@ -258,6 +296,16 @@ class DisplayExecutor:
         for line in lines:
             self.reporter.display(line)
         return lines
+
+
+def _hex(code_sha256_b64: str) -> str:
+    import base64
+    import binascii
+
+    try:
+        return base64.b64decode(code_sha256_b64).hex()
+    except (binascii.Error, ValueError):
+        return code_sha256_b64
 
 
 def _show(value: Any) -> str:

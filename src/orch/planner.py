@@ -10,7 +10,7 @@ performs no I/O and calls nothing outside this process: facts come in, steps go 
 from __future__ import annotations
 
 from orch.config import Stage
-from orch.errors import Aborted, TerraformError
+from orch.errors import Aborted, ConfigError, SandboxError, TerraformError
 from orch.facts import Facts
 from orch.steps import (
     ApplySavedPlan,
@@ -18,6 +18,7 @@ from orch.steps import (
     Changed,
     CheckCredentials,
     CheckHandler,
+    CodeDiffers,
     Confirm,
     DeployPlan,
     EnsureBucket,
@@ -27,6 +28,8 @@ from orch.steps import (
     PackageNeedsS3,
     PlanHasChanges,
     PlanRemovesRoutes,
+    PublishVersion,
+    ReadLiveCode,
     ReadPlan,
     RecordSandboxEpoch,
     Ref,
@@ -37,6 +40,8 @@ from orch.steps import (
     TerraformApply,
     TerraformDestroy,
     TerraformPlan,
+    UpdateAlias,
+    UpdateFunctionCode,
     UploadPackage,
     UseSandbox,
     WriteProviderConfig,
@@ -135,6 +140,63 @@ def plan_destroy(stage: Stage, facts: Facts) -> DeployPlan:
     steps.append(TerraformDestroy(facts.workdir))
     cleanup = (MarkSandboxChanged(stage.project_dir, when=Changed((Ref("destroy"),))),) if facts.on_sandbox else ()
     return DeployPlan("destroy", stage.name, facts.target, tuple(steps), cleanup)
+
+
+def plan_sync(stage: Stage, facts: Facts) -> DeployPlan:
+    """`orch sync`: a code-only release without Terraform, as `sam sync` and `sls deploy
+    function` do: package, and only when the package is not what the stage's alias serves,
+    update the function's code, publish a version and move the alias; then the stage's
+    smoke checks. Terraform's state is not edited, so the next `orch plan` shows the code
+    as a pending change and `orch apply` converges.
+
+    Raises ConfigError (exit 3) for a protected stage (nothing is released without its plan
+    and a question), SandboxError when the stage is not deployed in the running sandbox.
+    """
+    where = " --sandbox" if facts.on_sandbox else ""
+    if stage.config.protected:
+        raise ConfigError(
+            f"stage {stage.name!r} is protected (protected: true): orch sync releases code without Terraform "
+            "and without asking, so it is refused there.",
+            hint=f"Deploy it with `orch apply {stage.name}{where}`, which shows the plan and asks first.",
+        )
+    if facts.on_sandbox and (not facts.sandbox_running or facts.recorded_epoch is None or facts.sandbox_restarted):
+        why = ("the sandbox is not running" if not facts.sandbox_running
+               else "it was deployed into a sandbox run that is gone" if facts.recorded_epoch is not None
+               else "it has not been deployed there")
+        raise SandboxError(
+            f"stage {stage.name!r} is not deployed in the sandbox ({why}), so there is no function to update.",
+            hint=f"Run `orch apply {stage.name} --sandbox` first; orch sync then releases code changes in seconds.",
+        )
+    fn = stage.config.function
+    region = stage.config.region
+    sandbox = Ref("sandbox") if facts.on_sandbox else None
+    steps: list[Step] = [_check_handler(stage)]
+    steps.append(UseSandbox(stage.project_dir) if facts.on_sandbox else CheckCredentials(region))
+    package = BuildPackage(stage.source_dir, fn.runtime, stage.project_dir / ".orch" / "packages", stage.function_name)
+    live = ReadLiveCode(stage.function_name, stage.stage_name, region, sandbox=sandbox)
+    differs = CodeDiffers(Ref(package.output), Ref(live.output))
+    upload = UploadPackage(
+        Ref(package.output), stage.config.artifacts.bucket, stage.config.artifacts.prefix, facts.target,
+        sandbox=sandbox, when=PackageNeedsS3(Ref(package.output)),
+    )
+    code = UpdateFunctionCode(stage.function_name, region, Ref(package.output), upload=Ref(upload.output),
+                              sandbox=sandbox, when=differs)
+    version = PublishVersion(stage.function_name, region, Ref(code.output), sandbox=sandbox, when=differs)
+    release = UpdateAlias(stage.function_name, stage.stage_name, region, Ref(version.output), Ref(live.output),
+                          Ref(code.output), sandbox=sandbox, when=differs)
+    steps += [package, live, upload, code, version, release]
+    steps += _smoke_checks(stage, facts, after=Ref(release.output))
+    cleanup = (MarkSandboxChanged(stage.project_dir, when=Changed((Ref(release.output),))),) if facts.on_sandbox else ()
+    return DeployPlan("sync", stage.name, facts.target, tuple(steps), cleanup)
+
+
+def _smoke_checks(stage: Stage, facts: Facts, *, after: Ref) -> list[Step]:
+    """The stage's smoke checks, run after a release when it declares any.
+
+    The hook for issue 7 (`orch smoke`): its check steps go here, guarded by `after` having
+    been stored (a sync that released nothing has nothing new to check). None exist yet.
+    """
+    return []
 
 
 # ---------------------------------------------------------------------------- pieces

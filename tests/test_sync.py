@@ -1,0 +1,185 @@
+"""`orch sync` (issue 11): a code-only release without Terraform, as steps from the planner.
+
+The planner's choices with fakes; the release itself through the real orch.aws facade
+against an in-process moto server (Lambda's UpdateFunctionCode, PublishVersion and
+UpdateAlias there), with a Terraform that fails the test if anything calls it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import cli
+from orch.aws import Aws
+from orch.config import load_stage
+from orch.deploy import Deployer
+from orch.errors import AwsError, ConfigError, SandboxError
+from orch.executor import Collaborators, DisplayExecutor
+from orch.facts import Facts, workdir_of
+from orch.package import build_package
+from orch.planner import plan_sync
+from orch.reporter import RecordingReporter
+from test_planner import SANDBOX, FakeSandbox, World, deployed, names
+
+REGION = "ap-northeast-2"
+
+
+# ---------------------------------------------------------------------------- the plan
+
+
+def test_sync_plans_a_release_guarded_by_a_code_change_and_tells_the_gateway(project: Path) -> None:
+    world = World(project)
+    deployed(world)
+    plan = plan_sync(world.stage, world.facts)
+    assert names(plan.steps) == [
+        "CheckHandler", "UseSandbox", "BuildPackage", "ReadLiveCode", "UploadPackage", "UpdateFunctionCode",
+        "PublishVersion", "UpdateAlias",
+    ]
+    assert names(plan.cleanup) == ["MarkSandboxChanged"]
+    release = plan.steps[-1]
+    assert (release.function_name, release.alias) == ("orch-loopback-dev", "dev")
+    assert release.when.describe() == "if ${package} is not the code ${live} serves"
+    text = "\n".join(DisplayExecutor(world.reporter).execute(plan))  # --dry-run
+    assert "orch sync dev (sandbox) would run 8 steps" in text and "Terraform" not in text.split("would run")[1]
+
+
+def test_sync_on_real_aws_checks_credentials_and_leaves_the_sandbox_alone(project: Path) -> None:
+    stage = load_stage(project, "dev")
+    plan = plan_sync(stage, Facts(target="aws", workdir=workdir_of(stage, "aws")))
+    assert names(plan.steps)[:2] == ["CheckHandler", "CheckCredentials"] and plan.cleanup == ()
+
+
+def test_sync_refuses_a_protected_stage_before_any_work(project: Path) -> None:
+    stage = load_stage(project, "prod")
+    with pytest.raises(ConfigError, match="protected") as refused:
+        plan_sync(stage, Facts(target="aws", workdir=workdir_of(stage, "aws")))
+    assert refused.value.exit_code == 3 and "orch apply prod" in refused.value.hint
+    result = cli("sync", "prod", cwd=project)
+    assert result.code == 3 and "stage 'prod' is protected" in result.stderr and "Traceback" not in result.output
+    assert not (project / ".orch").exists()  # nothing built, nothing started
+
+
+@pytest.mark.parametrize("situation", ["not running", "never deployed", "restarted"])
+def test_sync_needs_the_stage_deployed_in_the_running_sandbox(project: Path, situation: str) -> None:
+    world = World(project)
+    if situation != "not running":
+        deployed(world, epoch="e-old" if situation == "restarted" else SANDBOX.epoch)
+    if situation == "never deployed":
+        world.facts = replace(world.facts, recorded_epoch=None)
+    with pytest.raises(SandboxError, match="not deployed in the sandbox") as refused:
+        plan_sync(world.stage, world.facts)
+    assert "orch apply dev --sandbox" in refused.value.hint
+
+
+# ---------------------------------------------------------------------------- the release, against moto
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+class NoTerraform:
+    def __getattr__(self, verb: str) -> Any:
+        pytest.fail(f"orch sync ran terraform {verb}")
+
+
+class Released:
+    """The dev stage of `project` deployed to moto as Terraform leaves it: the function with
+    its package published as version 1 and alias `dev` on it."""
+
+    def __init__(self, project: Path, endpoint: str, target: str) -> None:
+        self.project = project
+        self.stage = load_stage(project, "dev")
+        self.aws = Aws.for_sandbox(endpoint, REGION)
+        self.sandbox = FakeSandbox()
+        self.sandbox.info = replace(SANDBOX, endpoint=endpoint)  # type: ignore[attr-defined]
+        self.sandbox.current = lambda _project: self.sandbox.info  # type: ignore[method-assign]
+        self.reporter = RecordingReporter()
+        self.target = target
+        lam, iam = self.aws.client("lambda"), self.aws.client("iam")
+        name = self.stage.function_name
+        try:
+            lam.delete_function(FunctionName=name)  # the module's moto server outlives a test
+        except lam.exceptions.ResourceNotFoundException:
+            pass
+        try:
+            role = iam.get_role(RoleName="sync-test")["Role"]["Arn"]
+        except iam.exceptions.NoSuchEntityException:
+            role = iam.create_role(RoleName="sync-test", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        package = self.package()
+        created = lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="handler.handler",
+                                      Code={"ZipFile": package.path.read_bytes()}, Publish=True)
+        lam.create_alias(FunctionName=name, Name="dev", FunctionVersion=created["Version"])
+        self.first = package
+
+    def package(self) -> Any:
+        fn = self.stage.config.function
+        return build_package(self.stage.source_dir, fn.runtime, self.project / ".orch" / "packages",
+                             name=self.stage.function_name)
+
+    def deployer(self) -> Deployer:
+        facts = Facts(target=self.target, workdir=workdir_of(self.stage, self.target), sandbox=self.sandbox.info,
+                      recorded_epoch=SANDBOX.epoch)
+        collaborators = Collaborators(lambda _workdir: NoTerraform(), lambda _endpoint, _region: self.aws,
+                                      self.sandbox, lambda _q: pytest.fail("sync asked a question"), None)
+        return Deployer(self.stage, self.target, collaborators, self.reporter, facts=lambda *a, **kw: facts)
+
+    def alias(self) -> tuple[str, str]:
+        lam = self.aws.client("lambda")
+        version = lam.get_alias(FunctionName=self.stage.function_name, Name="dev")["FunctionVersion"]
+        config = lam.get_function_configuration(FunctionName=self.stage.function_name, Qualifier=version)
+        return version, config["CodeSha256"]
+
+
+def edit(project: Path, answer: str) -> None:
+    """A code change: the package's hash changes (a comment is enough for Lambda)."""
+    handler = project / "functions" / "loopback" / "handler.py"
+    handler.write_text(handler.read_text() + f"# edit {answer}\n")
+
+
+@pytest.mark.parametrize("target", ["sandbox", "aws"])
+def test_sync_releases_the_new_code_and_nothing_when_it_is_already_live(
+    project: Path, moto_endpoint: str, target: str
+) -> None:
+    world = Released(project, moto_endpoint, target)
+    assert world.alias() == ("1", world.first.sha256_b64)
+
+    unchanged = world.deployer().sync()
+    assert unchanged.release is None and unchanged.live.version == "1"
+    assert world.sandbox.marked == 0  # nothing changed: the gateway is not told
+
+    edit(project, "one")
+    outcome = world.deployer().sync()
+    release = outcome.release
+    assert (release.previous_version, release.version) == ("1", "2")
+    assert world.alias() == ("2", outcome.package.sha256_b64) != ("2", world.first.sha256_b64)
+    assert ("note", "alias 'dev' of orch-loopback-dev: version 1 -> 2") in world.reporter.events
+    assert world.sandbox.marked == (1 if target == "sandbox" else 0)
+
+    edit(project, "two")
+    assert world.deployer().sync().release.version == "3"
+    assert world.alias()[1] == world.package().sha256_b64
+
+
+def test_sync_of_a_stage_that_is_not_deployed_says_to_apply(project: Path, moto_endpoint: str) -> None:
+    world = Released(project, moto_endpoint, "aws")
+    world.aws.client("lambda").delete_function(FunctionName=world.stage.function_name)
+    with pytest.raises(AwsError, match="stage 'dev' is not deployed") as failed:
+        world.deployer().sync()
+    assert "orch apply dev" in failed.value.hint
+    assert json.dumps(world.reporter.of("start")).count("update the code") == 0
