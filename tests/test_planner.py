@@ -194,7 +194,7 @@ def test_no_op(project: Path) -> None:
     assert not outcome.applied and not outcome.plan.has_changes
     assert outcome.outputs["invoke_url"].startswith(SANDBOX.gateway_endpoint + "/restapis/")
     skipped = [event[1] for event in world.reporter.events if event[0] == "skip"]
-    assert len(skipped) == 2  # the upload and the redeploy
+    assert len(skipped) == 3  # the upload, the redeploy, telling the gateway (a cleanup step, numbered too)
 
 
 def test_removed_route_redeploys(project: Path) -> None:

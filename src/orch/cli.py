@@ -129,8 +129,18 @@ def _interactive() -> bool:
     return sys.stdin.isatty()
 
 
-def _ask(question: str) -> bool:
-    return typer.confirm(question, default=False, err=True)
+def _asker(reporter):
+    """The person's yes/no on the terminal, with the live status line lifted meanwhile."""
+
+    def ask(question: str) -> bool:
+        with reporter.paused():
+            return typer.confirm(question, default=False, err=True)
+
+    return ask
+
+
+def _since(started: float) -> str:
+    return f"{time.monotonic() - started:.1f} s"
 
 
 def _require_sandbox() -> None:
@@ -145,11 +155,12 @@ def _deployer(project: Path | None, stage: str, sandbox: bool, *, yes: bool = Fa
     if sandbox:
         _require_sandbox()
     from orch.deploy import create_deployer, project_dir_from
-    from orch.reporter import ConsoleReporter
+    from orch.reporter import for_terminal
 
+    reporter = for_terminal(_console())  # a live status line on a terminal, plain lines elsewhere
     return create_deployer(
-        project_dir_from(project), stage, sandbox=sandbox, reporter=ConsoleReporter(_console()),
-        ask=_ask, interactive=_interactive(), yes=yes, color=_color(),
+        project_dir_from(project), stage, sandbox=sandbox, reporter=reporter,
+        ask=_asker(reporter), interactive=_interactive(), yes=yes, color=_color(),
     )
 
 
@@ -175,10 +186,12 @@ def plan(
     Renders the stage's Terraform files, packages the function, runs `terraform init` only
     when needed, then `terraform plan` (saved to a file and read back as JSON for the counts).
     """
-    outcome = _deployer(project, stage, sandbox).plan(out=out.resolve() if out else None)
-    _log(f"plan for stage {stage!r}: {outcome.plan.text()}")
+    started = time.monotonic()
+    deployer = _deployer(project, stage, sandbox)
+    outcome = deployer.plan(out=out.resolve() if out else None)
+    deployer.reporter.summary(f"plan for stage {stage!r}: {outcome.plan.text()} ({_since(started)})")
     if out:
-        _log(f"saved the plan to {out}; apply exactly it with `orch apply {stage} --plan {out}`")
+        deployer.reporter.summary(f"saved the plan to {out}; apply exactly it with `orch apply {stage} --plan {out}`")
     if detailed_exitcode and outcome.plan.has_changes:
         return ExitCode.CHANGES_PRESENT
     return ExitCode.OK
@@ -205,19 +218,20 @@ def apply(
     One Terraform run plans and applies. Protected stages (`protected: true`, like prod) show
     the plan and ask first unless --yes is given; without a terminal they need --yes.
     """
-    outcome = _deployer(project, stage, sandbox, yes=yes).apply(plan_file=plan_file, dry_run=dry_run)
+    started = time.monotonic()
+    deployer = _deployer(project, stage, sandbox, yes=yes)
+    outcome = deployer.apply(plan_file=plan_file, dry_run=dry_run)
     if outcome.dry_run:
         return ExitCode.OK
     outputs = outcome.outputs
+    summary = deployer.reporter.summary
     if outcome.plan is not None and not outcome.plan.has_changes:
-        _log(f"stage {stage!r} is up to date: nothing to apply")
+        summary(f"stage {stage!r} is up to date: nothing to apply ({_since(started)})")
     else:
-        _log(f"stage {stage!r} deployed ({outcome.plan.text() if outcome.plan else 'saved plan'}): "
-             f"function {outputs.get('function_name')}, API {outputs.get('rest_api_id')}")
-    if sandbox:
-        _log("invoke URL (served by orch's local gateway):")
-    else:
-        _log("invoke URL:")
+        summary(f"stage {stage!r} deployed in {_since(started)} "
+                f"({outcome.plan.text() if outcome.plan else 'saved plan'}): "
+                f"function {outputs.get('function_name')}, API {outputs.get('rest_api_id')}")
+    summary("invoke URL (served by orch's local gateway):" if sandbox else "invoke URL:")
     _out(outputs.get("invoke_url", ""))
     return ExitCode.OK
 
@@ -228,10 +242,12 @@ def destroy(
     project: ProjectOpt = None,
 ) -> int:
     """Delete every resource of STAGE (asks first unless --yes)."""
+    started = time.monotonic()
     deployer = _deployer(project, stage, sandbox, yes=yes)
     destroyed = deployer.destroy(dry_run=dry_run)
     if not dry_run:
-        _log(f"stage {stage!r} destroyed" if destroyed else f"stage {stage!r}: nothing was destroyed")
+        deployer.reporter.summary((f"stage {stage!r} destroyed" if destroyed else f"stage {stage!r}: nothing was "
+                                   "destroyed") + f" ({_since(started)})")
     return ExitCode.OK
 
 
@@ -254,13 +270,12 @@ def sync(
     state is not edited: `orch plan STAGE` shows the release as pending until the next
     `orch apply STAGE`, which converges. Refused (exit 3) for protected stages.
     """
+    started = time.monotonic()
     deployer = _deployer(project, stage, sandbox)
     where = " --sandbox" if sandbox else ""
-    started = time.monotonic()
 
     def report(outcome, error) -> None:
         nonlocal started
-        seconds = time.monotonic() - started
         if error is not None:
             _err(f"orch: {error.title}: {error.message}")
             if error.hint:
@@ -268,12 +283,12 @@ def sync(
         elif outcome.release is None:
             deployer.reporter.summary(
                 f"stage {stage!r} already serves this code (version {outcome.live.version} of "
-                f"{outcome.live.function_name}): nothing to release ({seconds:.1f} s)")
+                f"{outcome.live.function_name}): nothing to release ({_since(started)})")
         else:
             release = outcome.release
             deployer.reporter.summary(
                 f"stage {stage!r}: released version {release.version} of {release.function_name} (was "
-                f"{release.previous_version}) in {seconds:.1f} s, without Terraform; `orch plan {stage}{where}` "
+                f"{release.previous_version}) in {_since(started)}, without Terraform; `orch plan {stage}{where}` "
                 f"shows it as pending until `orch apply {stage}{where}`")
         if watch:
             _log(f"watching {deployer.stage.source_dir} for saved changes (Ctrl-C stops)")

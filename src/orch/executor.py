@@ -91,21 +91,20 @@ class Executor:
         self.ran: list[Step] = []  # the steps that ran (skipped ones excluded), in order
 
     def execute(self, plan: DeployPlan) -> dict[str, Any]:
-        """Run every step in order (cleanup steps always); return the stored values."""
-        total = len(plan.steps)
+        """Run every step in order (cleanup steps always, numbered after them: one count from
+        start to end); return the stored values."""
+        total = len(plan.steps) + len(plan.cleanup)
         try:
             for index, step in enumerate(plan.steps, 1):
                 self._run(step, index, total)
         finally:
-            for step in plan.cleanup:
-                when = getattr(step, "when", None)
-                if when is None or when.holds(self.values):
-                    self._dispatch(step)
+            for index, step in enumerate(plan.cleanup, len(plan.steps) + 1):
+                self._run(step, index, total, cleanup=True)
         for note in plan.notes:
             self.reporter.note(note)
         return self.values
 
-    def _run(self, step: Step, index: int, total: int) -> None:
+    def _run(self, step: Step, index: int, total: int, *, cleanup: bool = False) -> None:
         when = getattr(step, "when", None)
         if when is not None and not when.holds(self.values):
             self.reporter.step_skipped(index, total, step.title(), when.describe().replace("if ", "not: ", 1))
@@ -115,15 +114,20 @@ class Executor:
         try:
             result = self._dispatch(step)
         except BaseException:
+            self.reporter.step_failed(index, total, step.title(), time.monotonic() - started)
+            if cleanup:
+                raise
             self.values[FAILED] = step
             for recovery in getattr(step, "on_failure", ()):
                 self._dispatch(recovery)
             raise
+        self.reporter.step_finished(index, total, step.title(), time.monotonic() - started)
+        if cleanup:
+            return
         self.ran.append(step)
         output = getattr(step, "output", None)
         if output:
             self.values[output] = result
-        self.reporter.step_finished(index, total, step.title(), time.monotonic() - started)
 
     def _dispatch(self, step: Step) -> Any:
         handler = getattr(self, f"_do_{type(step).__name__}", None)
