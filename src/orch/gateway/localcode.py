@@ -231,9 +231,17 @@ class LocalCode:
     def _report_edit(self, folder: Path, files: list[Path]) -> None:
         if not self.announce:
             return
-        names = sorted(s.function_name for s in self._sources.values() if s.folder == folder)
-        shown = ", ".join(_shown(f, self.project_dir) for f in sorted(files)[:3]) + (" ..." if len(files) > 3 else "")
-        self.log(f"gateway: hot reload: {shown} saved: {', '.join(names)} run it from the next request")
+        # only functions this gateway runs from the folder (stages deployed here), and only
+        # files still there (an editor's or sed's temporary file is gone by now)
+        names = sorted(name for name, (_spec, (where, _rev), _served) in self._served.items() if where == folder)
+        kept = [f for f in sorted(files) if f.exists()]
+        shown = ", ".join(_shown(f, self.project_dir) for f in kept[:3]) + (" ..." if len(kept) > 3 else "")
+        what = f"{shown} saved" if kept else f"a file in {_shown(folder, self.project_dir)} removed"
+        if names:
+            who = f"{', '.join(names)} run{'s' if len(names) == 1 else ''} the new code from the next request"
+        else:
+            who = "no deployed function runs this folder here yet"
+        self.log(f"gateway: hot reload: {what}: {who}")
         runtimes = {_family(s.runtime) for s in self._sources.values() if s.folder == folder}
         for family in sorted(runtimes):
             manifest = DEPENDENCY_FILES.get(family)
