@@ -183,3 +183,44 @@ def test_sync_of_a_stage_that_is_not_deployed_says_to_apply(project: Path, moto_
         world.deployer().sync()
     assert "orch apply dev" in failed.value.hint
     assert json.dumps(world.reporter.of("start")).count("update the code") == 0
+
+
+def test_watch_releases_after_each_save_reports_a_bad_one_and_stops_when_asked(
+    project: Path, moto_endpoint: str
+) -> None:
+    import threading
+    import time
+
+    world = Released(project, moto_endpoint, "sandbox")
+    rounds: list[tuple[Any, Any]] = []
+    stop, watching = threading.Event(), threading.Event()
+    watcher = threading.Thread(target=world.deployer().watch_sync,
+                               args=(lambda outcome, error: rounds.append((outcome, error)), stop, watching.set))
+    watcher.start()
+    try:
+        def wait_rounds(count: int) -> None:
+            deadline = time.monotonic() + 30
+            while len(rounds) < count:
+                assert time.monotonic() < deadline, f"round {count} did not come: {rounds}"
+                stop.wait(0.02)
+            assert watching.wait(30), "the watch did not resume"
+            watching.clear()
+
+        wait_rounds(1)
+        assert rounds[0][0].release is None  # the first round: the code is already live
+        edit(project, "watched")
+        wait_rounds(2)
+        assert rounds[1][0].release.version == "2"
+        handler = project / "functions" / "loopback" / "handler.py"
+        good = handler.read_text()
+        handler.write_text(good.replace("def handler(", "def handler_gone("))
+        wait_rounds(3)
+        assert rounds[2][0] is None and "handler" in rounds[2][1].message  # reported, the watch goes on
+        handler.write_text(good + "# fixed\n")
+        wait_rounds(4)
+        assert rounds[3][0].release.version == "3"
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+    assert not watcher.is_alive()
+    assert world.alias() == ("3", world.package().sha256_b64)

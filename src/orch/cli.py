@@ -290,8 +290,11 @@ def sync(
                 f"stage {stage!r}: released version {release.version} of {release.function_name} (was "
                 f"{release.previous_version}) in {_since(started)}, without Terraform; `orch plan {stage}{where}` "
                 f"shows it as pending until `orch apply {stage}{where}`")
-        if watch:
-            _log(f"watching {deployer.stage.source_dir} for saved changes (Ctrl-C stops)")
+        started = time.monotonic()
+
+    def watching() -> None:
+        nonlocal started
+        _log(f"watching {deployer.stage.source_dir} for saved changes (Ctrl-C stops)")
         started = time.monotonic()
 
     if dry_run:
@@ -301,7 +304,7 @@ def sync(
         report(deployer.sync(), None)
         return ExitCode.OK
     try:
-        deployer.watch_sync(report)
+        deployer.watch_sync(report, on_watching=watching)
     except KeyboardInterrupt:
         pass
     _log("stopped watching")

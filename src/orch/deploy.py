@@ -131,11 +131,12 @@ class Deployer:
         return SyncOutcome(values["live"], values.get("release"), values.get("package"))
 
     def watch_sync(self, on_round: Callable[[SyncOutcome | None, OrchError | None], None],
-                   stop: Any = None) -> None:
+                   stop: Any = None, on_watching: Callable[[], None] | None = None) -> None:
         """`orch sync --watch`: sync now, then again after every save in the function's source
         folder (debounced: a burst of saves is one release) until Ctrl-C (KeyboardInterrupt)
         or ``stop`` (a threading.Event) is set. A round that fails (a syntax error caught by
-        the handler check, AWS refusing) is reported through ``on_round`` and the watch goes on."""
+        the handler check, AWS refusing) is reported through ``on_round`` and the watch goes
+        on. ``on_watching()`` is called whenever the watch is in place again after a round."""
         import threading
 
         from orch.watch import changes
@@ -151,9 +152,14 @@ class Deployer:
                 on_round(outcome, None)
 
         round_()
+        waiting = True
         for batch in changes([self.stage.source_dir], stop, step_ms=WATCH_STEP_MS, debounce_ms=WATCH_DEBOUNCE_MS):
             if batch:
                 round_()
+                waiting = True
+            elif waiting and on_watching is not None:
+                waiting = False
+                on_watching()
 
     def outputs(self) -> dict[str, Any]:
         """The deployed stage's root outputs (`terraform output -json`), read-only.

@@ -4,13 +4,16 @@ One throwaway project goes through a stage's life in order (the tests below shar
 run top to bottom): refuse an unconfirmed protected apply, deploy dev (access logs on), a
 dry run that changes nothing, a no-op plan, the prototype's request through the local
 gateway, the prod confirmation through a pseudo-terminal, deploy prod beside dev, detect
-and apply changes, refuse a stale plan, destroy dev only (its URL answers 403 at once),
-survive a sandbox stop, and deploy a package over 50 MB through the sandbox's S3.
+and apply changes, refuse a stale plan, the edit loop (a saved handler served at once, a
+code-only `orch sync`, an apply that converges after it, watched on a terminal), destroy
+dev only (its URL answers 403 at once), survive a sandbox stop, and deploy a package over
+50 MB through the sandbox's S3.
 Terraform runs are counted: each is 5-15 s.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -18,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import boto3
@@ -258,6 +262,94 @@ def test_changes_are_planned_applied_and_a_stale_plan_refused(proj: Path, tmp_pa
 
     result = orch("apply", "dev", "--sandbox", "--plan", str(stale), cwd=proj)
     assert_clean_failure(result, 4, "stale")
+
+
+# --- the edit loop (issue 11): hot reload, orch sync, and an apply that converges after them ---
+
+TERMINAL_CODES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # colours and the live display's cursor moves
+HOT_EDIT = ('answer: dict[str, Any] = {"stage": stage,', 'answer: dict[str, Any] = {"hot": "reloaded", "stage": stage,')
+
+
+def test_a_saved_handler_answers_within_a_second_and_plan_shows_it_pending(proj: Path) -> None:
+    """Acceptance 3: the sandbox's gateway runs the stage's source folder (hot reload), so a
+    saved edit answers at once, without Terraform; Terraform still has the old code."""
+    url = outputs(proj, "dev")["invoke_url"]
+    assert "hot" not in requests.post(url, json={"a": 1}, timeout=30).json()
+    handler = proj / "functions" / "loopback" / "handler.py"
+    assert HOT_EDIT[0] in handler.read_text()
+    handler.write_text(handler.read_text().replace(*HOT_EDIT))
+    saved = time.monotonic()
+    while requests.post(url, json={"a": 1}, timeout=30).json().get("hot") != "reloaded":
+        assert time.monotonic() - saved < 1.0, "the saved edit was not served within 1 s"
+    served = time.monotonic() - saved
+    assert served < 1.0, f"the saved edit was served after {served:.2f} s"
+    log = (proj / ".orch" / "sandbox" / "sandbox.log").read_text()
+    assert "hot reload: orch-loopback-dev (stage 'dev') runs its source folder functions/loopback" in log
+    assert "functions/loopback/handler.py saved" in log
+
+    result = orch("plan", "dev", "--sandbox", "--detailed-exitcode", cwd=proj)
+    assert result.code == 2, result.output
+    assert "source_code_hash" in result.stdout
+
+
+def test_sync_releases_the_code_without_terraform_and_plan_shows_it_pending(proj: Path) -> None:
+    """Acceptance 4 (the release; bench/sync.py times it): the function's code, a new version
+    and the alias move; Terraform's state is untouched, so the next plan shows the release."""
+    refused = orch("sync", "prod", "--sandbox", cwd=proj)
+    assert_clean_failure(refused, 3, "stage 'prod' is protected", "orch apply prod --sandbox")
+    state = proj / ".orch" / "work" / "sandbox" / "dev" / "terraform.tfstate"
+    state_before = state.read_bytes()
+    version_before = aws(proj, "lambda").get_alias(FunctionName="orch-loopback-dev", Name="dev")["FunctionVersion"]
+
+    result = orch("sync", "dev", "--sandbox", cwd=proj)
+    assert result.code == 0, result.output
+    assert "terraform" not in result.output.replace("without Terraform", "").lower()
+    assert state.read_bytes() == state_before
+    alias = aws(proj, "lambda").get_alias(FunctionName="orch-loopback-dev", Name="dev")
+    assert int(alias["FunctionVersion"]) > int(version_before)
+    assert f"released version {alias['FunctionVersion']} of orch-loopback-dev (was {version_before})" in result.stderr
+    live = aws(proj, "lambda").get_function(FunctionName="orch-loopback-dev", Qualifier="dev")["Configuration"]
+    sha_hex = orch("package", "dev", cwd=proj).stdout.split("sha256:")[1].strip()
+    assert base64.b64decode(live["CodeSha256"]).hex() == sha_hex  # the alias serves exactly the package
+    again = orch("sync", "dev", "--sandbox", cwd=proj)
+    assert again.code == 0 and "nothing to release" in again.stderr
+
+    result = orch("plan", "dev", "--sandbox", "--detailed-exitcode", cwd=proj)
+    assert result.code == 2, result.output
+    assert "source_code_hash" in result.stdout
+
+
+def test_apply_after_sync_converges_with_a_live_display_on_a_terminal(proj: Path) -> None:
+    """The pending release applied by Terraform (no surprise: it changes the function and its
+    alias, and the next plan is empty), watched on a pseudo-terminal: the live status line
+    while Terraform works, Terraform's own lines, the closing summary with the time."""
+    import pexpect
+
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    env["TERM"] = "xterm-256color"
+    child = pexpect.spawn(sys.executable, ["-m", "orch.cli", "apply", "dev", "--sandbox"], cwd=str(proj),
+                          env=env, encoding="utf-8", timeout=600, dimensions=(50, 220))
+    try:
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    raw = child.before
+    text = TERMINAL_CODES.sub("", raw.replace("\r", ""))
+    assert child.exitstatus == 0, text[-3000:]
+    live = re.findall(r"\[(\d+)/(\d+)\] terraform apply \(plan and apply in one run\)  (\d+) s\b", text)
+    assert live, "no live status line while Terraform applied"
+    assert "Apply complete! Resources: 0 added" in text  # Terraform's own lines still show
+    summary = re.search(r"orch: stage 'dev' deployed in [\d.]+ s \(0 to add, (\d+) to change, 0 to destroy\)", text)
+    assert summary and int(summary.group(1)) >= 1, text[-2000:]
+    assert "invoke URL (served by orch's local gateway)" in text
+    assert raw.rindex("\x1b[?25h") > raw.rindex("\x1b[?25l")  # the cursor is back
+
+    result = orch("plan", "dev", "--sandbox", "--detailed-exitcode", cwd=proj)
+    assert result.code == 0, result.output  # converged
+    url = outputs(proj, "dev")["invoke_url"]
+    assert requests.post(url, json={"a": 1}, timeout=30).json()["hot"] == "reloaded"
+    handler = proj / "functions" / "loopback" / "handler.py"
+    handler.write_text(handler.read_text().replace(HOT_EDIT[1], HOT_EDIT[0]))  # as the repo has it
 
 
 def test_serve_runs_a_foreground_gateway_for_a_stage(proj: Path) -> None:
