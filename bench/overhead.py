@@ -34,7 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchproject import throwaway_project
+
 TARGET = 1.10
 
 
@@ -58,11 +59,7 @@ def main() -> int:
 
     orch = [sys.executable, "-m", "orch.cli"]
     tmp = Path(tempfile.mkdtemp(prefix="orch-bench-"))
-    project = tmp / "proj"
-    project.mkdir()
-    shutil.copytree(REPO / "stages", project / "stages")
-    shutil.copytree(REPO / "functions", project / "functions", ignore=shutil.ignore_patterns("node_modules"))
-    (project / "modules").symlink_to(REPO / "modules")
+    project = throwaway_project(tmp)
     env = {**os.environ, "NO_COLOR": "1"}
     workdir = project / ".orch" / "work" / "sandbox" / "dev"
     apply = [*orch, "apply", "dev", "--sandbox", "--yes"]

@@ -31,7 +31,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchproject import throwaway_project
+
 SYNC_TARGET_S = 10.0
 EDIT = ('answer: dict[str, Any] = {"stage": stage,', 'answer: dict[str, Any] = {{"bench": {n}, "stage": stage,')
 
@@ -60,11 +61,7 @@ def main() -> int:
 
     orch = [sys.executable, "-m", "orch.cli"]
     tmp = Path(tempfile.mkdtemp(prefix="orch-bench-sync-"))
-    project = tmp / "proj"
-    project.mkdir()
-    shutil.copytree(REPO / "stages", project / "stages")
-    shutil.copytree(REPO / "functions", project / "functions", ignore=shutil.ignore_patterns("node_modules"))
-    (project / "modules").symlink_to(REPO / "modules")
+    project = throwaway_project(tmp)
     handler = project / "functions" / "loopback" / "handler.py"
     original = handler.read_text()
     if EDIT[0] not in original:

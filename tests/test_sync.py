@@ -8,7 +8,6 @@ UpdateAlias there), with a Terraform that fails the test if anything calls it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -78,19 +77,6 @@ def test_sync_needs_the_stage_deployed_in_the_running_sandbox(project: Path, sit
 
 
 # ---------------------------------------------------------------------------- the release, against moto
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 class NoTerraform:
