@@ -28,7 +28,7 @@ import boto3
 import pytest
 import requests
 
-from helpers import REPO, assert_clean_failure, free_port, make_project, orch
+from helpers import REPO, TERMINAL_CODES, assert_clean_failure, free_port, make_project, orch, screen_text
 from orch.planner import REDEPLOY
 
 REDEPLOY_RAN = f"] {REDEPLOY}"
@@ -164,9 +164,6 @@ def test_prototype_request_reaches_the_function_as_documented(proj: Path) -> Non
     assert requests.post(url, json={"fail": "internal"}, timeout=30).status_code == 500
 
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
 def test_prod_confirmation_through_a_terminal_shows_terraforms_counts(proj: Path) -> None:
     """Acceptance 1: under a pseudo-terminal Terraform colours its output; the counts in orch's
     question must still equal Terraform's own `Plan:` line. Answering no costs one plan."""
@@ -178,7 +175,7 @@ def test_prod_confirmation_through_a_terminal_shows_terraforms_counts(proj: Path
     try:
         child.expect(r"Apply (.*) to protected stage 'prod'\? \[y/N\]: ")
         raw = child.before
-        shown = ANSI.sub("", raw)
+        shown = screen_text(raw)  # as the terminal shows it (colours, the live status line)
         question_counts = child.match.group(1)
         child.sendline("n")
         child.expect(pexpect.EOF)
@@ -266,7 +263,6 @@ def test_changes_are_planned_applied_and_a_stale_plan_refused(proj: Path, tmp_pa
 
 # --- the edit loop (issue 11): hot reload, orch sync, and an apply that converges after them ---
 
-TERMINAL_CODES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # colours and the live display's cursor moves
 HOT_EDIT = ('answer: dict[str, Any] = {"stage": stage,', 'answer: dict[str, Any] = {"hot": "reloaded", "stage": stage,')
 
 
@@ -334,7 +330,7 @@ def test_apply_after_sync_converges_with_a_live_display_on_a_terminal(proj: Path
     finally:
         child.close()
     raw = child.before
-    text = TERMINAL_CODES.sub("", raw.replace("\r", ""))
+    text = TERMINAL_CODES.sub("", raw)  # every redraw of the live line is kept (screen_text keeps the last)
     assert child.exitstatus == 0, text[-3000:]
     live = re.findall(r"\[(\d+)/(\d+)\] terraform apply \(plan and apply in one run\)  (\d+) s\b", text)
     assert live, "no live status line while Terraform applied"
