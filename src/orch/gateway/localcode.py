@@ -126,9 +126,12 @@ class LocalCode:
         )
 
     def _say_once(self, key: tuple, line: str) -> None:
-        if not self.announce or key in self._announced:
+        if not self.announce:
             return
-        self._announced.add(key)
+        with self._lock:  # request threads and the warming thread get here at once
+            if key in self._announced:
+                return
+            self._announced.add(key)
         self.log(line)
 
     # -- the stage files --
