@@ -46,9 +46,9 @@ def project(tmp_path: Path) -> Path:
     return make_project(tmp_path / "proj")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    """A real moto server in this process (what the sandbox daemon runs), for the whole session."""
+    """An in-process moto server (real AWS API shapes over HTTP) for one test module."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -310,9 +310,65 @@ def test_sync_releases_the_code_without_terraform_and_plan_shows_it_pending(proj
     again = orch("sync", "dev", "--sandbox", cwd=proj)
     assert again.code == 0 and "nothing to release" in again.stderr
 
+    # --watch: a save is released; Ctrl-C ends the watch cleanly
+    watch = subprocess.Popen([sys.executable, "-m", "orch.cli", "sync", "dev", "--sandbox", "--watch"], cwd=proj,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines = StderrLines(watch)
+    try:
+        lines.until("watching ")
+        handler = proj / "functions" / "loopback" / "handler.py"
+        handler.write_text(handler.read_text() + "# saved while watching\n")
+        released = lines.until("stage 'dev': released version ")
+        lines.until("watching ")
+    finally:
+        watch.send_signal(signal.SIGINT)
+        watch.wait(timeout=60)
+    rest = lines.rest()
+    assert watch.returncode == 0 and "stopped watching" in rest and "Traceback" not in rest, rest
+    newest = aws(proj, "lambda").get_alias(FunctionName="orch-loopback-dev", Name="dev")["FunctionVersion"]
+    assert f"released version {newest} " in released
+
     result = orch("plan", "dev", "--sandbox", "--detailed-exitcode", cwd=proj)
     assert result.code == 2, result.output
     assert "source_code_hash" in result.stdout
+
+
+class StderrLines:
+    """A process's stderr lines, read by a thread of their own, waited for with a timeout."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        import queue
+        import threading
+
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, args=(proc.stderr,), daemon=True).start()
+
+    def _pump(self, stream) -> None:
+        for line in stream:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def until(self, needle: str, timeout: float = 120) -> str:
+        """The first line (from here on) holding `needle`; fails after `timeout` seconds."""
+        import queue
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                line = None
+            assert line is not None, f"no {needle!r}:\n" + "".join(self.seen)
+            self.seen.append(line)
+            if needle in line:
+                return line
+
+    def rest(self, timeout: float = 60) -> str:
+        """Every line until the stream ends."""
+        while (line := self.lines.get(timeout=timeout)) is not None:
+            self.seen.append(line)
+        return "".join(self.seen)
 
 
 def test_apply_after_sync_converges_with_a_live_display_on_a_terminal(proj: Path) -> None:
@@ -345,7 +401,7 @@ def test_apply_after_sync_converges_with_a_live_display_on_a_terminal(proj: Path
     url = outputs(proj, "dev")["invoke_url"]
     assert requests.post(url, json={"a": 1}, timeout=30).json()["hot"] == "reloaded"
     handler = proj / "functions" / "loopback" / "handler.py"
-    handler.write_text(handler.read_text().replace(HOT_EDIT[1], HOT_EDIT[0]))  # as the repo has it
+    handler.write_text((REPO / "functions" / "loopback" / "handler.py").read_text())  # as the repo has it
 
 
 def test_serve_runs_a_foreground_gateway_for_a_stage(proj: Path) -> None:
