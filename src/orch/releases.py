@@ -306,4 +306,6 @@ def failure_reason(report: Any) -> str:
     """`N of M checks failed: <first failure>` from an orch.smoke.SmokeReport."""
     failures = report.failures
     first = f"{failures[0].name}: {failures[0].message}" if failures else ""
+    if len(first) > 300:
+        first = first[:299] + "…"
     return f"{len(failures)} of {len(report.checks)} checks failed, first {first}"

@@ -212,12 +212,15 @@ def evaluate(check: HttpCheck, status: int, headers: Mapping[str, str], body: by
         except ValueError:
             problems.append(f"the answer is not JSON: {_short(body.decode('utf-8', 'replace'))}")
         else:
+            missing = []
             for path, expected in check.expect_json.items():
                 nodes = jsonpath_rfc9535.find(path, document)
                 if not nodes:
-                    problems.append(f"{path}: no such value in the answer")
+                    missing.append(path)
                 elif nodes[0].value != expected:
                     problems.append(f"{path}: {_short(nodes[0].value)}, expected {_short(expected)}")
+            if missing:
+                problems.append(f"no value at {', '.join(missing)} in the answer {_short(document)}")
     if check.max_latency_ms is not None and latency_ms > check.max_latency_ms:
         problems.append(f"took {latency_ms:.0f} ms, over {check.max_latency_ms} ms")
     if problems:
