@@ -68,7 +68,8 @@ class LogReader:
             if not token or not page:
                 break
         events.sort(key=lambda e: (e.get("timestamp", 0), str(e.get("eventId", ""))))
-        fresh = [e for e in events if str(e.get("eventId")) not in self._seen]
+        fresh = [e for e in events
+                 if int(e.get("timestamp", 0)) >= self.start_ms and str(e.get("eventId")) not in self._seen]
         if fresh:
             newest = max(int(e.get("timestamp", 0)) for e in fresh)
             if newest > self.start_ms:

@@ -205,7 +205,7 @@ def evaluate(check: HttpCheck, status: int, headers: Mapping[str, str], body: by
     for name, expected in check.expect_headers.items():
         got = lower.get(name.lower())
         if got != expected:
-            problems.append(f"header {name}: {_short(got)}, expected {_short(expected)}")
+            problems.append(f"header {name}: {_value(got)}, expected {_value(expected)}")
     if check.expect_json:
         try:
             document = json.loads(body)
@@ -218,7 +218,7 @@ def evaluate(check: HttpCheck, status: int, headers: Mapping[str, str], body: by
                 if not nodes:
                     missing.append(path)
                 elif nodes[0].value != expected:
-                    problems.append(f"{path}: {_short(nodes[0].value)}, expected {_short(expected)}")
+                    problems.append(f"{path}: {_value(nodes[0].value)}, expected {_value(expected)}")
             if missing:
                 problems.append(f"no value at {', '.join(missing)} in the answer {_short(document)}")
     if check.max_latency_ms is not None and latency_ms > check.max_latency_ms:
@@ -226,6 +226,11 @@ def evaluate(check: HttpCheck, status: int, headers: Mapping[str, str], body: by
     if problems:
         return Attempt(False, "; ".join(problems), latency_ms, status)
     return Attempt(True, f"{status} in {latency_ms:.0f} ms", latency_ms, status)
+
+
+def _value(value: Any) -> str:
+    """A JSON value as JSON (strings quoted, so "1" and 1 differ), shortened."""
+    return _short(json.dumps(value, ensure_ascii=False))
 
 
 def _short(value: Any, limit: int = 120) -> str:

@@ -474,7 +474,7 @@ class CheckPromotion(Step):
 
     def title(self) -> str:
         verb = "skip (loudly) the check" if self.skip else "check"
-        return f"{verb} that the package passed stage {self.source.stage!r}'s smoke checks"
+        return f"{verb} that the package passed the smoke checks of stage {self.source.stage!r}"
 
 
 @dataclass(frozen=True)
