@@ -308,19 +308,6 @@ def test_records_answer_the_questions_rollback_and_promotion_ask(tmp_path: Path)
     assert "is rolled back to version 5" in releases.status_line("dev", rolled, "orch apply dev --sandbox")
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
 def test_an_s3_backend_keeps_records_beside_the_state(project: Path, moto_endpoint: str) -> None:
     (project / "stages" / "dev.yaml").write_text("backend: {type: s3, bucket: team-state}\n")
     location = releases.location_of(load_stage(project, "dev"), "sandbox")

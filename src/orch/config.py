@@ -135,10 +135,14 @@ class Parameters(_Strict):
     @field_validator("headers")
     @classmethod
     def _header_names(cls, value: dict[str, bool]) -> dict[str, bool]:
-        for key in value:
-            if not HEADER_NAME_RE.match(key):
-                raise ValueError(f"{key!r} is not a valid HTTP header name")
-        return value
+        return _valid_header_names(value)
+
+
+def _valid_header_names(value: dict[str, Any]) -> dict[str, Any]:
+    for key in value:
+        if not HEADER_NAME_RE.match(key):
+            raise ValueError(f"{key!r} is not a valid HTTP header name")
+    return value
 
 
 class TemplateFile(_Strict):
@@ -378,10 +382,7 @@ class SmokeRequest(_Strict):
     @field_validator("headers")
     @classmethod
     def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not HEADER_NAME_RE.match(key):
-                raise ValueError(f"{key!r} is not a valid HTTP header name")
-        return value
+        return _valid_header_names(value)
 
 
 class SmokeSettings(_Strict):
