@@ -175,3 +175,20 @@ def test_the_dry_run_shows_the_checks_and_the_conditional_rollback(project: Path
     assert "run the smoke checks" in text and "only if the smoke checks ${smoke} failed" in text
     assert "roll the stage back (terraform apply -var-file=orch-rollback.tfvars.json)" in text
     assert not (project / ".orch").exists()
+
+
+def test_rollback_by_hand_goes_to_the_last_good_release_or_the_version_asked(project: Path) -> None:
+    world = world_for(project)
+    with pytest.raises(ConfigError, match="no release records"):
+        world.deployer().rollback()
+    released(world)
+    (project / "functions" / "loopback" / "extra.txt").write_text("v2\n")
+    released(world)
+    verdict = world.deployer().rollback()
+    assert verdict.status == "rolled_back" and verdict.rolled_back_to.function_version == "1"
+    assert "rolled back by hand from version 2" in verdict.message()
+    assert world.terraform.var_files[-1]["function"]["alias_version"] == "1"
+    assert records(world)[0].kind == "rollback" and records(world)[0].reason.startswith("rolled back by hand")
+    with pytest.raises(ConfigError, match=r"--to 9: no release .* served version 9 \(recorded versions: 1, 2\)"):
+        world.deployer().rollback(to_version="9")
+    assert world.deployer().rollback(to_version="2").rolled_back_to.function_version == "2"

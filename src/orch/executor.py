@@ -286,7 +286,11 @@ class Executor:
             self.reporter.note(line)
 
     def _do_ReadReleases(self, step: ReadReleases) -> releases_mod.Release | None:
-        latest = self._releases(step.location, step.sandbox).latest()
+        try:
+            latest = self._releases(step.location, step.sandbox).latest()
+        except AwsError as exc:  # what the records say is information; a plan must not fail on it
+            self.reporter.note(f"could not read the release records in {step.location.describe()}: {exc.message}")
+            return None
         line = releases_mod.status_line(self.stage.name, latest, step.apply_hint)
         if line:
             self.reporter.note(line)

@@ -280,6 +280,10 @@ class Verdict:
             return (f"stage {self.stage!r}: {what} failed its smoke checks ({self.reason}); there is no earlier "
                     "release that passed its checks to roll back to, so it stays in place.")
         target = self.rolled_back_to.short if self.rolled_back_to is not None else "the previous release"
+        if self.smoke is None:  # `orch rollback`: no release was checked, a person asked for it
+            verdict = ("its checks pass" if self.status == "rolled_back"
+                       else "but its checks fail: look at the stage now")
+            return f"stage {self.stage!r}: rolled back by hand from {what} to {target}; {verdict}."
         if self.status == "rolled_back":
             return (f"stage {self.stage!r}: {what} failed its smoke checks ({self.reason}); rolled back to {target}, "
                     "whose checks pass again.")
