@@ -431,3 +431,28 @@ def test_the_gateway_answers_lambdas_invoke_call() -> None:
     assert missing.status == 404 and dict(missing.headers)["x-amzn-ErrorType"] == "ResourceNotFoundException"
     assert ok("POST", "/2015-03-31/functions/fn/invocations", "", {}, b"{nope").status == 400
     assert ok("GET", "/_orch/health", "", {}, b"") is None  # not its path: the server answers
+
+
+# ---------------------------------------------------------------------------- the commands' bad input
+
+
+@pytest.mark.parametrize(("args", "code", "needle"), [
+    (["logs", "dev", "--sandbox", "--since", "ten"], 3, "--since ten: expected a duration"),
+    (["invoke", "dev", "--sandbox", "--data", "{a"], 3, "--data: not JSON"),
+    (["invoke", "dev", "--data", "{}", "--data-file", "e.json"], 3, "give one of them, not both"),
+    (["logs", "dev", "--sandbox"], 7, "the sandbox is not running"),
+    (["invoke", "dev", "--sandbox"], 7, "the sandbox is not running"),
+    (["smoke", "dev", "--sandbox"], 4, "has not been deployed to the sandbox"),
+    (["rollback", "dev", "--sandbox", "--dry-run"], 0, "find the release to roll back to"),
+])
+def test_the_new_commands_fail_clearly_and_start_nothing(project: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                                          code: int, needle: str) -> None:
+    from orch.cli import main
+
+    monkeypatch.chdir(project)
+    (project / "e.json").write_text("{}")
+    assert main(args) == code
+    out = capsys.readouterr()
+    assert needle in out.out + out.err and "Traceback" not in out.err
+    assert not (project / ".orch").exists()  # no sandbox started, nothing written

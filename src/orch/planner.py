@@ -63,6 +63,7 @@ CONFIRM_PLAN = "orch-confirm.tfplan"
 PLAN_TMP = "orch-plan.tfplan"
 ROLLBACK_VARS = "orch-rollback.tfvars.json"
 ROLL_BACK = "roll the stage back"
+REDEPLOY_ROLLED_BACK = "redeploy the API without the routes the rollback removed"
 
 
 @dataclass(frozen=True)
@@ -321,7 +322,8 @@ def _rollback(stage: Stage, facts: Facts, current: Ref, *, when: SmokeFailed | N
         FindRollbackTarget(location, current, to_version, by_hand, sandbox, when=when),
         WriteRollbackVars(var_file, current, Ref("rollback_to"), when=found),
         rollback,
-        TerraformApply(facts.workdir, replace=(DEPLOYMENT_ADDRESS,), purpose=REDEPLOY, output="rollback_redeploy",
+        TerraformApply(facts.workdir, replace=(DEPLOYMENT_ADDRESS,), purpose=REDEPLOY_ROLLED_BACK,
+                       output="rollback_redeploy",
                        when=Stored(Ref("rollback"), PlanRemovesRoutes(Ref("rollback"))), var_file=var_file),
     ]
     if facts.on_sandbox:
