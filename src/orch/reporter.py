@@ -95,6 +95,14 @@ class ConsoleReporter:
     def summary(self, text: str) -> None:
         self._orch(text)
 
+    def smoke_report(self, report: Any) -> None:
+        """A smoke report (orch.smoke.SmokeReport) as a table on stderr (optional method:
+        the engine falls back to notes for reporters without it)."""
+        from orch.smoke import table_lines
+
+        for line in table_lines(report):
+            self.console.err(f"{self.prefix}{line}")
+
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
         """While a question is asked (nothing to pause for plain lines)."""
@@ -212,6 +220,14 @@ class LiveReporter:
     def display(self, text: str) -> None:
         self._line(f"{self.prefix}{text}", stdout=True)
 
+    def smoke_report(self, report: Any) -> None:
+        """A smoke report (orch.smoke.SmokeReport) as a table above the status line."""
+        from orch.smoke import table_lines
+
+        self._end()
+        for line in table_lines(report):
+            self._line(f"{self.prefix}{line}")
+
     def summary(self, text: str) -> None:
         self._end()
         self._line(f"{self.prefix}orch: {text}", style="bold")
@@ -263,6 +279,9 @@ class RecordingReporter:
 
     def summary(self, text: str) -> None:
         self.events.append(("summary", text))
+
+    def smoke_report(self, report: Any) -> None:
+        self.events.append(("smoke", report.summary()))
 
     def of(self, kind: str) -> list[str]:
         return [event[1] for event in self.events if event[0] == kind]
