@@ -36,16 +36,23 @@ def test_sync_plans_a_release_guarded_by_a_code_change_and_tells_the_gateway(pro
     world = World(project)
     deployed(world)
     plan = plan_sync(world.stage, world.facts)
-    assert names(plan.steps) == [
-        "CheckHandler", "UseSandbox", "BuildPackage", "ReadLiveCode", "UploadPackage", "UpdateFunctionCode",
-        "PublishVersion", "UpdateAlias",
-    ]
+    release_steps = ["CheckHandler", "UseSandbox", "BuildPackage", "ReadLiveCode", "UploadPackage",
+                     "UpdateFunctionCode", "PublishVersion", "UpdateAlias"]
+    checks = ["MarkSandboxChanged", "RunSyncChecks", "RevertAlias", "MarkSandboxChanged"]
+    assert names(plan.steps) == release_steps + checks
     assert names(plan.cleanup) == ["MarkSandboxChanged"]
-    release = plan.steps[-1]
+    release = plan.steps[len(release_steps) - 1]
     assert (release.function_name, release.alias) == ("orch-loopback-dev", "dev")
     assert release.when.describe() == "if ${package} is not the code ${live} serves"
+    assert plan.steps[-2].when.describe() == "if the smoke checks ${smoke} failed"
     text = "\n".join(DisplayExecutor(world.reporter).execute(plan))  # --dry-run
-    assert "orch sync dev (sandbox) would run 8 steps" in text and "Terraform" not in text.split("would run")[1]
+    assert "orch sync dev (sandbox) would run 12 steps" in text and "Terraform" not in text.split("would run")[1]
+    assert "run the smoke checks" in text and "move alias 'dev' back to the version it served before" in text
+    # --no-smoke, or a stage that turns its checks off: the release alone
+    assert names(plan_sync(world.stage, world.facts, smoke=False).steps) == release_steps
+    off = replace(world.stage, config=world.stage.config.model_copy(
+        update={"smoke": world.stage.config.smoke.model_copy(update={"enabled": False})}))
+    assert names(plan_sync(off, world.facts).steps) == release_steps
 
 
 def test_sync_on_real_aws_checks_credentials_and_leaves_the_sandbox_alone(project: Path) -> None:
@@ -80,8 +87,37 @@ def test_sync_needs_the_stage_deployed_in_the_running_sandbox(project: Path, sit
 
 
 class NoTerraform:
+    """Fails the test on any Terraform verb but `output` (read only: what the smoke checks
+    compare with), which answers as a deployed stage's root outputs."""
+
+    def __init__(self, outputs: dict[str, Any]) -> None:
+        self.outputs = outputs
+
+    def output(self) -> dict[str, Any]:
+        return dict(self.outputs)
+
     def __getattr__(self, verb: str) -> Any:
         pytest.fail(f"orch sync ran terraform {verb}")
+
+
+class Checks:
+    """orch.smoke.verify's stand-in: the real alias and function-state checks against moto,
+    and one check standing for the HTTP ones, failing while `failing` is set."""
+
+    def __init__(self) -> None:
+        self.failing = False
+        self.deployed: list[Any] = []
+
+    def __call__(self, stage: Any, deployed: Any, *, aws: Any, purpose: str, **_: Any) -> Any:
+        from orch import smoke
+
+        self.deployed.append(deployed)
+        real = ("alias points at the released version", "function is Active, last update Successful")
+        checks = [check for check in smoke.control_plane_checks(deployed) if check.name in real]
+        checks.append(smoke.ControlCheck("prototype request comes back",
+                                         lambda _ctx: (not self.failing, "500" if self.failing else "200")))
+        return smoke.run_checks(checks, smoke.Context(deployed, aws, None), timeout=2, purpose=purpose,
+                                sleep=lambda _s: None)
 
 
 class Released:
@@ -112,6 +148,15 @@ class Released:
                                       Code={"ZipFile": package.path.read_bytes()}, Publish=True)
         lam.create_alias(FunctionName=name, Name="dev", FunctionVersion=created["Version"])
         self.first = package
+        self.checks = Checks()
+        workdir = workdir_of(self.stage, target)
+        workdir.mkdir(parents=True, exist_ok=True)  # what the last apply left: its tfvars, read by the checks
+        (workdir / "terraform.tfvars.json").write_text(json.dumps({"function": {}, "api": {"routes": []}, "stage": {}}))
+        self.outputs = {
+            "invoke_url": "http://127.0.0.1:9/restapis/x/dev/_user_request_", "rest_api_id": "x", "stage_name": "dev",
+            "function_name": name, "alias_name": "dev", "function_version": created["Version"],
+            "deployment_id": "d", "execution_arn": "arn:aws:execute-api:ap-northeast-2:123456789012:x",
+        }
 
     def package(self) -> Any:
         fn = self.stage.config.function
@@ -121,8 +166,9 @@ class Released:
     def deployer(self) -> Deployer:
         facts = Facts(target=self.target, workdir=workdir_of(self.stage, self.target), sandbox=self.sandbox.info,
                       recorded_epoch=SANDBOX.epoch)
-        collaborators = Collaborators(lambda _workdir: NoTerraform(), lambda _endpoint, _region: self.aws,
-                                      self.sandbox, lambda _q: pytest.fail("sync asked a question"), None)
+        collaborators = Collaborators(lambda _workdir: NoTerraform(self.outputs), lambda _endpoint, _region: self.aws,
+                                      self.sandbox, lambda _q: pytest.fail("sync asked a question"), None,
+                                      verify=self.checks)
         return Deployer(self.stage, self.target, collaborators, self.reporter, facts=lambda *a, **kw: facts)
 
     def alias(self) -> tuple[str, str]:
@@ -160,6 +206,39 @@ def test_sync_releases_the_new_code_and_nothing_when_it_is_already_live(
     edit(project, "two")
     assert world.deployer().sync().release.version == "3"
     assert world.alias()[1] == world.package().sha256_b64
+    # the checks ran against each release: the alias at the version the sync published, its package
+    assert [(d.function_version, d.package_sha256) for d in world.checks.deployed] == [
+        ("2", outcome.package.sha256_hex), ("3", world.package().sha256_hex)]
+
+
+@pytest.mark.parametrize("target", ["sandbox", "aws"])
+def test_a_sync_that_fails_its_smoke_checks_moves_the_alias_back_and_exits_6(
+    project: Path, moto_endpoint: str, target: str
+) -> None:
+    """The alias goes back to what it served before, through Lambda's API (no Terraform);
+    the failed version stays published; the gateway is told both times."""
+    from orch.errors import SmokeError
+
+    world = Released(project, moto_endpoint, target)
+    world.checks.failing = True
+    edit(project, "broken")
+    with pytest.raises(SmokeError, match="failed its smoke checks") as failed:
+        world.deployer().sync()
+    assert failed.value.exit_code == 6
+    assert "version 2 of orch-loopback-dev, released by orch sync" in failed.value.message
+    assert "alias 'dev' moved back to version 1" in failed.value.message
+    assert "prototype request comes back" in failed.value.message
+    assert world.alias() == ("1", world.first.sha256_b64)
+    lam = world.aws.client("lambda")
+    assert lam.get_function_configuration(FunctionName=world.stage.function_name, Qualifier="2")["Version"] == "2"
+    assert world.checks.deployed[-1].function_version == "2"
+    assert world.sandbox.marked == (2 if target == "sandbox" else 0)
+    titles = world.reporter.of("done")
+    assert "run the smoke checks" in titles and "move alias 'dev' back to the version it served before" in titles
+
+    world.checks.failing = False  # fixed: the next sync releases it
+    assert world.deployer().sync().release.version == "3"
+    assert world.alias()[0] == "3"
 
 
 def test_sync_of_a_stage_that_is_not_deployed_says_to_apply(project: Path, moto_endpoint: str) -> None:

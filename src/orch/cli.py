@@ -283,12 +283,16 @@ def sync(
                      "source folder is saved (Ctrl-C stops)."),
     ] = False,
     dry_run: DryRunOpt = False,
+    no_smoke: Annotated[
+        bool, typer.Option("--no-smoke", help="Do not run the stage's smoke checks after releasing.")
+    ] = False,
     project: ProjectOpt = None,
 ) -> int:
     """Release STAGE's code in seconds, without Terraform (unprotected stages only).
 
     Packages the function and, when that is not the code the stage's alias serves, updates
-    the function's code, publishes a version and moves the stage's alias to it. Terraform's
+    the function's code, publishes a version and moves the stage's alias to it, then runs the
+    stage's smoke checks: when they fail, the alias moves back and orch exits 6. Terraform's
     state is not edited: `orch plan STAGE` shows the release as pending until the next
     `orch apply STAGE`, which converges. Refused (exit 3) for protected stages.
     """
@@ -320,13 +324,13 @@ def sync(
         started = time.monotonic()
 
     if dry_run:
-        deployer.sync(dry_run=True)
+        deployer.sync(dry_run=True, smoke=not no_smoke)
         return ExitCode.OK
     if not watch:
-        report(deployer.sync(), None)
+        report(deployer.sync(smoke=not no_smoke), None)
         return ExitCode.OK
     try:
-        deployer.watch_sync(report, on_watching=watching)
+        deployer.watch_sync(report, on_watching=watching, smoke=not no_smoke)
     except KeyboardInterrupt:
         pass
     _log("stopped watching")

@@ -61,6 +61,7 @@ class SyncOutcome:
     release: Any = None  # orch.steps.Release
     package: Any = None  # orch.package.PackageResult
     dry_run: bool = False
+    smoke: Any = None  # orch.smoke.SmokeReport of the release (None: nothing released, or no checks)
 
 
 @dataclass
@@ -133,16 +134,33 @@ class Deployer:
         result = executor.values.get("destroy")
         return bool(result is not None and result.changed)
 
-    def sync(self, *, dry_run: bool = False) -> SyncOutcome:
-        """Release the function's current code to the stage without Terraform (planner.plan_sync)."""
-        executor = self.run(planner.plan_sync(self.stage, self.gather()), dry_run=dry_run)
+    def sync(self, *, dry_run: bool = False, smoke: bool = True) -> SyncOutcome:
+        """Release the function's current code to the stage without Terraform (planner.plan_sync),
+        then run the stage's smoke checks (unless `smoke` is False). SmokeError (exit 6) when
+        they fail: the alias has been moved back to the version it served before."""
+        executor = self.run(planner.plan_sync(self.stage, self.gather(), smoke=smoke), dry_run=dry_run)
         if executor is None:
             return SyncOutcome(None, dry_run=True)
         values = executor.values
-        return SyncOutcome(values["live"], values.get("release"), values.get("package"))
+        outcome = SyncOutcome(values["live"], values.get("release"), values.get("package"), smoke=values.get("smoke"))
+        reverted = values.get("reverted")
+        if outcome.smoke is not None and not outcome.smoke.passed:
+            from orch.errors import SmokeError
+
+            release = outcome.release
+            back = (f"alias {release.alias!r} moved back to version {reverted.previous_version}" if reverted
+                    else "the alias was not moved back")
+            raise SmokeError(
+                f"stage {self.stage.name!r}: version {release.version} of {release.function_name}, released by "
+                f"orch sync, failed its smoke checks ({releases_mod.failure_reason(outcome.smoke)}); {back}, "
+                "without Terraform.",
+                hint=f"Version {release.version} stays published. Fix the code and sync again, or look at "
+                f"`orch logs {self.stage.name}{' --sandbox' if self.target == 'sandbox' else ''}`.",
+            )
+        return outcome
 
     def watch_sync(self, on_round: Callable[[SyncOutcome | None, OrchError | None], None],
-                   stop: Any = None, on_watching: Callable[[], None] | None = None) -> None:
+                   stop: Any = None, on_watching: Callable[[], None] | None = None, *, smoke: bool = True) -> None:
         """`orch sync --watch`: sync now, then again after every save in the function's source
         folder (debounced: a burst of saves is one release) until Ctrl-C (KeyboardInterrupt)
         or ``stop`` (a threading.Event) is set. A round that fails (a syntax error caught by
@@ -156,7 +174,7 @@ class Deployer:
 
         def round_() -> None:
             try:
-                outcome = self.sync()
+                outcome = self.sync(smoke=smoke)
             except OrchError as exc:
                 on_round(None, exc)
             else:

@@ -50,7 +50,9 @@ from orch.steps import (
     Release,
     RemoveFile,
     RenderFiles,
+    RevertAlias,
     RunSmokeChecks,
+    RunSyncChecks,
     StartSandbox,
     Step,
     TerraformApply,
@@ -383,6 +385,31 @@ class Executor:
         self._show_smoke(report)
         return report
 
+    def _do_RunSyncChecks(self, step: RunSyncChecks) -> smoke_mod.SmokeReport:
+        release, package = self._get(step.release), self._get(step.package)
+        outputs = self.tools.terraform(step.workdir).output()  # read only: what Terraform last applied
+        if not outputs:
+            raise AwsError(f"stage {self.stage.name!r} has no Terraform outputs in {step.workdir}, so its smoke "
+                           "checks have nothing to compare with.",
+                           hint=f"Run `orch apply {self.stage.name}` once; orch sync then checks each release.")
+        applied = _Outputs({**outputs, "function_version": release.version})
+        deployed = self._deployed(step.workdir, applied, step.sandbox, self._tfvars(step.workdir, applied),
+                                  package_sha256=package.sha256_hex)
+        aws = self._aws(step.sandbox, self.stage.config.region)
+        bounded = getattr(aws, "with_config", None)
+        if callable(bounded):
+            aws = bounded(smoke_mod.CONTROL_CLIENT_CONFIG)
+        report = self.tools.verify(self.stage, deployed, aws=aws, purpose="sync")
+        self._show_smoke(report)
+        return report
+
+    def _do_RevertAlias(self, step: RevertAlias) -> Release:
+        release = self._get(step.release)
+        self._aws(step.sandbox, step.region).update_alias(step.function_name, step.alias, release.previous_version)
+        self.reporter.note(f"alias {step.alias!r} of {step.function_name}: version {release.version} -> "
+                           f"{release.previous_version} (back to what it served before the sync)")
+        return release
+
     def _rollback_vars_text(self, workdir: Path) -> str:
         from orch.planner import ROLLBACK_VARS
 
@@ -513,6 +540,13 @@ class Executor:
                                        reason)
         self.reporter.summary(verdict.message())
         return verdict
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    """Terraform's root outputs where a Terraform result is expected (RunSyncChecks)."""
+
+    outputs: dict[str, Any]
 
 
 def rollback_tfvars(current: dict[str, Any], target: dict[str, Any], version: str) -> dict[str, Any]:

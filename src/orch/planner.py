@@ -44,7 +44,9 @@ from orch.steps import (
     Ref,
     RemoveFile,
     RenderFiles,
+    RevertAlias,
     RunSmokeChecks,
+    RunSyncChecks,
     SmokeFailed,
     StartSandbox,
     Step,
@@ -174,12 +176,13 @@ def plan_destroy(stage: Stage, facts: Facts) -> DeployPlan:
     return DeployPlan("destroy", stage.name, facts.target, tuple(steps), cleanup)
 
 
-def plan_sync(stage: Stage, facts: Facts) -> DeployPlan:
+def plan_sync(stage: Stage, facts: Facts, *, smoke: bool = True) -> DeployPlan:
     """`orch sync`: a code-only release without Terraform, as `sam sync` and `sls deploy
     function` do: package, and only when the package is not what the stage's alias serves,
     update the function's code, publish a version and move the alias; then the stage's
-    smoke checks. Terraform's state is not edited, so the next `orch plan` shows the code
-    as a pending change and `orch apply` converges.
+    smoke checks (unless `smoke` is False or the stage sets `smoke.enabled: false`), which
+    move the alias back when they fail. Terraform's state is not edited, so the next `orch
+    plan` shows the code as a pending change and `orch apply` converges.
 
     Raises ConfigError (exit 3) for a protected stage (nothing is released without its plan
     and a question), SandboxError when the stage is not deployed in the running sandbox.
@@ -217,18 +220,31 @@ def plan_sync(stage: Stage, facts: Facts) -> DeployPlan:
     release = UpdateAlias(stage.function_name, stage.stage_name, region, Ref(version.output), Ref(live.output),
                           Ref(code.output), sandbox=sandbox, when=differs)
     steps += [package, live, upload, code, version, release]
-    steps += _smoke_checks(stage, facts, after=Ref(release.output))
-    cleanup = (MarkSandboxChanged(stage.project_dir, when=Changed((Ref(release.output),))),) if facts.on_sandbox else ()
+    cleanup: tuple[Step, ...] = ()
+    if smoke and stage.config.smoke.enabled:
+        steps += _sync_checks(stage, facts, Ref(release.output), Ref(package.output))
+    if facts.on_sandbox:  # in cleanup: also after a sync that failed half-way
+        cleanup = (MarkSandboxChanged(stage.project_dir, when=ChangedSinceMark(
+            (Ref(release.output), Ref("reverted")), Ref("marked"))),)
     return DeployPlan("sync", stage.name, facts.target, tuple(steps), cleanup)
 
 
-def _smoke_checks(stage: Stage, facts: Facts, *, after: Ref) -> list[Step]:
-    """The stage's smoke checks, run after a release when it declares any.
-
-    The hook for issue 7 (`orch smoke`): its check steps go here, guarded by `after` having
-    been stored (a sync that released nothing has nothing new to check). None exist yet.
-    """
-    return []
+def _sync_checks(stage: Stage, facts: Facts, release: Ref, package: Ref) -> list[Step]:
+    """After a sync that released something: tell the gateway, run the stage's smoke checks
+    and, when they fail, move the alias back to the version it served before (no Terraform:
+    sync never edits state). Deployer.sync turns a failed report into exit 6."""
+    sandbox = Ref("sandbox") if facts.on_sandbox else None
+    steps: list[Step] = []
+    if facts.on_sandbox:  # before the checks: the gateway must serve what was released
+        steps.append(MarkSandboxChanged(stage.project_dir, when=Changed((release,)), output="marked"))
+    smoke = RunSyncChecks(facts.workdir, release, package, sandbox, when=Stored(release))
+    steps.append(smoke)
+    revert = RevertAlias(stage.function_name, stage.stage_name, stage.config.region, release, sandbox,
+                         when=SmokeFailed(Ref(smoke.output)))
+    steps.append(revert)
+    if facts.on_sandbox:
+        steps.append(MarkSandboxChanged(stage.project_dir, when=Stored(Ref(revert.output)), output="marked"))
+    return steps
 
 
 # ---------------------------------------------------------------------------- pieces

@@ -505,6 +505,42 @@ class UpdateAlias(Step):
 
 
 @dataclass(frozen=True)
+class RunSyncChecks(Step):
+    """After `orch sync`: the stage's smoke checks against what Terraform deployed (its
+    outputs and the working folder's tfvars, read only), with the alias expected at the
+    version the sync published and running its package; stores an orch.smoke.SmokeReport."""
+
+    workdir: Path
+    release: Ref
+    package: Ref
+    sandbox: Ref | None = None
+    output: str = "smoke"
+    when: Condition | None = None
+
+    def title(self) -> str:
+        return "run the smoke checks"
+
+
+@dataclass(frozen=True)
+class RevertAlias(Step):
+    """Move the stage's alias back to the version it served before the sync (the stored
+    Release's `previous_version`), without Terraform; stores the Release it undid."""
+
+    function_name: str
+    alias: str
+    region: str
+    release: Ref
+    sandbox: Ref | None = None
+    output: str = "reverted"
+    when: Condition | None = None
+
+    changes_state = True
+
+    def title(self) -> str:
+        return f"move alias {self.alias!r} back to the version it served before"
+
+
+@dataclass(frozen=True)
 class Release:
     """What `orch sync` released: the alias moved from `previous_version` to `version`."""
 

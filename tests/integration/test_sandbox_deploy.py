@@ -365,6 +365,20 @@ def test_sync_releases_the_code_without_terraform_and_plan_shows_it_pending(proj
     newest = aws(proj, "lambda").get_alias(FunctionName="orch-loopback-dev", Name="dev")["FunctionVersion"]
     assert f"released version {newest} " in released
 
+    # a release that fails the stage's smoke checks: the alias goes back, exit 6, still no Terraform
+    handler = proj / "functions" / "loopback" / "handler.py"
+    good = handler.read_text()
+    marker = "def handler(event: Any, context: Any) -> dict[str, Any]:\n"
+    assert marker in good
+    handler.write_text(good.replace(marker, marker + '    raise RuntimeError("a bad sync")\n'))
+    try:
+        bad = orch("sync", "dev", "--sandbox", cwd=proj)
+    finally:
+        handler.write_text(good)
+    assert_clean_failure(bad, 6, "failed its smoke checks", f"moved back to version {newest}", "a bad sync")
+    assert aws(proj, "lambda").get_alias(FunctionName="orch-loopback-dev", Name="dev")["FunctionVersion"] == newest
+    assert state.read_bytes() == state_before
+
     result = orch("plan", "dev", "--sandbox", "--detailed-exitcode", cwd=proj)
     assert result.code == 2, result.output
     assert "source_code_hash" in result.stdout
