@@ -8,9 +8,13 @@ timed command the invoke URL must answer with the new code, which proves the rel
 effect. Each round edits the handler's answer, then:
 
   sync   `orch sync dev --sandbox`: package, update the function's code, publish a version,
-         move the alias, tell the gateway (Terraform's state is left behind);
+         move the alias, tell the gateway, run the smoke checks (Terraform's state is left
+         behind);
   apply  `orch apply dev --sandbox`: Terraform releases the same code change (its state still
-         has the previous code, so it updates the function and moves the alias), converging.
+         has the previous code, so it updates the function and moves the alias), converging,
+         then the same smoke checks and a release record.
+
+Before the rounds, `orch sync prod --sandbox` must be refused (exit 3: prod is protected).
 
 Wall-clock time of the whole command, Python start-up included, on both sides.
 
@@ -74,6 +78,12 @@ def main() -> int:
         run([*orch, "sandbox", "start", "--no-reload"], project, env)
         _, out = run([*orch, "apply", "dev", "--sandbox"], project, env)
         url = out.strip().splitlines()[-1]
+        # a protected stage is refused before any work (exit 3), not timed
+        refused = subprocess.run([*orch, "sync", "prod", "--sandbox"], cwd=project, env=env, capture_output=True,
+                                 text=True)
+        if refused.returncode != 3 or "stage 'prod' is protected" not in refused.stderr:
+            sys.exit(f"orch sync prod was not refused (exit {refused.returncode}):\n{refused.stderr[-2000:]}")
+        print("orch sync prod --sandbox: refused (exit 3, stage 'prod' is protected)", flush=True)
         for i in range(args.runs):
             n = i + 1
             handler.write_text(original.replace(EDIT[0], EDIT[1].format(n=n)))
@@ -98,6 +108,7 @@ def main() -> int:
           f"orch apply {m_apply:.2f} s; apply takes {ratio:.1f}x as long as sync")
     print(json.dumps({
         "runs": args.runs,
+        "sync_prod_refused": True,
         "load_average": round(os.getloadavg()[0], 2),
         "sync_median_s": round(m_sync, 3),
         "apply_median_s": round(m_apply, 3),

@@ -138,6 +138,28 @@ def test_a_saved_python_edit_answers_within_a_second_with_vendored_dependencies(
     assert hot.until("dev", "fixed", timeout=1.0) < 1.0
 
 
+def test_a_release_answers_until_the_next_save(hot, aws) -> None:
+    """A release while the gateway runs (orch apply, orch sync, a rollback: the alias moves
+    and the generation changes) is what answers, so smoke checks and rollbacks see it; the
+    next save in the source folder brings the source folder back."""
+    from orch.sandbox import mark_changed
+
+    hot.start(reload=True)
+    assert hot.answer("dev")["answer"] == "source"
+    name = f"{hot.name}-fn-dev"
+    data = build_zip({"handler.py": PY_HANDLER.format(answer="released"), "dep.py": "WHO = 'vendored'\n"})
+    (hot.root / ".orch" / "packages" / f"{hashlib.sha256(data).hexdigest()}.zip").write_bytes(data)  # as orch keeps it
+    aws.lambda_.update_function_code(FunctionName=name, ZipFile=data)
+    version = aws.lambda_.publish_version(FunctionName=name)["Version"]
+    aws.lambda_.update_alias(FunctionName=name, Name="dev", FunctionVersion=version)
+    mark_changed(hot.root)
+    hot.until("dev", "released", timeout=30)
+    assert any(f"{name} was released as version {version}: serving that release until the next save" in line
+               for line in hot.lines), hot.lines
+    (hot.root / "functions" / "fn" / "handler.py").write_text(PY_HANDLER.format(answer="saved"))
+    assert hot.until("dev", "saved", timeout=1.0) < 1.0
+
+
 def test_a_saved_node_es_module_edit_answers_within_a_second(hot) -> None:
     if shutil.which("node") is None:
         pytest.skip("node is not installed")

@@ -83,6 +83,10 @@ class LocalCode:
         # function name -> (the deployed spec, (folder, revision), the spec served for them)
         self._served: dict[str, tuple[FunctionSpec, tuple[Path, str], FunctionSpec]] = {}
         self._announced: set[tuple[str, str]] = set()
+        # function name -> the deployed version last seen; another one is a release (orch
+        # apply, sync, rollback), and the release is served until the folder's next save
+        self._versions: dict[str, str] = {}
+        self._released: frozenset[str] = frozenset()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._restart = threading.Event()
@@ -101,6 +105,8 @@ class LocalCode:
                            f"gateway: stage {source.stage!r} now names runtime {source.runtime}, {spec.name} runs "
                            f"{spec.runtime}: serving its deployed package; run `orch apply {source.stage} --sandbox`")
             return spec
+        if self._is_released(spec, source):
+            return spec
         revision = str(self._revisions.get(source.folder, 0))
         cached = self._served.get(spec.name)
         if cached is not None and cached[0] is spec and cached[1] == (source.folder, revision):
@@ -112,6 +118,22 @@ class LocalCode:
             self._served = {**self._served, spec.name: (spec, (source.folder, revision), served)}
         self._say_once(("serving", spec.name), self._serving_line(source, spec))
         return served
+
+    def _is_released(self, spec: FunctionSpec, source: Source) -> bool:
+        """Whether ``spec`` is a release made while this gateway ran (its version changed), not
+        yet followed by a save in its source folder: then the released code answers, so that
+        what `orch apply`'s and `orch sync`'s smoke checks and a rollback see is the release."""
+        seen = self._versions.get(spec.name)
+        if seen != spec.version:
+            with self._lock:
+                self._versions = {**self._versions, spec.name: spec.version}
+                if seen is not None:
+                    self._released = self._released | {spec.name}
+            if seen is not None:
+                self._say_once(("released", spec.name, spec.version), (
+                    f"gateway: hot reload: {spec.name} was released as version {spec.version}: serving that "
+                    f"release until the next save in {_shown(source.folder, self.project_dir)}"))
+        return spec.name in self._released
 
     def _serving_line(self, source: Source, spec: FunctionSpec) -> str:
         folder = _shown(source.folder, self.project_dir)
@@ -210,6 +232,8 @@ class LocalCode:
             return
         with self._lock:
             self._revisions = {**self._revisions, **{f: self._revisions.get(f, 0) + 1 for f in bumped}}
+            saved = {name for name, source in self._sources.items() if source.folder in bumped}
+            self._released = self._released - saved  # a save: the source folder answers again
         for folder, files in bumped.items():
             self._report_edit(folder, files)
         if self.on_change is not None:
