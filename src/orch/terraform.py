@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -216,12 +217,14 @@ class ProviderConfig:
         return {"TF_CLI_CONFIG_FILE": str(self.path)}
 
     def write(self) -> None:
-        """Write it atomically (temp file + rename)."""
+        """Write it atomically (a temporary file of its own + rename: several stages of one
+        `orch plan --all` may write it at once)."""
         if self.current:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(self.text)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self.text)
         os.replace(tmp, self.path)
 
 
