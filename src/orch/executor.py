@@ -20,7 +20,7 @@ from orch import facts as facts_mod
 from orch import package as package_mod
 from orch import render as render_mod
 from orch.config import Stage
-from orch.errors import Aborted
+from orch.errors import Aborted, Refused
 from orch.reporter import Reporter
 from orch.steps import (
     FAILED,
@@ -37,6 +37,7 @@ from orch.steps import (
     ReadPlan,
     RecordSandboxEpoch,
     Ref,
+    RefuseDestroying,
     RemoveFile,
     RenderFiles,
     StartSandbox,
@@ -223,6 +224,16 @@ class Executor:
 
     def _do_TerraformDestroy(self, step: TerraformDestroy) -> Any:
         return self.tools.terraform(step.workdir).destroy()
+
+    def _do_RefuseDestroying(self, step: RefuseDestroying) -> None:
+        doomed = self._get(step.plan).destroys(step.types)
+        if doomed:
+            raise Refused(
+                f"the plan for protected stage {step.stage!r} destroys or replaces {', '.join(doomed)}; "
+                "nothing was applied.",
+                hint=f"Read the plan (`orch plan {step.stage}`). If losing them is intended, run the apply again "
+                f"with {step.override}.",
+            )
 
     def _do_MarkSandboxChanged(self, step: MarkSandboxChanged) -> str:
         return self.tools.sandbox.mark_changed(step.project_dir)

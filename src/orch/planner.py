@@ -30,6 +30,7 @@ from orch.steps import (
     ReadPlan,
     RecordSandboxEpoch,
     Ref,
+    RefuseDestroying,
     RemoveFile,
     RenderFiles,
     StartSandbox,
@@ -48,6 +49,9 @@ DEPLOYMENT_ADDRESS = "module.stack.module.stage.aws_api_gateway_deployment.this"
 REDEPLOY = "redeploy the API without the removed routes"
 CONFIRM_PLAN = "orch-confirm.tfplan"
 PLAN_TMP = "orch-plan.tfplan"
+# What a protected stage must not lose without --allow-destroy: its API, its API stage (the
+# invoke URL) and its function. Replacing one changes ids and URLs and drops what AWS holds.
+GUARDED_TYPES = ("aws_api_gateway_rest_api", "aws_api_gateway_stage", "aws_lambda_function")
 
 
 def plan_apply(stage: Stage, facts: Facts) -> DeployPlan:
@@ -59,6 +63,8 @@ def plan_apply(stage: Stage, facts: Facts) -> DeployPlan:
     protected = stage.config.protected and not facts.yes
     if protected:
         _refuse_without_terminal(stage, facts, "apply to")
+    # A protected stage's plan is read before it is applied (also with --yes) unless --allow-destroy.
+    guarded = stage.config.protected and not facts.allow_destroy
     steps: list[Step] = []
     cleanup: list[Step] = []
     if facts.saved_plan is not None:
@@ -71,6 +77,7 @@ def plan_apply(stage: Stage, facts: Facts) -> DeployPlan:
         steps += _init(facts)
         plan = ReadPlan(facts.workdir, facts.saved_plan)
         steps.append(plan)
+        steps += _guard(stage, Ref(plan.output), guarded)
         if protected:
             steps.append(_confirm_apply(stage, Ref(plan.output)))
         apply: Step = ApplySavedPlan(facts.workdir, facts.saved_plan, when=PlanHasChanges(Ref(plan.output)))
@@ -80,10 +87,13 @@ def plan_apply(stage: Stage, facts: Facts) -> DeployPlan:
         steps.append(_check_handler(stage))
         steps += _connect(stage, facts)
         steps += _prepare(stage, facts)
-        if protected:
+        if protected or guarded:
             plan_file = facts.workdir / CONFIRM_PLAN
             plan = ReadPlan(facts.workdir, plan_file)
-            steps += [TerraformPlan(facts.workdir, plan_file), plan, _confirm_apply(stage, Ref(plan.output))]
+            steps += [TerraformPlan(facts.workdir, plan_file), plan]
+            steps += _guard(stage, Ref(plan.output), guarded)
+            if protected:
+                steps.append(_confirm_apply(stage, Ref(plan.output)))
             apply = ApplySavedPlan(facts.workdir, plan_file, when=PlanHasChanges(Ref(plan.output)))
             steps.append(apply)
             removes = PlanRemovesRoutes(Ref(plan.output))
@@ -156,6 +166,10 @@ def _confirm_apply(stage: Stage, plan: Ref) -> Confirm:
         plan=plan,
         when=PlanHasChanges(plan),
     )
+
+
+def _guard(stage: Stage, plan: Ref, guarded: bool) -> list[Step]:
+    return [RefuseDestroying(plan, stage.name, GUARDED_TYPES)] if guarded else []
 
 
 def _check_handler(stage: Stage) -> CheckHandler:

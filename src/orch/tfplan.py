@@ -175,6 +175,12 @@ class PlanView:
         """Addresses of managed resources whose action is one of `actions`, in plan order."""
         return [r.address for r in self.resources if r.managed and r.action in actions]
 
+    def destroys(self, types: Iterable[str]) -> list[str]:
+        """Addresses of managed resources of `types` the plan deletes or replaces, in plan order."""
+        wanted = set(types)
+        return [r.address for r in self.resources
+                if r.managed and r.type in wanted and r.action in ("delete", "replace", "replace-forget")]
+
     @property
     def removed_methods(self) -> list[str]:
         """API methods (routes) the plan deletes outright (not replaced).
