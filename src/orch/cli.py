@@ -62,6 +62,23 @@ ProjectOpt = Annotated[
     ),
 ]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+ManyStageArg = Annotated[
+    str | None,
+    typer.Argument(metavar="STAGE", help="Stage name: stages/<STAGE>.yaml, e.g. dev or prod (or --all, --stages).",
+                   show_default=False),
+]
+AllOpt = Annotated[
+    bool, typer.Option("--all", help="Every stage in stages/, concurrently (each line prefixed with its stage).")
+]
+StagesOpt = Annotated[
+    str | None,
+    typer.Option("--stages", help="These stages (comma-separated, e.g. dev,prod), concurrently.", show_default=False),
+]
+AllowDestroyOpt = Annotated[
+    bool,
+    typer.Option("--allow-destroy", help="Apply even when the plan destroys or replaces a protected stage's "
+                 "API, API stage or function (refused otherwise)."),
+]
 
 
 DryRunOpt = Annotated[
@@ -109,7 +126,7 @@ def _require_sandbox() -> None:
 
 
 
-def _deployer(project: Path | None, stage: str, sandbox: bool, *, yes: bool = False):
+def _deployer(project: Path | None, stage: str, sandbox: bool, *, yes: bool = False, allow_destroy: bool = False):
     """The one object a deploy command uses (orch.deploy.create_deployer with real collaborators)."""
     if sandbox:
         _require_sandbox()
@@ -118,13 +135,62 @@ def _deployer(project: Path | None, stage: str, sandbox: bool, *, yes: bool = Fa
 
     return create_deployer(
         project_dir_from(project), stage, sandbox=sandbox, reporter=ConsoleReporter(_console()),
-        ask=_ask, interactive=_interactive(), yes=yes, color=_color(),
+        ask=_ask, interactive=_interactive(), yes=yes, color=_color(), allow_destroy=allow_destroy,
     )
+
+
+def _selected(stage: str | None, all_stages: bool, stages: str | None, project: Path | None,
+              *single_only: tuple[str, Any]) -> list[str] | None:
+    """The stages of --all / --stages (None: one STAGE). Exactly one of the three; options
+    that only make sense for one stage (`single_only`: (flag, value)) are refused with many."""
+    given = [name for name, value in (("STAGE", stage), ("--all", all_stages), ("--stages", stages)) if value]
+    if len(given) != 1:
+        raise typer.BadParameter("give one of STAGE, --all or --stages" +
+                                 (f" (got {' and '.join(given)})" if given else ""))
+    if stage is not None:
+        return None
+    for flag, value in single_only:
+        if value:
+            raise typer.BadParameter(f"{flag} works with one STAGE, not with {given[0]}")
+    from orch.config import stage_names
+    from orch.deploy import project_dir_from
+
+    known = stage_names(project_dir_from(project))
+    if all_stages:
+        return known
+    names = [name.strip() for name in (stages or "").split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if not names or unknown:
+        what = "unknown stage " + ", ".join(map(repr, unknown)) if unknown else "no stage named"
+        raise ConfigError(f"--stages {stages}: {what}.", hint=f"Known stages: {', '.join(known) or 'none'}.")
+    return names
+
+
+def _many(project: Path | None, names: list[str], sandbox: bool, command: str, *, yes: bool = False,
+          allow_destroy: bool = False, detailed_exitcode: bool = False):
+    """`orch plan|apply --all`: every stage concurrently through orch.multistage, each with its
+    own Deployer and prefixed reporter; the summary table on stdout; returns the runs."""
+    if sandbox:
+        _require_sandbox()
+    from orch.deploy import project_dir_from
+    from orch.multistage import run_stages, table
+    from orch.stagework import StageWork
+
+    console = _console()
+    work = StageWork(project_dir_from(project), sandbox=sandbox, ask=_ask, interactive=_interactive(), yes=yes,
+                     color=_color(), allow_destroy=allow_destroy)
+    if command == "plan":
+        runs = run_stages(names, work.planner(detailed_exitcode=detailed_exitcode), console)
+    else:
+        runs = run_stages(names, work.applier(), console, after=work.promotion_order(names))
+    for line in table(runs):
+        console.out(line)
+    return runs
 
 
 @app.command()
 def plan(
-    stage: StageArg,
+    stage: ManyStageArg = None,
     sandbox: SandboxOpt = False,
     detailed_exitcode: Annotated[
         bool,
@@ -138,12 +204,22 @@ def plan(
         typer.Option("--out", help="Save the plan to this file for `orch apply --plan FILE`.", show_default=False),
     ] = None,
     project: ProjectOpt = None,
+    all_stages: AllOpt = False,
+    stages: StagesOpt = None,
 ) -> int:
     """Show what `orch apply STAGE` would change.
 
     Renders the stage's Terraform files, packages the function, runs `terraform init` only
     when needed, then `terraform plan` (saved to a file and read back as JSON for the counts).
+    With --all or --stages: those stages concurrently, then a summary table.
     """
+    many = _selected(stage, all_stages, stages, project, ("--out", out))
+    if many is not None:
+        from orch.multistage import exit_code
+
+        runs = _many(project, many, sandbox, "plan", detailed_exitcode=detailed_exitcode)
+        return exit_code(runs)
+    assert stage is not None
     outcome = _deployer(project, stage, sandbox).plan(out=out.resolve() if out else None)
     _log(f"plan for stage {stage!r}: {outcome.plan.text()}")
     if out:
@@ -155,7 +231,7 @@ def plan(
 
 @app.command()
 def apply(
-    stage: StageArg,
+    stage: ManyStageArg = None,
     sandbox: SandboxOpt = False,
     yes: YesOpt = False,
     plan_file: Annotated[
@@ -168,13 +244,27 @@ def apply(
     ] = None,
     dry_run: DryRunOpt = False,
     project: ProjectOpt = None,
+    allow_destroy: AllowDestroyOpt = False,
+    all_stages: AllOpt = False,
+    stages: StagesOpt = None,
 ) -> int:
     """Deploy STAGE and print the invoke URL.
 
     One Terraform run plans and applies. Protected stages (`protected: true`, like prod) show
-    the plan and ask first unless --yes is given; without a terminal they need --yes.
+    the plan and ask first unless --yes is given; without a terminal they need --yes. A plan
+    that destroys or replaces a protected stage's API, API stage or function stops the apply
+    unless --allow-destroy. With --all or --stages: those stages concurrently (a stage with
+    `promote_from` after that stage), then a summary table.
     """
-    outcome = _deployer(project, stage, sandbox, yes=yes).apply(plan_file=plan_file, dry_run=dry_run)
+    many = _selected(stage, all_stages, stages, project, ("--plan", plan_file), ("--dry-run", dry_run))
+    if many is not None:
+        from orch.multistage import exit_code
+
+        runs = _many(project, many, sandbox, "apply", yes=yes, allow_destroy=allow_destroy)
+        return exit_code(runs)
+    assert stage is not None
+    outcome = _deployer(project, stage, sandbox, yes=yes, allow_destroy=allow_destroy).apply(
+        plan_file=plan_file, dry_run=dry_run)
     if outcome.dry_run:
         return ExitCode.OK
     outputs = outcome.outputs
