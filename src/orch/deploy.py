@@ -34,6 +34,7 @@ class PlanOutcome:
 
     plan: PlanView
     saved_to: Path | None
+    package: Any = None  # the orch.package.PackageResult the plan deploys (None: a saved plan)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class Deployer:
         deploy_plan = planner.plan_plan(self.stage, self.gather(plan_out=out))
         executor = self.run(deploy_plan)
         assert executor is not None
-        return PlanOutcome(executor.values["plan"], out)
+        return PlanOutcome(executor.values["plan"], out, executor.values.get("package"))
 
     def apply(self, *, plan_file: Path | None = None, dry_run: bool = False) -> ApplyOutcome:
         """Deploy the stage (or exactly a saved plan); the outputs are Terraform's, with the
