@@ -453,6 +453,46 @@ def serve(
     return ExitCode.OK
 
 
+@app.command()
+def ci(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what this build would run; run nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print the decision as JSON: {"actions": [{"command", '
+                                          '"stage", "target"}, ...], ...}.')] = False,
+    sandbox: SandboxOpt = False,
+    allow_stale_commit: Annotated[
+        bool, typer.Option("--allow-stale-commit", help="Apply even when this build's commit is no longer the head "
+                           "of the branch it deploys (or its tag is not the newest release).")
+    ] = False,
+    allow_destroy: AllowDestroyOpt = False,
+    summary: Annotated[
+        Path | None, typer.Option("--summary", help="Write the pull-request plan summary (Markdown) here. "
+                                  "Default: .orch/ci/plan-summary.md.", show_default=False)
+    ] = None,
+    project: ProjectOpt = None,
+) -> int:
+    """Run what this CI build calls for (Travis CI or GitHub Actions), as stages/ci.yaml says.
+
+    A pull request plans every stage (a fork's, without secrets, in the sandbox) and posts a
+    summary; a push to main applies dev; a release tag (v1.2.3) applies prod; each apply is
+    smoke-checked and reported to Slack (SLACK_WEBHOOK_URL). Anything else: nothing.
+    """
+    from orch.ci.run import CiOptions, CiRun
+    from orch.deploy import project_dir_from
+    from orch.stagework import StageWork
+
+    project_dir = project_dir_from(project)
+    options = CiOptions(dry_run=dry_run, as_json=as_json, sandbox=sandbox, allow_stale_commit=allow_stale_commit,
+                        allow_destroy=allow_destroy, summary_path=summary.resolve() if summary else None)
+
+    def stage_work(*, sandbox: bool, yes: bool) -> StageWork:
+        if sandbox:
+            _require_sandbox()
+        return StageWork(project_dir, sandbox=sandbox, ask=_ask, interactive=False, yes=yes, color=_color(),
+                         allow_destroy=allow_destroy)
+
+    return CiRun(project_dir, os.environ, _console(), options, stage_work=stage_work).run()
+
+
 @sandbox_app.command("start")
 def sandbox_start(
     project: ProjectOpt = None,

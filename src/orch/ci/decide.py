@@ -82,8 +82,7 @@ def decide(event: CiEvent, loaded: LoadedPolicy, stages: list[str], *, sandbox: 
             why = "from a fork" if event.fork else "without the repository's secrets"
             notes = (
                 f"skipping the AWS plan of {', '.join(planned)}: this pull request runs {why}, so it has no AWS "
-                "credentials; planning against the sandbox instead (what the change adds, changes and "
-                "destroys from an empty stage)",
+                "credentials; planning against the sandbox instead",
             )
             target = SANDBOX
         actions = tuple(Action(PLAN, stage, target) for stage in planned)
