@@ -68,6 +68,22 @@ def test_dry_run_json_prints_the_actions(provider: str, kind: str, expected: lis
         assert "nothing to do" in err
 
 
+def test_a_project_from_orch_init_has_ci_that_orch_ci_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    from helpers import REPO
+    from orch.cli import main
+    from orch.init import init_project
+
+    written = {p.relative_to(tmp_path / "demo").as_posix() for p in init_project(tmp_path / "demo")}
+    assert {".travis.yml", ".github/workflows/orch.yml", "stages/ci.yaml", "scripts/install-terraform.sh"} <= written
+    assert (tmp_path / "demo" / "stages" / "ci.yaml").read_text() == (REPO / "stages" / "ci.yaml").read_text()
+    for key, value in travis("tag").items():
+        monkeypatch.setenv(key, value)
+    assert main(["ci", "--dry-run", "--json", "--project", str(tmp_path / "demo")]) == 0
+    assert json.loads(capsys.readouterr().out)["actions"][0] == {"command": "apply", "stage": "prod",
+                                                                  "target": "aws"}
+
+
 # ---------------------------------------------------------------------------- fakes for the stages
 
 
