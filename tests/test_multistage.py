@@ -111,3 +111,21 @@ def test_worst_exit_code() -> None:
     assert worst([2, 4]) == 4
     assert worst([3, 130, 4]) == 130
     assert worst([]) == 0
+
+
+# ---------------------------------------------------------------------------- the command line
+
+
+def test_the_cli_needs_exactly_one_way_to_name_stages(project, capsys) -> None:
+    from orch.cli import main
+
+    project_args = ["--project", str(project)]
+    assert main(["plan", *project_args]) == ExitCode.USAGE
+    assert "give one of STAGE, --all or --stages" in capsys.readouterr().err
+    assert main(["plan", "dev", "--all", *project_args]) == ExitCode.USAGE
+    assert "(got STAGE and --all)" in capsys.readouterr().err
+    assert main(["apply", "--all", "--plan", "x.tfplan", *project_args]) == ExitCode.USAGE
+    assert "--plan works with one STAGE" in capsys.readouterr().err
+    assert main(["plan", "--stages", "dev,nope", *project_args]) == ExitCode.CONFIG
+    assert "--stages dev,nope: unknown stage 'nope'" in capsys.readouterr().err
+    assert not (project / ".orch").exists()  # refused before anything ran
