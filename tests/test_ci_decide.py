@@ -224,6 +224,13 @@ def test_a_bad_policy_names_the_file_and_field(project: Path, text: str, needles
 
 
 def test_the_defaults_name_missing_stages_clearly(project: Path) -> None:
+    (project / "stages" / "ci.yaml").unlink()  # orch's defaults, then
     (project / "stages" / "prod.yaml").unlink()
     with pytest.raises(ConfigError, match="orch's default CI policy .tags\\[0\\].stage; write stages/ci.yaml"):
         decide(read_event(travis("main")), load_policy(project), stage_names(project))
+
+
+def test_an_empty_pr_stage_list_plans_nothing(project: Path) -> None:
+    (project / "stages" / "ci.yaml").write_text("pull_requests: {plan: []}\n")
+    decision = decide(read_event(travis("fork-pr")), load_policy(project), stage_names(project))
+    assert decision.actions == () and decision.notes == () and "plan nothing" in decision.reason

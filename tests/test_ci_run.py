@@ -414,3 +414,11 @@ def test_no_remote_means_no_apply_unless_allowed(project: Path) -> None:
     with pytest.raises(Refused, match="cannot check that this build's commit"):
         run(project, travis("main"), work)
     assert work.calls == []
+
+
+def test_json_keeps_stdout_for_the_decision_alone(project: Path) -> None:
+    plan = PlanView.from_show_json(json.loads((DATA / "plan-first-deploy.json").read_text()))
+    work = FakeWork(plans={"dev": PlanOutcome(plan, None, None), "prod": PlanOutcome(plan, None, None)})
+    code, out, err = run(project, travis("pr"), work, as_json=True)
+    assert code == 0 and [a["command"] for a in json.loads(out)["actions"]] == ["plan", "plan"]
+    assert MARKER in err and "STAGE  RESULT" in err

@@ -490,7 +490,10 @@ def ci(
         return StageWork(project_dir, sandbox=sandbox, ask=_ask, interactive=False, yes=yes, color=_color(),
                          allow_destroy=allow_destroy)
 
-    return CiRun(project_dir, os.environ, _console(), options, stage_work=stage_work).run()
+    try:
+        return CiRun(project_dir, os.environ, _console(), options, stage_work=stage_work).run()
+    finally:
+        _stop_sandbox_started_here()  # a fork's plan started one: the job leaves nothing running
 
 
 @sandbox_app.command("start")

@@ -76,7 +76,7 @@ def decide(event: CiEvent, loaded: LoadedPolicy, stages: list[str], *, sandbox: 
     policy = loaded.policy
     target = SANDBOX if sandbox else AWS
     if event.kind == PULL_REQUEST:
-        planned = list(policy.pull_requests.plan or stages)
+        planned = list(stages if policy.pull_requests.plan is None else policy.pull_requests.plan)
         notes: tuple[str, ...] = ()
         if not sandbox and (event.fork or not event.secrets):
             why = "from a fork" if event.fork else "without the repository's secrets"
@@ -86,7 +86,8 @@ def decide(event: CiEvent, loaded: LoadedPolicy, stages: list[str], *, sandbox: 
             )
             target = SANDBOX
         actions = tuple(Action(PLAN, stage, target) for stage in planned)
-        return Decision(event, actions, f"{event.describe()}: plan {', '.join(planned)}, apply nothing", notes)
+        what = f"plan {', '.join(planned)}" if planned else "plan nothing (pull_requests.plan is empty)"
+        return Decision(event, actions, f"{event.describe()}: {what}, apply nothing", notes if planned else ())
     if event.kind == PUSH and event.branch in policy.branches:
         stage = policy.branches[event.branch]
         return Decision(event, (Action(APPLY, stage, target), Action(SMOKE, stage, target)),

@@ -61,6 +61,9 @@ class CiRun:
         self.git = git or freshness.git_in(project_dir)
         self.clock = clock
         self.http = http
+        # With --json, stdout holds the decision alone: tables, summaries and Terraform's lines go to stderr.
+        self.stages_console = Console(console.stderr, console.stderr, console.redact) if options.as_json else console
+        self.result = console.err if options.as_json else console.out
 
     def _say(self, text: str) -> None:
         self.console.err(f"orch ci: {text}")
@@ -96,16 +99,16 @@ class CiRun:
     def _plans(self, decision: Decision) -> int:
         target = decision.plans[0].target
         work = self.stage_work(sandbox=target == SANDBOX, yes=False)
-        runs = run_stages([a.stage for a in decision.plans], work.planner(), self.console)
+        runs = run_stages([a.stage for a in decision.plans], work.planner(), self.stages_console)
         for line in table(runs):
-            self.console.out(line)
+            self.result(line)
         summaries = [self._summary(run, target) for run in runs]
         event = decision.event
         title = (f"orch plan for pull request #{event.pull_request}"
                  + (f" at {event.commit[:12]}" if event.commit else "") + f": {len(runs)} stages")
         text = self.console.redact(markdown(summaries, title=title, notes=decision.notes))
         path = self._write_summary(text)
-        self.console.out(text)
+        self.result(text)
         self._say(f"plan summary written to {path}")
         self._comment(decision, text)
         return exit_code(runs)
@@ -198,9 +201,9 @@ class CiRun:
                       f"({freshness.OVERRIDE})")
         started = self.clock()
         work = self.stage_work(sandbox=target == SANDBOX, yes=True)
-        run = run_stages([stage], work.applier(), self.console)[0]
+        run = run_stages([stage], work.applier(), self.stages_console)[0]
         for line in table([run]):
-            self.console.out(line)
+            self.result(line)
         report = apply_report(run, target, event.commit, event.describe(), self.clock() - started)
         self._notify(report)
         return run.code
