@@ -21,9 +21,10 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from benchproject import throwaway_project
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("dev", "prod")
@@ -45,12 +46,7 @@ def main() -> int:
     if shutil.which("terraform") is None:
         sys.exit("terraform is not on PATH")
     orch = [sys.executable, "-m", "orch.cli"]
-    tmp = Path(tempfile.mkdtemp(prefix="orch-bench-"))
-    project = tmp / "proj"
-    project.mkdir()
-    shutil.copytree(REPO / "stages", project / "stages")
-    shutil.copytree(REPO / "functions", project / "functions", ignore=shutil.ignore_patterns("node_modules"))
-    (project / "modules").symlink_to(REPO / "modules")
+    tmp, project = throwaway_project()
     env = {**os.environ, "NO_COLOR": "1"}
     together = [*orch, "plan", "--stages", ",".join(STAGES), "--sandbox"]
     alone = [[*orch, "plan", stage, "--sandbox"] for stage in STAGES]

@@ -180,21 +180,24 @@ class Integration(_Strict):
         return value
 
 
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
+RegexText = Annotated[str, AfterValidator(_regex)]
+"""A Python regular expression (checked to compile)."""
+
+
 class ErrorMapping(_Strict):
     """A Lambda error message regex mapped to an HTTP status."""
 
     status: Annotated[int, Field(ge=200, le=599)]
-    pattern: str
+    pattern: RegexText
     template: str | None = None
-
-    @field_validator("pattern")
-    @classmethod
-    def _regex(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
-        return value
 
 
 class Route(_Strict):

@@ -70,10 +70,11 @@ def command_line(
     """The argv of `terraform <verb>`: pure, so tests pin every command orch runs.
 
     Adds `-input=false` to every verb in INPUT_VERBS, `-lock-timeout=60s` (unless given) to
-    every verb in LOCK_VERBS (and refuses `lock=False` there: ValueError), and `-no-color` when orch's output is not a terminal. `options`
-    use python-terraform's spelling (underscores become dashes): `True` -> `-flag`, `False` ->
-    `-flag=false` (kept, never dropped), `None` -> left out, a list -> the flag repeated, any
-    other value -> `-flag=value`. Positional `args` come after every option.
+    every verb in LOCK_VERBS (and refuses `lock=False` there: ValueError), and `-no-color` when
+    orch's output is not a terminal. `options` use python-terraform's spelling (underscores
+    become dashes): `True` -> `-flag`, `False` -> `-flag=false` (kept, never dropped), `None` ->
+    left out, a list -> the flag repeated, any other value -> `-flag=value`. Positional `args`
+    come after every option.
     """
     from python_terraform import IsFlagged
     from python_terraform import Terraform as _CommandBuilder  # the only import of python_terraform
