@@ -234,3 +234,10 @@ def test_an_empty_pr_stage_list_plans_nothing(project: Path) -> None:
     (project / "stages" / "ci.yaml").write_text("pull_requests: {plan: []}\n")
     decision = decide(read_event(travis("fork-pr")), load_policy(project), stage_names(project))
     assert decision.actions == () and decision.notes == () and "plan nothing" in decision.reason
+
+
+def test_dependabots_pull_requests_have_no_secrets_so_plan_in_the_sandbox(project: Path, tmp_path: Path) -> None:
+    env = github("pr", tmp_path, GITHUB_ACTOR="dependabot[bot]")
+    decision = decide(read_event(env), load_policy(project), STAGES)
+    assert not decision.event.fork and {a.target for a in decision.actions} == {"sandbox"}
+    assert "without the repository's secrets" in decision.notes[0]

@@ -5,8 +5,9 @@ run top to bottom): refuse an unconfirmed protected apply, deploy dev (access lo
 dry run that changes nothing, a no-op plan, the prototype's request through the local
 gateway, the prod confirmation through a pseudo-terminal, deploy prod beside dev, `orch ci`
 on a pull request (both stages planned, one PR comment, nothing applied) and on a push to
-main (dev applied, Slack told), detect and apply changes, refuse a stale plan, destroy dev only (its URL answers 403 at once),
-survive a sandbox stop, and deploy a package over 50 MB through the sandbox's S3.
+main (dev applied, Slack told), detect and apply changes, refuse a stale plan, destroy dev
+only (its URL answers 403 at once), survive a sandbox stop, and deploy a package over 50 MB
+through the sandbox's S3.
 Terraform runs are counted: each is 5-15 s.
 """
 

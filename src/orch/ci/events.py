@@ -13,7 +13,7 @@ encrypted variables were given, which fork builds never are).
 GitHub Actions: https://docs.github.com/en/actions/reference/variables-reference and
 https://docs.github.com/en/webhooks/webhook-events-and-payloads#pull_request (a pull request
 from a fork has `pull_request.head.repo.full_name` other than `repository.full_name`; its
-workflow gets no secrets and a read-only GITHUB_TOKEN).
+workflow gets no secrets and a read-only GITHUB_TOKEN, as does one opened by Dependabot).
 """
 
 from __future__ import annotations
@@ -127,8 +127,11 @@ def _github(env: Mapping[str, str], read_file: Callable[[str], str]) -> CiEvent:
         head_name = head_repo.get("full_name") if isinstance(head_repo, dict) else None
         fork = head_name is None or head_name != base_name
         branch = ((pr.get("base") or {}).get("ref")) or env.get("GITHUB_BASE_REF") or None
+        # Dependabot's pull requests get no secrets either, from the same repository too:
+        # https://docs.github.com/en/code-security/dependabot/troubleshooting-dependabot/troubleshooting-dependabot-on-github-actions
+        bot = env.get("GITHUB_ACTOR") == "dependabot[bot]"
         return CiEvent("github", PULL_REQUEST, trigger, commit=commit, branch=branch, pull_request=number,
-                       repository=base_name, head_repository=head_name, fork=fork, secrets=not fork)
+                       repository=base_name, head_repository=head_name, fork=fork, secrets=not (fork or bot))
     if trigger == "push" and ref.startswith("refs/tags/"):
         return CiEvent("github", TAG, trigger, commit=commit, tag=ref.removeprefix("refs/tags/"),
                        repository=repository)
