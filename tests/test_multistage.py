@@ -121,7 +121,7 @@ def test_the_cli_needs_exactly_one_way_to_name_stages(project, capsys) -> None:
 
     project_args = ["--project", str(project)]
     assert main(["plan", *project_args]) == ExitCode.USAGE
-    assert "give one of STAGE, --all or --stages" in capsys.readouterr().err
+    assert "Missing argument 'STAGE': give a STAGE, --all or --stages" in capsys.readouterr().err
     assert main(["plan", "dev", "--all", *project_args]) == ExitCode.USAGE
     assert "(got STAGE and --all)" in capsys.readouterr().err
     assert main(["apply", "--all", "--plan", "x.tfplan", *project_args]) == ExitCode.USAGE

@@ -144,9 +144,10 @@ def _selected(stage: str | None, all_stages: bool, stages: str | None, project: 
     """The stages of --all / --stages (None: one STAGE). Exactly one of the three; options
     that only make sense for one stage (`single_only`: (flag, value)) are refused with many."""
     given = [name for name, value in (("STAGE", stage), ("--all", all_stages), ("--stages", stages)) if value]
-    if len(given) != 1:
-        raise typer.BadParameter("give one of STAGE, --all or --stages" +
-                                 (f" (got {' and '.join(given)})" if given else ""))
+    if not given:
+        raise typer.BadParameter("Missing argument 'STAGE': give a STAGE, --all or --stages.")
+    if len(given) > 1:
+        raise typer.BadParameter(f"give only one of STAGE, --all or --stages (got {' and '.join(given)}).")
     if stage is not None:
         return None
     for flag, value in single_only:
