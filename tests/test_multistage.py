@@ -129,3 +129,11 @@ def test_the_cli_needs_exactly_one_way_to_name_stages(project, capsys) -> None:
     assert main(["plan", "--stages", "dev,nope", *project_args]) == ExitCode.CONFIG
     assert "--stages dev,nope: unknown stage 'nope'" in capsys.readouterr().err
     assert not (project / ".orch").exists()  # refused before anything ran
+
+
+def test_every_line_of_a_multi_line_terraform_message_carries_the_prefix() -> None:
+    from orch.reporter import ConsoleReporter
+
+    con, out, _ = console()
+    ConsoleReporter(con, prefix="[dev] ").terraform("Outputs:\n  a = 1\n  b = 2", False)
+    assert out.getvalue().splitlines() == ["[dev] Outputs:", "[dev]   a = 1", "[dev]   b = 2"]
