@@ -56,12 +56,18 @@ class StageWork:
 
         return plan
 
-    def applier(self) -> Work:
-        """Work that applies a stage; its value is the deploy.ApplyOutcome."""
+    def applier(self, *, smoke: bool = True, skip_promotion_check: bool = False) -> Work:
+        """Work that applies a stage, runs its smoke checks and rolls back when they fail; its
+        value is the deploy.ApplyOutcome. A release that failed its checks is exit 6
+        (orch.errors.SmokeError's code) with the verdict's words in the table."""
 
         def apply(stage: str, reporter: Reporter) -> tuple[int, str, Any]:
-            outcome = self.deployer(stage, reporter).apply()
+            outcome = self.deployer(stage, reporter).apply(smoke=smoke, skip_promotion_check=skip_promotion_check)
             url = outcome.outputs.get("invoke_url", "")
+            verdict = outcome.verdict
+            if verdict is not None and not verdict.ok:
+                reporter.note(verdict.message())
+                return ExitCode.SMOKE, f"{verdict.status.replace('_', ' ')}: {url}", outcome
             if outcome.plan is not None and not outcome.plan.has_changes:
                 return ExitCode.OK, f"up to date: {url}", outcome
             return ExitCode.OK, f"deployed ({outcome.plan.text() if outcome.plan else 'saved plan'}): {url}", outcome

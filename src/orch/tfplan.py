@@ -104,6 +104,7 @@ class PlanView:
     reported_counts: ChangeCounts | None = None  # the stream's own change_summary, when read from one
     outputs: Mapping[str, Any] = field(default_factory=dict)
     deployed_code: tuple[DeployedCode, ...] = ()  # from a saved plan only: the functions' code before it
+    variables: Mapping[str, Any] = field(default_factory=dict)  # a saved plan's input variables (name -> value)
 
     # ------------------------------------------------------------------ building
 
@@ -129,7 +130,9 @@ class PlanView:
         )
         planned = ((data.get("planned_values") or {}).get("outputs")) or {}
         outputs = {name: item.get("value") for name, item in planned.items() if "value" in item}
-        return cls(tuple(resources), output_changes, None, outputs, _deployed_code(data))
+        variables = {name: (item or {}).get("value") for name, item in (data.get("variables") or {}).items()}
+        return cls(tuple(resources), output_changes, None, outputs,
+                   deployed_code=_deployed_code(data), variables=variables)
 
     @classmethod
     def from_stream(cls, stream: JsonStream) -> PlanView:
