@@ -19,7 +19,9 @@ from orch.ci.summary import MARKER
 from orch.deploy import ApplyOutcome, PlanOutcome
 from orch.errors import ExitCode, Refused, TerraformError
 from orch.package import build_package
+from orch.releases import Release, Verdict, failure_reason
 from orch.reporter import Console
+from orch.smoke import CheckResult, SmokeReport
 from orch.tfplan import PlanView
 from test_ci_decide import SHA, github, travis
 
@@ -233,34 +235,38 @@ def test_fork_pr_plans_in_the_sandbox_with_the_skip_line_and_no_token_no_comment
 # ---------------------------------------------------------------------------- applies and Slack
 
 
-def deployed_outcome(changed: bool = True, verdict: Any = None) -> ApplyOutcome:
+def deployed_outcome(changed: bool = True, verdict: Verdict | None = None) -> ApplyOutcome:
     plan = PlanView.from_show_json(json.loads((DATA / ("plan-first-deploy.json" if changed else
                                                         "plan-remove-route.json")).read_text()))
-    outcome = ApplyOutcome(plan, changed, {"invoke_url": "http://127.0.0.1:1/restapis/abc/dev/_user_request_"})
-    if verdict is not None:
-        object.__setattr__(outcome, "verdict", verdict)
-    return outcome
+    return ApplyOutcome(plan, changed, {"invoke_url": "http://127.0.0.1:1/restapis/abc/dev/_user_request_"},
+                        verdict=verdict)
 
 
-@dataclass(frozen=True)
-class FakeReport:
-    passed: bool
+def report(passed: int, total: int = 3, purpose: str = "release") -> SmokeReport:
+    """A real orch.smoke.SmokeReport: the first `passed` of `total` checks passed."""
+    checks = tuple(CheckResult(f"check {i}", "http", i < passed, "ok" if i < passed else "answered 502", 2, 0.1)
+                   for i in range(total))
+    return SmokeReport("dev", "aws", "http://127.0.0.1:1/", checks, 0.4, 60, "2026-12-01T00:00:00Z", purpose)
 
-    def summary(self) -> str:
-        return f"smoke checks {'passed' if self.passed else 'FAILED'}: {3 if self.passed else 1}/3 in 0.4 s"
+
+def release(version: str, passed: bool) -> Release:
+    return Release(f"r{version}", "dev", "aws", "apply", "2026-12-01T00:00:00Z", "ab" * 32, version, "d1",
+                   passed=passed)
 
 
-@dataclass(frozen=True)
-class FakeVerdict:
-    status: str
-    smoke: FakeReport
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "passed"
-
-    def message(self) -> str:
-        return f"stage 'dev': the release {self.status}"
+def verdict(status: str) -> Verdict:
+    """A real orch.releases.Verdict as Deployer.apply returns it for each way a release ends."""
+    failing = report(1)
+    reason = failure_reason(failing)
+    if status == "passed":
+        return Verdict("passed", "dev", "aws", release("5", True), report(3))
+    if status == "unchecked":
+        return Verdict("unchecked", "dev", "aws", release("5", True))
+    if status == "failed":
+        return Verdict("failed", "dev", "aws", release("5", False), failing, reason=reason)
+    recheck = report(3 if status == "rolled_back" else 0, purpose="rollback")
+    return Verdict(status, "dev", "aws", release("5", False), failing, rolled_back_to=release("4", True),
+                   recheck=recheck, reason=reason)
 
 
 def fields(payload: dict) -> dict[str, str]:
@@ -273,7 +279,7 @@ def fields(payload: dict) -> dict[str, str]:
 
 
 def test_push_to_main_applies_dev_and_slack_gets_every_field(project: Path) -> None:
-    work = FakeWork(applies={"dev": deployed_outcome(verdict=FakeVerdict("passed", FakeReport(True)))})
+    work = FakeWork(applies={"dev": deployed_outcome(verdict=verdict("passed"))})
     with receivers.slack(200) as hook:
         env = travis("main") | {"SLACK_WEBHOOK_URL": hook.url + "/services/T000/B000/XXXX"}
         code, out, err = run(project, env, work, allow_stale_commit=True)
@@ -285,25 +291,47 @@ def test_push_to_main_applies_dev_and_slack_gets_every_field(project: Path) -> N
     assert got["Stage"] == "dev (aws)" and got["Outcome"] == "deployed" and got["Commit"] == SHA[:12]
     assert got["Trigger"].startswith("push to main") and got["Invoke URL"].endswith("/restapis/abc/dev/_user_request_")
     assert got["Duration"].endswith(" s")
-    assert "smoke checks passed: 3/3" in json.dumps(payload)
+    assert got["Smoke"] == "passed" and "smoke checks passed: 3/3" in json.dumps(payload)
+    assert "orch: stage dev: deployed: smoke checks passed: 3/3" in out
     assert "Slack notified" in err
 
 
-def test_a_smoke_failure_is_posted_and_keeps_its_exit_code(project: Path, tmp_path: Path) -> None:
-    work = FakeWork(applies={"dev": deployed_outcome(verdict=FakeVerdict("rolled_back", FakeReport(False)))})
+@pytest.mark.parametrize(("status", "outcome", "smoke"), [
+    ("rolled_back", "rolled back", "rolled back to version 4 (package abababababab…); after it smoke checks "
+     "passed: 3/3"),
+    ("rollback_failed", "rollback failed", "after it smoke checks FAILED: 0/3"),
+    ("failed", "smoke checks failed", "nothing earlier passed its checks, so the release stays"),
+])
+def test_a_smoke_failure_is_posted_printed_and_keeps_its_exit_code(status: str, outcome: str, smoke: str,
+                                                                   project: Path, tmp_path: Path) -> None:
+    """Acceptance 4 (smoke failure): the verdict of the apply is in the printed apply report,
+    the Slack payload (outcome, smoke result, the rollback) and the exit code (6)."""
+    work = FakeWork(applies={"dev": deployed_outcome(verdict=verdict(status))})
     with receivers.slack(200) as hook:
         env = github("main", tmp_path) | {"SLACK_WEBHOOK_URL": hook.url + "/hook"}
-        code, _, err = run(project, env, work, allow_stale_commit=True)
+        code, out, err = run(project, env, work, allow_stale_commit=True)
     assert code == ExitCode.SMOKE
     payload = hook.requests[0][3]
-    assert fields(payload)["Outcome"] == "rolled back"
-    assert "smoke checks FAILED: 1/3" in json.dumps(payload) and "the release rolled_back" in json.dumps(payload)
+    got = fields(payload)
+    assert got["Outcome"] == outcome and got["Smoke"] == status.replace("_", " ")
+    assert "smoke checks FAILED: 1/3" in json.dumps(payload) and smoke in json.dumps(payload, ensure_ascii=False)
+    assert "check 1: answered 502" in json.dumps(payload)  # why: the first failing check
+    assert f"orch: stage dev: {outcome}: smoke checks FAILED: 1/3" in out and smoke in out
+
+
+def test_an_apply_without_smoke_checks_says_so(project: Path) -> None:
+    work = FakeWork(applies={"dev": deployed_outcome(verdict=verdict("unchecked"))})
+    with receivers.slack(200) as hook:
+        code, out, _ = run(project, travis("main") | {"SLACK_WEBHOOK_URL": hook.url + "/h"}, work,
+                           allow_stale_commit=True)
+    assert code == 0 and "not run (--no-smoke)" in out
+    assert fields(hook.requests[0][3])["Smoke"] == "unchecked"
 
 
 @pytest.mark.parametrize("result", ["ok", "smoke", "error"])
 def test_a_webhook_answering_500_leaves_the_exit_code_alone(project: Path, result: str) -> None:
-    outcome: Any = {"ok": deployed_outcome(verdict=FakeVerdict("passed", FakeReport(True))),
-                    "smoke": deployed_outcome(verdict=FakeVerdict("failed", FakeReport(False))),
+    outcome: Any = {"ok": deployed_outcome(verdict=verdict("passed")),
+                    "smoke": deployed_outcome(verdict=verdict("failed")),
                     "error": TerraformError("terraform apply failed (exit 1) in dev.")}[result]
     expected = {"ok": 0, "smoke": ExitCode.SMOKE, "error": ExitCode.TERRAFORM}[result]
     with receivers.slack(500) as hook:

@@ -137,3 +137,34 @@ def test_every_line_of_a_multi_line_terraform_message_carries_the_prefix() -> No
     con, out, _ = console()
     ConsoleReporter(con, prefix="[dev] ").terraform("Outputs:\n  a = 1\n  b = 2", False)
     assert out.getvalue().splitlines() == ["[dev] Outputs:", "[dev]   a = 1", "[dev]   b = 2"]
+
+
+def test_apply_all_passes_the_smoke_options_and_a_rolled_back_stage_is_exit_6(tmp_path) -> None:
+    """orch apply --all / orch ci: a stage whose release failed its checks (the Deployer's
+    verdict) fails in the table with exit 6; --no-smoke and --skip-promotion-check reach it."""
+    from orch.deploy import ApplyOutcome
+    from orch.errors import ExitCode
+    from orch.releases import Verdict
+    from orch.reporter import RecordingReporter
+    from orch.stagework import StageWork
+
+    calls: list[dict] = []
+
+    class Deployer:
+        def __init__(self, stage: str) -> None:
+            self.stage = stage
+
+        def apply(self, **options):
+            calls.append(options)
+            status = "rolled_back" if self.stage == "dev" else "passed"
+            return ApplyOutcome(None, True, {"invoke_url": f"http://x/{self.stage}"},
+                                verdict=Verdict(status, self.stage, "sandbox", reason="1 of 1 checks failed"))
+
+    work = StageWork(tmp_path, sandbox=True, ask=lambda q: False)
+    work.deployer = lambda stage, reporter, sandbox=None: Deployer(stage)  # type: ignore[method-assign]
+    reporter = RecordingReporter()
+    code, detail, _ = work.applier(smoke=False, skip_promotion_check=True)("dev", reporter)
+    assert code == ExitCode.SMOKE and detail == "rolled back: http://x/dev"
+    assert any("rolled back" in line for line in reporter.of("note"))
+    assert work.applier()("prod", reporter)[:2] == (ExitCode.OK, "deployed (saved plan): http://x/prod")
+    assert calls == [{"smoke": False, "skip_promotion_check": True}, {"smoke": True, "skip_promotion_check": False}]

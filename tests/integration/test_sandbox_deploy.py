@@ -411,8 +411,8 @@ def test_ci_pull_request_plans_both_stages_and_keeps_one_updated_comment(proj: P
 
 
 def test_ci_push_to_main_applies_dev_and_tells_slack(proj: Path, tmp_path: Path) -> None:
-    """Acceptance 1 (push to main: dev applied in the sandbox) and 4 (Slack's fields), with the
-    commit check against a local bare repository standing in for the remote."""
+    """Acceptance 1 (push to main: dev applied and smoke-checked in the sandbox) and 4 (Slack's
+    fields), with the commit check against a local bare repository standing in for the remote."""
     import receivers
     from test_ci_run import fields, git
 
@@ -438,6 +438,9 @@ def test_ci_push_to_main_applies_dev_and_tells_slack(proj: Path, tmp_path: Path)
     assert path == "/services/T/B/integration" and got["Outcome"] == "deployed" and got["Commit"] == head[:12]
     assert got["Stage"] == "dev (sandbox)" and got["Invoke URL"] == outputs(proj, "dev")["invoke_url"]
     assert got["Trigger"].startswith("push to main")
+    # the apply ran the stage's smoke checks: in the apply report, the payload and exit code 0
+    assert got["Smoke"] == "passed" and "smoke checks passed" in json.dumps(payload)
+    assert re.search(r"orch: stage dev \(sandbox\): deployed: smoke checks passed: (\d+)/\1", result.stdout)
 
 
 def _set_dev(proj: Path, *, greeting: str = "hello-from-dev", memory: int | None = None,

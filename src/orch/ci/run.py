@@ -205,6 +205,7 @@ class CiRun:
         for line in table([run]):
             self.result(line)
         report = apply_report(run, target, event.commit, event.describe(), self.clock() - started)
+        self.result(f"{report.headline()}: {report.smoke}")
         self._notify(report)
         return run.code
 
@@ -234,19 +235,39 @@ class CiRun:
 
 
 def apply_report(run: StageRun, target: str, commit: str | None, trigger: str, seconds: float) -> ApplyReport:
-    """What Slack hears about one stage's apply (orch.multistage.StageRun of StageWork.applier)."""
+    """What Slack hears about one stage's apply (orch.multistage.StageRun of StageWork.applier);
+    its `smoke` and `outcome` come from the apply's orch.releases.Verdict (passed, unchecked,
+    failed, rolled_back, rollback_failed)."""
     outcome = run.value
-    verdict = getattr(outcome, "verdict", None)  # issue 7: the smoke checks' verdict
-    smoke = verdict.smoke.summary() if verdict is not None and getattr(verdict, "smoke", None) is not None \
-        else "no smoke checks ran"
+    verdict = outcome.verdict if outcome is not None else None
+    smoke = smoke_summary(verdict)
     url = (outcome.outputs.get("invoke_url") if outcome is not None else None) or None
     if run.status == FAILED and outcome is None:
-        return ApplyReport(run.stage, target, "apply failed", commit, trigger, url, smoke, seconds, run.detail)
-    status = getattr(verdict, "status", None)
-    outcomes = {"failed": "smoke checks failed", "rolled_back": "rolled back", "rollback_failed": "rollback failed"}
-    if status in outcomes:
-        return ApplyReport(run.stage, target, outcomes[status], commit, trigger, url, smoke, seconds,
-                           verdict.message())
+        return ApplyReport(run.stage, target, "apply failed", commit, trigger, url, smoke, seconds, run.detail,
+                           smoke_status="not run")
+    if verdict is not None and verdict.status in VERDICT_OUTCOMES:
+        return ApplyReport(run.stage, target, VERDICT_OUTCOMES[verdict.status], commit, trigger, url, smoke, seconds,
+                           verdict.message(), smoke_status=verdict.status.replace("_", " "))
     applied = outcome.plan is None or outcome.plan.has_changes
     return ApplyReport(run.stage, target, "deployed" if applied else "up to date", commit, trigger, url, smoke,
-                       seconds)
+                       seconds, smoke_status=verdict.status if verdict is not None else "not run")
+
+
+VERDICT_OUTCOMES = {"failed": "smoke checks failed", "rolled_back": "rolled back", "rollback_failed": "rollback failed"}
+
+
+def smoke_summary(verdict: Any) -> str:
+    """One line on the smoke checks of an apply (an orch.releases.Verdict or None): the
+    release's checks, and after a rollback what the stage serves now and its checks again."""
+    if verdict is None:
+        return "no smoke checks ran"
+    if verdict.status == "unchecked":
+        return "not run (--no-smoke): the release is recorded as unchecked"
+    line = verdict.smoke.summary() if verdict.smoke is not None else f"smoke checks {verdict.status}"
+    if verdict.status == "failed":
+        return f"{line}; nothing earlier passed its checks, so the release stays ({verdict.reason})"
+    if verdict.status in ("rolled_back", "rollback_failed"):
+        back = verdict.rolled_back_to.short if verdict.rolled_back_to is not None else "the previous release"
+        again = f"; after it {verdict.recheck.summary()}" if verdict.recheck is not None else ""
+        return f"{line} ({verdict.reason}); rolled back to {back}{again}"
+    return line

@@ -35,6 +35,7 @@ class ApplyReport:
     smoke: str
     seconds: float
     detail: str = ""  # e.g. the error, or what was rolled back and why
+    smoke_status: str = "not run"  # passed, unchecked, failed, rolled back, rollback failed, not run
 
     def headline(self) -> str:
         where = " (sandbox)" if self.target == "sandbox" else ""
@@ -47,6 +48,7 @@ def payload(report: ApplyReport, redact: Callable[[str], str] = lambda text: tex
     fields = [
         ("Stage", f"{report.stage} ({report.target})"),
         ("Outcome", report.outcome),
+        ("Smoke", report.smoke_status),
         ("Commit", commit),
         ("Trigger", report.trigger),
         ("Invoke URL", report.invoke_url or "none"),
