@@ -23,10 +23,11 @@ from orch.ci import freshness
 from orch.ci.decide import SANDBOX, Decision, decide
 from orch.ci.events import read_event
 from orch.ci.policy import LoadedPolicy, load_policy
+from orch.ci.secrets import ci_secrets, masking
 from orch.ci.slack import ApplyReport, notify
 from orch.ci.summary import MARKER, StageSummary, markdown, package_change
 from orch.config import load_stage, stage_names
-from orch.errors import ExitCode, Refused, worst
+from orch.errors import ExitCode, OrchError, Refused, worst
 from orch.multistage import FAILED, StageRun, exit_code, run_stages, table
 from orch.reporter import Console
 
@@ -55,6 +56,9 @@ class CiRun:
                  clock: Callable[[], float] = time.monotonic, http: Any = None) -> None:
         self.project_dir = project_dir
         self.env = env
+        # One filter for everything this run prints, writes, comments or posts: the webhook URL
+        # and tokens (orch.ci.secrets), then the Console's own hook (orch.redact's registry there).
+        console = Console(console.stdout, console.stderr, masking(ci_secrets(env), console.redact))
         self.console = console
         self.options = options
         self.stage_work = stage_work
@@ -74,7 +78,17 @@ class CiRun:
         return decide(event, loaded, stage_names(self.project_dir), sandbox=self.options.sandbox), loaded
 
     def run(self) -> int:
-        """Decide and run; the exit code (the worst of the stages')."""
+        """Decide and run; the exit code (the worst of the stages'). An OrchError that stops the
+        run leaves with its message and hint redacted (the CLI prints it)."""
+        try:
+            return self._run()
+        except OrchError as exc:
+            exc.message = self.console.redact(exc.message)
+            exc.hint = self.console.redact(exc.hint) if exc.hint else exc.hint
+            exc.args = (exc.message,)
+            raise
+
+    def _run(self) -> int:
         decision, loaded = self.decide()
         self._say(decision.reason)
         for note in decision.notes:
