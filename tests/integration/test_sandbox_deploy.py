@@ -5,9 +5,9 @@ run top to bottom): refuse an unconfirmed protected apply, refuse prod a package
 passed, deploy dev (access logs on, smoke checks), a dry run that changes nothing, a no-op
 plan, the prototype's request through the local gateway, `orch smoke`, `logs` and
 `invoke`, the prod confirmation through a pseudo-terminal, the promotion guard, deploy prod
-beside dev, a bad release rolled back through Terraform, `orch ci` on a pull request (both
-stages planned, one PR comment, nothing applied) and on a push to main (dev applied and
-smoke-checked, Slack told), detect and apply changes, refuse a stale plan, a rollback by
+beside dev, `orch ci` on a pull request (both stages planned, one PR comment, nothing
+applied) and on a push to main (dev applied and smoke-checked, Slack told), a bad release
+rolled back through Terraform, detect and apply changes, refuse a stale plan, a rollback by
 hand, destroy dev only (its URL answers 403 at once), survive a sandbox stop, and deploy a
 package over 50 MB through the sandbox's S3.
 Terraform runs are counted: each is 5-15 s.
@@ -300,48 +300,6 @@ def test_prod_is_a_separate_function_api_and_stage(proj: Path) -> None:
     assert resp.status_code == 200 and resp.json()["stage"] == "prod"
 
 
-PROTOTYPE = {"params": {"querystring": {"deptno-param": "x"}}}
-
-
-def test_a_bad_release_is_rolled_back_through_terraform(proj: Path) -> None:
-    """Issue 7 acceptance 2: a handler that raises fails the checks; orch rolls the alias back
-    through Terraform (one apply), checks again, exits 6; the URL answers as before, `orch
-    smoke` passes, and `orch plan` shows the failed release as pending and says so."""
-    handler = proj / "functions" / "loopback" / "handler.py"
-    good = handler.read_text()
-    before = outputs(proj, "dev")
-    marker = "def handler(event: Any, context: Any) -> dict[str, Any]:\n"
-    assert marker in good
-    handler.write_text(good.replace(marker, marker + '    raise RuntimeError("a bad release")\n'))
-    try:
-        result = orch("apply", "dev", "--sandbox", "--yes", cwd=proj)
-        assert_clean_failure(result, 6, "failed its smoke checks", "whose checks pass again",
-                             f"rolled back to version {before['function_version']}")
-        assert "a bad release" in result.stderr  # the failing answer is shown
-        after = outputs(proj, "dev")
-        assert after["function_version"] == before["function_version"]  # the alias, through Terraform
-        assert int(after["published_version"]) > int(before["function_version"])  # the bad one stays published
-        assert after["deployment_id"] == before["deployment_id"]  # the API did not change: not redeployed
-        url = after["invoke_url"]
-        resp = requests.post(f"{url}?deptno-param=x", headers={"Authorization": "y"}, data='{"a":1}', timeout=30)
-        assert resp.status_code == 200, resp.text
-        assert resp.json()["event"]["params"]["querystring"] == {"deptno-param": "x"}
-        assert resp.json()["context"]["function_version"] == before["function_version"]
-        smoke = orch("smoke", "dev", "--sandbox", cwd=proj)
-        assert smoke.code == 0, smoke.output
-        assert "rolled back" in smoke.stderr
-        plan = orch("plan", "dev", "--sandbox", "--detailed-exitcode", cwd=proj)
-        assert plan.code == 2, plan.output
-        assert "stage 'dev' is rolled back to version" in plan.stderr
-        assert re.search(r'function_version\s+= "\d+" -> "\d+"', plan.stdout), plan.stdout[-3000:]
-    finally:
-        handler.write_text(good)
-    records = sorted((proj / ".orch/work/sandbox/dev/releases").glob("*.json"))
-    kinds = [(json.loads(r.read_text())["kind"], json.loads(r.read_text())["passed"]) for r in records]
-    assert kinds[-2:] == [("apply", False), ("rollback", True)]
-    assert not (proj / ".orch/work/sandbox/dev/orch-rollback.tfvars.json").exists()
-
-
 # ---------------------------------------------------------------------------- orch ci (issue 8)
 
 
@@ -441,6 +399,48 @@ def test_ci_push_to_main_applies_dev_and_tells_slack(proj: Path, tmp_path: Path)
     # the apply ran the stage's smoke checks: in the apply report, the payload and exit code 0
     assert got["Smoke"] == "passed" and "smoke checks passed" in json.dumps(payload)
     assert re.search(r"orch: stage dev \(sandbox\): deployed: smoke checks passed: (\d+)/\1", result.stdout)
+
+
+PROTOTYPE = {"params": {"querystring": {"deptno-param": "x"}}}
+
+
+def test_a_bad_release_is_rolled_back_through_terraform(proj: Path) -> None:
+    """Issue 7 acceptance 2: a handler that raises fails the checks; orch rolls the alias back
+    through Terraform (one apply), checks again, exits 6; the URL answers as before, `orch
+    smoke` passes, and `orch plan` shows the failed release as pending and says so."""
+    handler = proj / "functions" / "loopback" / "handler.py"
+    good = handler.read_text()
+    before = outputs(proj, "dev")
+    marker = "def handler(event: Any, context: Any) -> dict[str, Any]:\n"
+    assert marker in good
+    handler.write_text(good.replace(marker, marker + '    raise RuntimeError("a bad release")\n'))
+    try:
+        result = orch("apply", "dev", "--sandbox", "--yes", cwd=proj)
+        assert_clean_failure(result, 6, "failed its smoke checks", "whose checks pass again",
+                             f"rolled back to version {before['function_version']}")
+        assert "a bad release" in result.stderr  # the failing answer is shown
+        after = outputs(proj, "dev")
+        assert after["function_version"] == before["function_version"]  # the alias, through Terraform
+        assert int(after["published_version"]) > int(before["function_version"])  # the bad one stays published
+        assert after["deployment_id"] == before["deployment_id"]  # the API did not change: not redeployed
+        url = after["invoke_url"]
+        resp = requests.post(f"{url}?deptno-param=x", headers={"Authorization": "y"}, data='{"a":1}', timeout=30)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["event"]["params"]["querystring"] == {"deptno-param": "x"}
+        assert resp.json()["context"]["function_version"] == before["function_version"]
+        smoke = orch("smoke", "dev", "--sandbox", cwd=proj)
+        assert smoke.code == 0, smoke.output
+        assert "rolled back" in smoke.stderr
+        plan = orch("plan", "dev", "--sandbox", "--detailed-exitcode", cwd=proj)
+        assert plan.code == 2, plan.output
+        assert "stage 'dev' is rolled back to version" in plan.stderr
+        assert re.search(r'function_version\s+= "\d+" -> "\d+"', plan.stdout), plan.stdout[-3000:]
+    finally:
+        handler.write_text(good)
+    records = sorted((proj / ".orch/work/sandbox/dev/releases").glob("*.json"))
+    kinds = [(json.loads(r.read_text())["kind"], json.loads(r.read_text())["passed"]) for r in records]
+    assert kinds[-2:] == [("apply", False), ("rollback", True)]
+    assert not (proj / ".orch/work/sandbox/dev/orch-rollback.tfvars.json").exists()
 
 
 def _set_dev(proj: Path, *, greeting: str = "hello-from-dev", memory: int | None = None,
