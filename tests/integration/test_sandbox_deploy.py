@@ -524,6 +524,8 @@ def test_serve_runs_a_foreground_gateway_for_a_stage(proj: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "orch.cli", "serve", "prod", "--sandbox", "--port", str(port)],
         cwd=proj, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        # As a script's `cmd &` or nohup starts it: SIGINT ignored. Ctrl-C must still stop it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         lines = []
@@ -538,7 +540,12 @@ def test_serve_runs_a_foreground_gateway_for_a_stage(proj: Path) -> None:
         assert requests.get(url + "/nope", timeout=30).status_code == 403
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
     assert proc.returncode == 0
 
 
