@@ -31,6 +31,7 @@ from orch.steps import (
     Confirm,
     DeployPlan,
     EnsureBucket,
+    EnsureHostedZone,
     ForgetLostState,
     Init,
     MarkSandboxChanged,
@@ -172,6 +173,9 @@ class Executor:
 
     def _do_EnsureBucket(self, step: EnsureBucket) -> bool:
         return self._aws(step.sandbox, step.region).ensure_bucket(step.bucket, step.region)
+
+    def _do_EnsureHostedZone(self, step: EnsureHostedZone) -> bool:
+        return self._aws(step.sandbox, self.stage.config.region).ensure_hosted_zone(step.zone)
 
     def _do_WriteProviderConfig(self, step: WriteProviderConfig) -> None:
         from orch.terraform import ProviderConfig
