@@ -154,12 +154,26 @@ class Deployer:
         if info is not None and info.gateway_endpoint and outputs.get("rest_api_id"):
             outputs = {**outputs, "invoke_url": sandbox_invoke_url(
                 info.gateway_endpoint, outputs["rest_api_id"], outputs.get("stage_name", self.stage.stage_name))}
+        if info is not None and info.gateway_endpoint and outputs.get("custom_domain_url"):
+            outputs["custom_domain_url"] = sandbox_domain_url(info.gateway_endpoint, outputs["custom_domain_url"])
         return outputs
 
 
 def sandbox_invoke_url(gateway_endpoint: str, rest_api_id: str, stage_name: str) -> str:
     """The local gateway's URL for a deployed stage (AWS's own execute-api host is unreachable)."""
     return f"{gateway_endpoint}/restapis/{rest_api_id}/{stage_name}/_user_request_"
+
+
+def sandbox_domain_url(gateway_endpoint: str, custom_url: str) -> str:
+    """A custom domain URL (https://api.example.com/v1) as the local gateway serves it: the
+    domain's name on the gateway's port (http://api.example.com:<port>/v1). The gateway picks
+    the stage by the Host header, so a client reaches it by resolving the name to the gateway
+    (`curl --resolve api.example.com:<port>:127.0.0.1 ...`)."""
+    import urllib.parse
+
+    gateway = urllib.parse.urlsplit(gateway_endpoint)
+    custom = urllib.parse.urlsplit(custom_url)
+    return urllib.parse.urlunsplit(("http", f"{custom.hostname}:{gateway.port}", custom.path, "", ""))
 
 
 class _Sandbox:

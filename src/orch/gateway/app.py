@@ -316,6 +316,7 @@ def build_process(
             reuse_port=reuse_port,
             limits=limits,
             health=lambda: {"generation": built["app"].warmed_generation},
+            by_host=registry.route_domain,
         )
     except SandboxError:
         if owns_pool:
