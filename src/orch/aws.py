@@ -137,6 +137,18 @@ class Aws:
             raise aws_error(f"creating the hosted zone {wanted} failed", exc) from None
         return True
 
+    def put_page(self, bucket: str, key: str, text: str) -> str:
+        """Upload an HTML page to `s3://bucket/key` (Content-Type text/html; UTF-8); return its
+        s3:// address. Raises AwsError when S3 refuses."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client("s3").put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"),
+                                         ContentType="text/html; charset=utf-8")
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(f"uploading the docs page to s3://{bucket}/{key} failed", exc) from exc
+        return f"s3://{bucket}/{key}"
+
     def upload_package(self, package: Any, bucket: str | None, *,
                        key_prefix: str = "orch/packages/") -> tuple[str, str]:
         """Upload a built package (orch.package.PackageResult: `path`, `sha256_hex`, `size`) to
