@@ -16,7 +16,7 @@ import pytest
 import yaml
 from openapi_spec_validator import OpenAPIV30SpecValidator
 
-from helpers import assert_clean_failure
+from helpers import assert_clean_failure, cli
 from orch import docs, openapi
 from orch.cli import main
 from orch.config import load_stage
@@ -128,21 +128,14 @@ def test_the_page_embeds_the_document_and_loads_nothing_remote(project: Path) ->
     assert "connect-src https://*.execute-api.ap-northeast-2.amazonaws.com https://api.example.com" in csp
 
 
-def test_docs_writes_the_page_and_publishing_needs_a_bucket(project: Path, capsys, monkeypatch) -> None:
-    monkeypatch.chdir(project)
-    assert main(["docs", "dev"]) == 0
-    path = Path(capsys.readouterr().out.strip())
-    assert path == project / ".orch" / "docs" / "dev" / "index.html" and path.stat().st_mode & 0o044
-    assert main(["docs", "dev", "--publish"]) == 3
-    assert "docs: {bucket: my-docs-bucket}" in capsys.readouterr().err
-
-
-def test_docs_publish_without_a_bucket_is_a_clean_failure(project: Path) -> None:
-    from helpers import orch
-
-    result = orch("docs", "dev", "--publish", cwd=project)
-    assert_clean_failure(result, 3, "sets no docs bucket", "docs: {bucket:")
+def test_docs_publish_without_a_bucket_is_a_clean_failure_that_writes_nothing(project: Path) -> None:
+    result = cli("docs", "dev", "--publish", cwd=project)
+    assert_clean_failure(result, 3, "sets no docs bucket", "docs: {bucket: my-docs-bucket}")
     assert not (project / ".orch" / "docs").exists()  # refused before anything was written
+    written = cli("docs", "dev", cwd=project)
+    assert written.code == 0, written.output
+    path = Path(written.stdout.strip())
+    assert path == project / ".orch" / "docs" / "dev" / "index.html" and path.stat().st_mode & 0o044
 
 
 # --- the page in a browser -------------------------------------------------------------
