@@ -301,15 +301,7 @@ def tfvars(stage: Stage, package: PackageRef) -> TfVars:
             enable_access_logs=cfg.stage.logging.access_logs,
             access_log_retention_days=fn.log_retention_days,
         ),
-        domain=None if domain is None else DomainVars(
-            name=domain.name,
-            base_path=domain.base_path,
-            endpoint_type=domain.endpoint_type,
-            security_policy=domain.security_policy,
-            certificate_arn=domain.certificate_arn,
-            create_certificate=domain.create_certificate,
-            hosted_zone=domain.hosted_zone,
-        ),
+        domain=None if domain is None else DomainVars(**domain.model_dump()),
     )
 
 
