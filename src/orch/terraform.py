@@ -487,13 +487,15 @@ class Terraform:
         except ValueError:
             raise TerraformError(f"terraform show -json {plan_file} did not print JSON.") from None
 
-    def apply(self, *, replace: Iterable[str] = ()) -> ApplyResult:
-        """One run that plans and applies: `apply -auto-approve -json [-replace=ADDR ...]`.
+    def apply(self, *, replace: Iterable[str] = (), var_file: Path | None = None) -> ApplyResult:
+        """One run that plans and applies: `apply -auto-approve -json [-replace=ADDR ...]
+        [-var-file=FILE]` (a var file's values override terraform.tfvars.json's).
 
         The plan comes back as data (the stream's planned_change and change_summary
         messages), the outputs from its `outputs` message.
         """
-        argv = self.argv("apply", auto_approve=True, json=True, replace=list(replace) or None)
+        argv = self.argv("apply", auto_approve=True, json=True, replace=list(replace) or None,
+                         var_file=str(var_file) if var_file is not None else None)
         result, stream = self._json(argv)
         if result.exit_code != 0:
             raise self._failed("terraform apply", result, stream)
