@@ -163,8 +163,11 @@ class Deployer:
             self.reporter.note("no release record matches what is deployed: expecting the stage files' values")
             tfvars = json.loads(render_only(self.stage, self.target == "sandbox")[render_mod.TFVARS_FILE])
             package = None
+        domain = None
+        if info is not None and info.gateway_endpoint and outputs.get("custom_domain_url"):
+            domain = sandbox_mod.custom_domain_request(info.gateway_endpoint, outputs["custom_domain_url"])
         deployed = smoke_mod.Deployed.from_terraform(self.stage.name, self.target, outputs, tfvars,
-                                                     package_sha256=package)
+                                                     package_sha256=package, custom_domain=domain)
         bounded = getattr(aws(), "with_config", None)
         client = bounded(smoke_mod.CONTROL_CLIENT_CONFIG) if callable(bounded) else aws()
         return self.collaborators.verify(self.stage, deployed, aws=client, purpose="manual")
