@@ -221,6 +221,21 @@ def test_openapi_of_dev_lists_the_deployed_routes(proj: Path) -> None:
     assert routes(document) == deployed == {("POST", "/"), ("OPTIONS", "/")}
 
 
+def test_docs_page_is_published_to_the_stages_docs_bucket(proj: Path) -> None:
+    """`orch docs STAGE --publish --sandbox`: the page goes to `docs.bucket` in the emulator's S3
+    (a bucket orch creates there, as for state), under `<project>/<stage>/index.html`."""
+    (proj / "stages" / "site.yaml").write_text("docs: {bucket: orch-docs}\n")
+    try:
+        result = orch("docs", "site", "--publish", "--sandbox", cwd=proj)
+    finally:
+        (proj / "stages" / "site.yaml").unlink()
+    assert result.code == 0, result.output
+    assert "published s3://orch-docs/orch/site/index.html" in result.stderr
+    page = aws(proj, "s3").get_object(Bucket="orch-docs", Key="orch/site/index.html")
+    assert page["ContentType"] == "text/html; charset=utf-8"
+    assert page["Body"].read().decode() == Path(result.stdout.strip()).read_text()
+
+
 def test_smoke_passes_with_json_and_junit(proj: Path, tmp_path: Path) -> None:
     """Issue 7 acceptance 1: after the apply (which ran its checks), `orch smoke --json` passes
     every check, and `--junit` writes a file that parses and names every check."""
@@ -234,6 +249,7 @@ def test_smoke_passes_with_json_and_junit(proj: Path, tmp_path: Path) -> None:
     assert report["passed"] is True and all(check["passed"] for check in report["checks"]), report
     assert {"alias points at the released version", "API may invoke the function",
             "prototype request comes back", "error mapping gives 400"} <= set(names)
+    assert "CORS preflight /" in names  # issue 9: dev has CORS on, so a preflight is checked too
     cases = [case for suite in JUnitXml.fromfile(str(junit)) for case in suite]
     assert [case.name for case in cases] == names and all(case.is_passed for case in cases)
     records = list((proj / ".orch/work/sandbox/dev/releases").glob("*.json"))
@@ -383,6 +399,17 @@ def test_a_request_to_the_custom_domain_under_the_base_path_reaches_the_function
     assert response.json()["stage"] == "prod" and response.json()["event"]["body-json"] == {"a": 1}
     other = requests.post(f"{direct}/v2", json={}, headers={"Host": DOMAIN}, timeout=30)
     assert other.status_code == 403
+
+
+def test_prod_smoke_checks_pass_on_both_urls(proj: Path) -> None:
+    """Acceptance 1: the smoke checks (which passed in the apply above) run each declared request
+    against the invoke URL and again through the custom domain (the gateway, Host: <domain>)."""
+    result = orch("smoke", "prod", "--sandbox", "--json", cwd=proj)
+    assert result.code == 0, result.output
+    checks = {check["name"]: check for check in json.loads(result.stdout)["checks"]}
+    for name in ("prototype request comes back", "error mapping gives 400"):
+        assert checks[name]["passed"] and checks[f"{name} via {DOMAIN}/v1"]["passed"], checks
+    assert not [name for name in checks if name.startswith("CORS")]  # CORS is off on prod
 
 
 def test_cors_off_on_prod_means_no_access_control_headers(proj: Path) -> None:
