@@ -101,7 +101,7 @@ def test_promotion_refuses_prod_a_package_dev_never_passed(proj: Path) -> None:
 def test_apply_dev_deploys_and_prints_the_invoke_url(proj: Path) -> None:
     result = orch("apply", "dev", "--sandbox", cwd=proj)
     assert result.code == 0, result.output
-    assert "smoke checks passed: 8/8" in result.stderr  # orch apply ran its checks
+    assert "smoke checks passed: 9/9" in result.stderr  # orch apply ran its checks (CORS preflight: the 9th)
     assert "passed its smoke checks" in result.stderr
     url = result.stdout.strip().splitlines()[-1]
     api_id = apis(proj)["orch-loopback-dev"]
