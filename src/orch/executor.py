@@ -23,7 +23,7 @@ from orch import releases as releases_mod
 from orch import render as render_mod
 from orch import smoke as smoke_mod
 from orch.config import SmokeSettings, Stage
-from orch.errors import Aborted, AwsError, ConfigError
+from orch.errors import Aborted, AwsError, ConfigError, Refused
 from orch.reporter import Reporter
 from orch.steps import (
     FAILED,
@@ -46,6 +46,7 @@ from orch.steps import (
     RecordRelease,
     RecordSandboxEpoch,
     Ref,
+    RefuseDestroying,
     RemoveFile,
     RenderFiles,
     RunSmokeChecks,
@@ -240,6 +241,16 @@ class Executor:
 
     def _do_TerraformDestroy(self, step: TerraformDestroy) -> Any:
         return self.tools.terraform(step.workdir).destroy()
+
+    def _do_RefuseDestroying(self, step: RefuseDestroying) -> None:
+        doomed = self._get(step.plan).destroys(step.types)
+        if doomed:
+            raise Refused(
+                f"the plan for protected stage {step.stage!r} destroys or replaces {', '.join(doomed)}; "
+                "nothing was applied.",
+                hint=f"Read the plan (`orch plan {step.stage}`). If losing them is intended, run the apply again "
+                f"with {step.override}.",
+            )
 
     def _do_MarkSandboxChanged(self, step: MarkSandboxChanged) -> str:
         return self.tools.sandbox.mark_changed(step.project_dir)
