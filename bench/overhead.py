@@ -30,12 +30,12 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from benchproject import throwaway_project
 
+REPO = Path(__file__).resolve().parents[1]
 TARGET = 1.10
 
 
@@ -58,8 +58,7 @@ def main() -> int:
         sys.exit("terraform is not on PATH")
 
     orch = [sys.executable, "-m", "orch.cli"]
-    tmp = Path(tempfile.mkdtemp(prefix="orch-bench-"))
-    project = throwaway_project(tmp)
+    tmp, project = throwaway_project()
     env = {**os.environ, "NO_COLOR": "1"}
     workdir = project / ".orch" / "work" / "sandbox" / "dev"
     apply = [*orch, "apply", "dev", "--sandbox", "--yes"]

@@ -30,7 +30,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -64,8 +63,7 @@ def main() -> int:
         sys.exit("terraform is not on PATH")
 
     orch = [sys.executable, "-m", "orch.cli"]
-    tmp = Path(tempfile.mkdtemp(prefix="orch-bench-sync-"))
-    project = throwaway_project(tmp)
+    tmp, project = throwaway_project()
     handler = project / "functions" / "loopback" / "handler.py"
     original = handler.read_text()
     if EDIT[0] not in original:

@@ -9,6 +9,7 @@ stays fast.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import sys
@@ -65,6 +66,23 @@ ProjectOpt = Annotated[
     ),
 ]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+ManyStageArg = Annotated[
+    str | None,
+    typer.Argument(metavar="STAGE", help="Stage name: stages/<STAGE>.yaml, e.g. dev or prod (or --all, --stages).",
+                   show_default=False),
+]
+AllOpt = Annotated[
+    bool, typer.Option("--all", help="Every stage in stages/, concurrently (each line prefixed with its stage).")
+]
+StagesOpt = Annotated[
+    str | None,
+    typer.Option("--stages", help="These stages (comma-separated, e.g. dev,prod), concurrently.", show_default=False),
+]
+AllowDestroyOpt = Annotated[
+    bool,
+    typer.Option("--allow-destroy", help="Apply even when the plan destroys or replaces a protected stage's "
+                 "API, API stage or function (refused otherwise)."),
+]
 
 
 DryRunOpt = Annotated[
@@ -133,6 +151,11 @@ def _interactive() -> bool:
     return sys.stdin.isatty()
 
 
+def _ask(question: str) -> bool:
+    """The person's yes/no on the terminal (several stages at once and `orch ci`: plain lines)."""
+    return typer.confirm(question, default=False, err=True)
+
+
 def _asker(reporter):
     """The person's yes/no on the terminal, with the live status line lifted meanwhile."""
 
@@ -154,7 +177,7 @@ def _require_sandbox() -> None:
 
 
 
-def _deployer(project: Path | None, stage: str, sandbox: bool, *, yes: bool = False):
+def _deployer(project: Path | None, stage: str, sandbox: bool, *, yes: bool = False, allow_destroy: bool = False):
     """The one object a deploy command uses (orch.deploy.create_deployer with real collaborators)."""
     if sandbox:
         _require_sandbox()
@@ -164,13 +187,65 @@ def _deployer(project: Path | None, stage: str, sandbox: bool, *, yes: bool = Fa
     reporter = for_terminal(_console())  # a live status line on a terminal, plain lines elsewhere
     return create_deployer(
         project_dir_from(project), stage, sandbox=sandbox, reporter=reporter,
-        ask=_asker(reporter), interactive=_interactive(), yes=yes, color=_color(),
+        ask=_asker(reporter), interactive=_interactive(), yes=yes, color=_color(), allow_destroy=allow_destroy,
     )
+
+
+def _selected(stage: str | None, all_stages: bool, stages: str | None, project: Path | None,
+              *single_only: tuple[str, Any]) -> list[str] | None:
+    """The stages of --all / --stages (None: one STAGE). Exactly one of the three; options
+    that only make sense for one stage (`single_only`: (flag, value)) are refused with many."""
+    given = [name for name, value in (("STAGE", stage), ("--all", all_stages), ("--stages", stages)) if value]
+    if not given:
+        raise typer.BadParameter("Missing argument 'STAGE': give a STAGE, --all or --stages.")
+    if len(given) > 1:
+        raise typer.BadParameter(f"give only one of STAGE, --all or --stages (got {' and '.join(given)}).")
+    if stage is not None:
+        return None
+    for flag, value in single_only:
+        if value:
+            raise typer.BadParameter(f"{flag} works with one STAGE, not with {given[0]}")
+    from orch.config import stage_names
+    from orch.deploy import project_dir_from
+
+    known = stage_names(project_dir_from(project))
+    if all_stages:
+        return known
+    names = [name.strip() for name in (stages or "").split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if not names or unknown:
+        what = "unknown stage " + ", ".join(map(repr, unknown)) if unknown else "no stage named"
+        raise ConfigError(f"--stages {stages}: {what}.", hint=f"Known stages: {', '.join(known) or 'none'}.")
+    return names
+
+
+def _many(project: Path | None, names: list[str], sandbox: bool, command: str, *, yes: bool = False,
+          allow_destroy: bool = False, detailed_exitcode: bool = False, smoke: bool = True,
+          skip_promotion_check: bool = False):
+    """`orch plan|apply --all`: every stage concurrently through orch.multistage, each with its
+    own Deployer and prefixed reporter; the summary table on stdout; returns the runs."""
+    if sandbox:
+        _require_sandbox()
+    from orch.deploy import project_dir_from
+    from orch.multistage import run_stages, table
+    from orch.stagework import StageWork
+
+    console = _console()
+    work = StageWork(project_dir_from(project), sandbox=sandbox, ask=_ask, interactive=_interactive(), yes=yes,
+                     color=_color(), allow_destroy=allow_destroy)
+    if command == "plan":
+        runs = run_stages(names, work.planner(detailed_exitcode=detailed_exitcode), console)
+    else:
+        runs = run_stages(names, work.applier(smoke=smoke, skip_promotion_check=skip_promotion_check), console,
+                          after=work.promotion_order(names))
+    for line in table(runs):
+        console.out(line)
+    return runs
 
 
 @app.command()
 def plan(
-    stage: StageArg,
+    stage: ManyStageArg = None,
     sandbox: SandboxOpt = False,
     detailed_exitcode: Annotated[
         bool,
@@ -184,13 +259,23 @@ def plan(
         typer.Option("--out", help="Save the plan to this file for `orch apply --plan FILE`.", show_default=False),
     ] = None,
     project: ProjectOpt = None,
+    all_stages: AllOpt = False,
+    stages: StagesOpt = None,
 ) -> int:
     """Show what `orch apply STAGE` would change.
 
     Renders the stage's Terraform files, packages the function, runs `terraform init` only
     when needed, then `terraform plan` (saved to a file and read back as JSON for the counts).
+    With --all or --stages: those stages concurrently, then a summary table.
     """
     started = time.monotonic()
+    many = _selected(stage, all_stages, stages, project, ("--out", out))
+    if many is not None:
+        from orch.multistage import exit_code
+
+        runs = _many(project, many, sandbox, "plan", detailed_exitcode=detailed_exitcode)
+        return exit_code(runs)
+    assert stage is not None
     deployer = _deployer(project, stage, sandbox)
     outcome = deployer.plan(out=out.resolve() if out else None)
     deployer.reporter.summary(f"plan for stage {stage!r}: {outcome.plan.text()} ({_since(started)})")
@@ -203,7 +288,7 @@ def plan(
 
 @app.command()
 def apply(
-    stage: StageArg,
+    stage: ManyStageArg = None,
     sandbox: SandboxOpt = False,
     yes: YesOpt = False,
     plan_file: Annotated[
@@ -225,16 +310,30 @@ def apply(
     ] = False,
     junit: JunitOpt = None,
     project: ProjectOpt = None,
+    allow_destroy: AllowDestroyOpt = False,
+    all_stages: AllOpt = False,
+    stages: StagesOpt = None,
 ) -> int:
     """Deploy STAGE, run its smoke checks and print the invoke URL.
 
     One Terraform run plans and applies. Protected stages (`protected: true`, like prod) show
     the plan and ask first unless --yes is given; without a terminal they need --yes. When the
     smoke checks fail, orch rolls the stage back to its last good release through Terraform,
-    checks it again and exits 6.
+    checks it again and exits 6. A plan that destroys or replaces a protected stage's API, API
+    stage or function stops the apply unless --allow-destroy. With --all or --stages: those
+    stages concurrently (a stage with `promote_from` after that stage), then a summary table.
     """
     started = time.monotonic()
-    deployer = _deployer(project, stage, sandbox, yes=yes)
+    many = _selected(stage, all_stages, stages, project, ("--plan", plan_file), ("--dry-run", dry_run),
+                     ("--junit", junit))
+    if many is not None:
+        from orch.multistage import exit_code
+
+        runs = _many(project, many, sandbox, "apply", yes=yes, allow_destroy=allow_destroy,
+                     smoke=not no_smoke, skip_promotion_check=skip_promotion_check)
+        return exit_code(runs)
+    assert stage is not None
+    deployer = _deployer(project, stage, sandbox, yes=yes, allow_destroy=allow_destroy)
     outcome = deployer.apply(plan_file=plan_file, dry_run=dry_run, smoke=not no_smoke,
                              skip_promotion_check=skip_promotion_check)
     if outcome.dry_run:
@@ -423,6 +522,91 @@ def init(
     return ExitCode.OK
 
 
+class DocumentFormat(enum.StrEnum):
+    json = "json"
+    yaml = "yaml"
+
+
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", help="Write to this file instead of standard output.", show_default=False),
+]
+
+
+@app.command("openapi")
+def openapi_command(
+    stage: StageArg,
+    fmt: Annotated[DocumentFormat, typer.Option("--format", help="json or yaml.")] = DocumentFormat.json,
+    extensions: Annotated[
+        bool, typer.Option("--extensions", help="Add API Gateway's x-amazon-apigateway-* blocks (integrations, "
+                           "validators, CORS gateway responses).")
+    ] = False,
+    out: OutOpt = None,
+    project: ProjectOpt = None,
+) -> int:
+    """Print STAGE's API as an OpenAPI 3.0 document (validated), from the stage's definition."""
+    from orch import openapi
+    from orch.config import load_stage
+    from orch.deploy import project_dir_from
+
+    text = openapi.render(openapi.document(load_stage(project_dir_from(project), stage), extensions=extensions),
+                          fmt.value)
+    if out is None:
+        _out(text.rstrip("\n"))
+    else:
+        from orch.docs import write
+
+        _log(f"wrote {write(text, out)}")
+    return ExitCode.OK
+
+
+@app.command("docs")
+def docs_command(
+    stage: StageArg,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the page here. Default: .orch/docs/STAGE/index.html.", show_default=False),
+    ] = None,
+    publish: Annotated[
+        bool, typer.Option("--publish", help="Also upload the page to the stage's docs.bucket (docs.key).")
+    ] = False,
+    sandbox: SandboxOpt = False,
+    project: ProjectOpt = None,
+) -> int:
+    """Write STAGE's API documentation: one HTML page (Swagger UI, works offline) of its OpenAPI document."""
+    from orch import docs, openapi
+    from orch.config import load_stage
+    from orch.deploy import project_dir_from
+
+    st = load_stage(project_dir_from(project), stage)
+    target = docs.publish_target(st) if publish else None  # a missing bucket fails before anything is written
+    if publish and sandbox:
+        _require_sandbox()
+    text = docs.page(openapi.as_dict(openapi.document(st)))
+    path = docs.write(text, out or docs.default_path(st))
+    _log(f"wrote {path} ({len(text) / 1e6:.1f} MB, Swagger UI {docs.ui_version()})")
+    if target is not None:
+        _log(f"published {_publish_page(st, sandbox, target, text)}")
+    _out(str(path))
+    return ExitCode.OK
+
+
+def _publish_page(st: Any, sandbox: bool, target: tuple[str, str], text: str) -> str:
+    from orch.aws import Aws
+
+    bucket, key = target
+    region = st.config.region
+    if sandbox:
+        from orch import sandbox as sandbox_mod
+
+        aws = Aws.for_sandbox(sandbox_mod.ensure_running(st.project_dir, region=region, log=_log).endpoint, region)
+        aws.ensure_bucket(bucket, region)  # the sandbox's S3 starts empty
+    else:
+        aws = Aws.for_aws(region)
+        aws.check_credentials()
+    return aws.put_page(bucket, key, text)
+
+
 @app.command()
 def stages(
     project: ProjectOpt = None,
@@ -512,6 +696,49 @@ def _route_table(api) -> None:
     width = max((len(path) for _verb, path, _target in rows), default=1)
     for verb, path, target in rows:
         _log(f"  {verb:<7} {path:<{width}}  {target}")
+
+
+@app.command()
+def ci(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what this build would run; run nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print the decision as JSON: {"actions": [{"command", '
+                                          '"stage", "target"}, ...], ...}.')] = False,
+    sandbox: SandboxOpt = False,
+    allow_stale_commit: Annotated[
+        bool, typer.Option("--allow-stale-commit", help="Apply even when this build's commit is no longer the head "
+                           "of the branch it deploys (or its tag is not the newest release).")
+    ] = False,
+    allow_destroy: AllowDestroyOpt = False,
+    summary: Annotated[
+        Path | None, typer.Option("--summary", help="Write the pull-request plan summary (Markdown) here. "
+                                  "Default: .orch/ci/plan-summary.md.", show_default=False)
+    ] = None,
+    project: ProjectOpt = None,
+) -> int:
+    """Run what this CI build calls for (Travis CI or GitHub Actions), as stages/ci.yaml says.
+
+    A pull request plans every stage (a fork's, without secrets, in the sandbox) and posts a
+    summary; a push to main applies dev; a release tag (v1.2.3) applies prod; each apply is
+    smoke-checked and reported to Slack (SLACK_WEBHOOK_URL). Anything else: nothing.
+    """
+    from orch.ci.run import CiOptions, CiRun
+    from orch.deploy import project_dir_from
+    from orch.stagework import StageWork
+
+    project_dir = project_dir_from(project)
+    options = CiOptions(dry_run=dry_run, as_json=as_json, sandbox=sandbox, allow_stale_commit=allow_stale_commit,
+                        allow_destroy=allow_destroy, summary_path=summary.resolve() if summary else None)
+
+    def stage_work(*, sandbox: bool, yes: bool) -> StageWork:
+        if sandbox:
+            _require_sandbox()
+        return StageWork(project_dir, sandbox=sandbox, ask=_ask, interactive=False, yes=yes, color=_color(),
+                         allow_destroy=allow_destroy)
+
+    try:
+        return CiRun(project_dir, os.environ, _console(), options, stage_work=stage_work).run()
+    finally:
+        _stop_sandbox_started_here()  # a fork's plan started one: the job leaves nothing running
 
 
 @sandbox_app.command("start")

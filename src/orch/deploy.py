@@ -39,6 +39,7 @@ class PlanOutcome:
 
     plan: PlanView
     saved_to: Path | None
+    package: Any = None  # the orch.package.PackageResult the plan deploys (None: a saved plan)
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,14 @@ class Deployer:
     facts: FactsSource = facts_mod.gather
     interactive: bool = False
     yes: bool = False
+    allow_destroy: bool = False
 
     # ------------------------------------------------------------------ planning
 
     def gather(self, **extra: Any) -> facts_mod.Facts:
         return self.facts(self.stage, self.target, interactive=self.interactive, yes=self.yes,
-                          env_cli_config=self.collaborators.cli_config_file, **extra)
+                          env_cli_config=self.collaborators.cli_config_file, allow_destroy=self.allow_destroy,
+                          **extra)
 
     def run(self, plan: DeployPlan, *, dry_run: bool = False) -> Executor | None:
         if dry_run:
@@ -98,7 +101,7 @@ class Deployer:
         deploy_plan = planner.plan_plan(self.stage, self.gather(plan_out=out))
         executor = self.run(deploy_plan)
         assert executor is not None
-        return PlanOutcome(executor.values["plan"], out)
+        return PlanOutcome(executor.values["plan"], out, executor.values.get("package"))
 
     def apply(self, *, plan_file: Path | None = None, dry_run: bool = False, smoke: bool = True,
               skip_promotion_check: bool = False) -> ApplyOutcome:
@@ -233,8 +236,11 @@ class Deployer:
             self.reporter.note("no release record matches what is deployed: expecting the stage files' values")
             tfvars = json.loads(render_only(self.stage, self.target == "sandbox")[render_mod.TFVARS_FILE])
             package = None
+        domain = None
+        if info is not None and info.gateway_endpoint and outputs.get("custom_domain_url"):
+            domain = sandbox_mod.custom_domain_request(info.gateway_endpoint, outputs["custom_domain_url"])
         deployed = smoke_mod.Deployed.from_terraform(self.stage.name, self.target, outputs, tfvars,
-                                                     package_sha256=package)
+                                                     package_sha256=package, custom_domain=domain)
         bounded = getattr(aws(), "with_config", None)
         client = bounded(smoke_mod.CONTROL_CLIENT_CONFIG) if callable(bounded) else aws()
         return self.collaborators.verify(self.stage, deployed, aws=client, purpose="manual")
@@ -284,10 +290,24 @@ class Deployer:
         if info is not None and info.gateway_endpoint and outputs.get("rest_api_id"):
             outputs = {**outputs, "invoke_url": sandbox_invoke_url(
                 info.gateway_endpoint, outputs["rest_api_id"], outputs.get("stage_name", self.stage.stage_name))}
+        if info is not None and info.gateway_endpoint and outputs.get("custom_domain_url"):
+            outputs["custom_domain_url"] = sandbox_domain_url(info.gateway_endpoint, outputs["custom_domain_url"])
         return outputs
 
 
 sandbox_invoke_url = sandbox_mod.invoke_url
+
+
+def sandbox_domain_url(gateway_endpoint: str, custom_url: str) -> str:
+    """A custom domain URL (https://api.example.com/v1) as the local gateway serves it: the
+    domain's name on the gateway's port (http://api.example.com:<port>/v1). The gateway picks
+    the stage by the Host header, so a client reaches it by resolving the name to the gateway
+    (`curl --resolve api.example.com:<port>:127.0.0.1 ...`)."""
+    import urllib.parse
+
+    gateway = urllib.parse.urlsplit(gateway_endpoint)
+    custom = urllib.parse.urlsplit(custom_url)
+    return urllib.parse.urlunsplit(("http", f"{custom.hostname}:{gateway.port}", custom.path, "", ""))
 
 
 class _Sandbox:
@@ -324,6 +344,7 @@ def create_deployer(
     interactive: bool,
     yes: bool,
     color: bool,
+    allow_destroy: bool = False,
 ) -> Deployer:
     """A Deployer with the real collaborators: the terraform binary, boto3, orch.sandbox.
 
@@ -352,7 +373,8 @@ def create_deployer(
             binary.append(find_binary())  # missing terraform: an error before anything is written
 
     collaborators = Collaborators(terraform, aws, _Sandbox(reporter.note), ask, cli_file, preflight)
-    return Deployer(stage, target, collaborators, reporter, interactive=interactive, yes=yes)
+    return Deployer(stage, target, collaborators, reporter, interactive=interactive, yes=yes,
+                    allow_destroy=allow_destroy)
 
 
 def project_dir_from(option: Path | None) -> Path:

@@ -23,7 +23,7 @@ from orch import releases as releases_mod
 from orch import render as render_mod
 from orch import smoke as smoke_mod
 from orch.config import SmokeSettings, Stage
-from orch.errors import Aborted, AwsError, ConfigError, SandboxError
+from orch.errors import Aborted, AwsError, ConfigError, Refused, SandboxError
 from orch.reporter import Reporter
 from orch.steps import (
     FAILED,
@@ -36,6 +36,7 @@ from orch.steps import (
     Confirm,
     DeployPlan,
     EnsureBucket,
+    EnsureHostedZone,
     FindRollbackTarget,
     ForgetLostState,
     Init,
@@ -47,6 +48,7 @@ from orch.steps import (
     RecordRelease,
     RecordSandboxEpoch,
     Ref,
+    RefuseDestroying,
     Release,
     RemoveFile,
     RenderFiles,
@@ -195,6 +197,9 @@ class Executor:
     def _do_EnsureBucket(self, step: EnsureBucket) -> bool:
         return self._aws(step.sandbox, step.region).ensure_bucket(step.bucket, step.region)
 
+    def _do_EnsureHostedZone(self, step: EnsureHostedZone) -> bool:
+        return self._aws(step.sandbox, self.stage.config.region).ensure_hosted_zone(step.zone)
+
     def _do_WriteProviderConfig(self, step: WriteProviderConfig) -> None:
         from orch.terraform import ProviderConfig
 
@@ -281,6 +286,16 @@ class Executor:
         self.reporter.note(f"alias {step.alias!r} of {step.function_name}: version {live.version} -> {version}")
         return Release(step.function_name, step.alias, version, live.version, self._get(step.code))
 
+    def _do_RefuseDestroying(self, step: RefuseDestroying) -> None:
+        doomed = self._get(step.plan).destroys(step.types)
+        if doomed:
+            raise Refused(
+                f"the plan for protected stage {step.stage!r} destroys or replaces {', '.join(doomed)}; "
+                "nothing was applied.",
+                hint=f"Read the plan (`orch plan {step.stage}`). If losing them is intended, run the apply again "
+                f"with {step.override}.",
+            )
+
     def _do_MarkSandboxChanged(self, step: MarkSandboxChanged) -> str:
         return self.tools.sandbox.mark_changed(step.project_dir)
 
@@ -313,13 +328,16 @@ class Executor:
                   package_sha256: str | None = None) -> smoke_mod.Deployed:
         outputs = dict(applied.outputs)
         info = self._get(sandbox_ref)
-        url = None
+        url = domain = None
         if info is not None and info.gateway_endpoint:
-            from orch.sandbox import invoke_url
+            from orch.sandbox import custom_domain_request, invoke_url
 
             url = invoke_url(info.gateway_endpoint, outputs["rest_api_id"], outputs["stage_name"])
+            if outputs.get("custom_domain_url"):
+                domain = custom_domain_request(info.gateway_endpoint, outputs["custom_domain_url"])
         return smoke_mod.Deployed.from_terraform(self.stage.name, "sandbox" if info is not None else "aws", outputs,
-                                                 tfvars, invoke_url=url, package_sha256=package_sha256)
+                                                 tfvars, invoke_url=url, package_sha256=package_sha256,
+                                                 custom_domain=domain)
 
     def _show_smoke(self, report: smoke_mod.SmokeReport) -> None:
         show = getattr(self.reporter, "smoke_report", None)

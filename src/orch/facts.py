@@ -38,6 +38,7 @@ class Facts:
     init_reason: str | None = "first run in this working folder"  # None: initialised
     provider_config: ProviderConfig | None = None  # orch's own Terraform CLI config, if it uses one
     provider_config_written: bool = True  # ... and whether the file already holds it
+    allow_destroy: bool = False  # --allow-destroy: a protected stage's plan may destroy its API or function
 
     @property
     def on_sandbox(self) -> bool:
@@ -81,6 +82,7 @@ def gather(
     saved_plan: Path | None = None,
     plan_out: Path | None = None,
     env_cli_config: str | None = None,
+    allow_destroy: bool = False,
 ) -> Facts:
     """Read the facts for `stage` on `target` ("sandbox" or "aws"). Writes nothing.
 
@@ -108,6 +110,7 @@ def gather(
         init_reason=_init_reason(stage, target, workdir, sandbox, files["backend.tf"], config, env_cli_config),
         provider_config=config,
         provider_config_written=config is None or config.current,
+        allow_destroy=allow_destroy,
     )
 
 

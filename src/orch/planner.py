@@ -28,6 +28,7 @@ from orch.steps import (
     Confirm,
     DeployPlan,
     EnsureBucket,
+    EnsureHostedZone,
     FindRollbackTarget,
     ForgetLostState,
     Init,
@@ -42,6 +43,7 @@ from orch.steps import (
     RecordRelease,
     RecordSandboxEpoch,
     Ref,
+    RefuseDestroying,
     RemoveFile,
     RenderFiles,
     RevertAlias,
@@ -68,6 +70,9 @@ DEPLOYMENT_ADDRESS = "module.stack.module.stage.aws_api_gateway_deployment.this"
 REDEPLOY = "redeploy the API without the removed routes"
 CONFIRM_PLAN = "orch-confirm.tfplan"
 PLAN_TMP = "orch-plan.tfplan"
+# What a protected stage must not lose without --allow-destroy: its API, its API stage (the
+# invoke URL) and its function. Replacing one changes ids and URLs and drops what AWS holds.
+GUARDED_TYPES = ("aws_api_gateway_rest_api", "aws_api_gateway_stage", "aws_lambda_function")
 ROLLBACK_VARS = "orch-rollback.tfvars.json"
 ROLL_BACK = "roll the stage back"
 REDEPLOY_ROLLED_BACK = "redeploy the API without the routes the rollback removed"
@@ -95,6 +100,8 @@ def plan_apply(stage: Stage, facts: Facts, options: ReleaseOptions | None = None
     protected = stage.config.protected and not facts.yes
     if protected:
         _refuse_without_terminal(stage, facts, "apply to")
+    # A protected stage's plan is read before it is applied (also with --yes) unless --allow-destroy.
+    guarded = stage.config.protected and not facts.allow_destroy
     steps: list[Step] = []
     cleanup: list[Step] = []
     if facts.saved_plan is not None:
@@ -107,6 +114,7 @@ def plan_apply(stage: Stage, facts: Facts, options: ReleaseOptions | None = None
         steps += _init(facts)
         plan = ReadPlan(facts.workdir, facts.saved_plan)
         steps.append(plan)
+        steps += _guard(stage, Ref(plan.output), guarded)
         steps += _promotion(stage, facts, options, Ref(plan.output))
         if protected:
             steps.append(_confirm_apply(stage, Ref(plan.output)))
@@ -117,10 +125,13 @@ def plan_apply(stage: Stage, facts: Facts, options: ReleaseOptions | None = None
         steps.append(_check_handler(stage))
         steps += _connect(stage, facts)
         steps += _prepare(stage, facts, after_package=_promotion(stage, facts, options, Ref("package")))
-        if protected:
+        if protected or guarded:
             plan_file = facts.workdir / CONFIRM_PLAN
             plan = ReadPlan(facts.workdir, plan_file)
-            steps += [TerraformPlan(facts.workdir, plan_file), plan, _confirm_apply(stage, Ref(plan.output))]
+            steps += [TerraformPlan(facts.workdir, plan_file), plan]
+            steps += _guard(stage, Ref(plan.output), guarded)
+            if protected:
+                steps.append(_confirm_apply(stage, Ref(plan.output)))
             apply = ApplySavedPlan(facts.workdir, plan_file, when=PlanHasChanges(Ref(plan.output)))
             steps.append(apply)
             removes = PlanRemovesRoutes(Ref(plan.output))
@@ -268,6 +279,10 @@ def _confirm_apply(stage: Stage, plan: Ref) -> Confirm:
     )
 
 
+def _guard(stage: Stage, plan: Ref, guarded: bool) -> list[Step]:
+    return [RefuseDestroying(plan, stage.name, GUARDED_TYPES)] if guarded else []
+
+
 def _check_handler(stage: Stage) -> CheckHandler:
     fn = stage.config.function
     return CheckHandler(stage.source_dir, fn.runtime, fn.handler)
@@ -289,6 +304,9 @@ def _connect(stage: Stage, facts: Facts) -> list[Step]:
     backend = stage.config.backend
     if backend.type == "s3" and backend.bucket:
         steps.append(EnsureBucket(backend.bucket, backend.region or stage.config.region, "state", Ref("sandbox")))
+    domain = stage.config.domain
+    if domain is not None and domain.hosted_zone is not None:
+        steps.append(EnsureHostedZone(domain.hosted_zone, Ref("sandbox")))
     return steps
 
 

@@ -287,6 +287,18 @@ class EnsureBucket(Step):
 
 
 @dataclass(frozen=True)
+class EnsureHostedZone(Step):
+    """Create a public Route 53 hosted zone in the sandbox's emulator unless one of that name
+    exists (on AWS the zone is the user's and Terraform looks it up)."""
+
+    zone: str
+    sandbox: Ref
+
+    def title(self) -> str:
+        return f"ensure the Route 53 hosted zone {self.zone} in the sandbox"
+
+
+@dataclass(frozen=True)
 class WriteProviderConfig(Step):
     """Write `.orch/terraformrc` so Terraform installs providers from a filesystem mirror."""
 
@@ -551,6 +563,21 @@ class Release:
     code_sha256: str
 
     changed = True
+
+
+@dataclass(frozen=True)
+class RefuseDestroying(Step):
+    """Stop (orch.errors.Refused) when the stored plan deletes or replaces a resource of one of
+    `types` (a protected stage's API, API stage, function): nothing is applied unless the
+    person passed `override` (--allow-destroy, then this step is not planned)."""
+
+    plan: Ref
+    stage: str
+    types: tuple[str, ...]
+    override: str = "--allow-destroy"
+
+    def title(self) -> str:
+        return f"refuse a plan that destroys or replaces the stage's {', '.join(self.types)}"
 
 
 @dataclass(frozen=True)
