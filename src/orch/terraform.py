@@ -11,18 +11,21 @@ for meaning: human output is only streamed to the person watching.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from orch.errors import ConfigError, TerraformError
+from orch import tfruns
+from orch.errors import ConfigError, Interrupted, TerraformError
 from orch.tfplan import Diagnostic, JsonStream, PlanView, render_message
 
 INIT_STAMP = "orch-init.sha256"
@@ -121,47 +124,98 @@ def run_process(
 ) -> int:
     """Start Terraform, hand each output line to the callbacks as it arrives, return its exit code.
 
-    The only place orch starts a Terraform process (process group and signal forwarding for
-    interrupted applies belong here). Terraform handles Ctrl-C itself (it stops gracefully
-    and keeps state consistent), so orch waits for it before re-raising KeyboardInterrupt.
-    Raises TerraformError when the binary cannot be started.
+    The only place orch starts a Terraform process. Terraform leads its own session and
+    writes to files in `cwd/.orch-runs/` that orch follows (orch.tfruns), with a record of
+    the run beside them: if orch dies, even by `kill -9`, Terraform is not sent SIGINT or
+    SIGHUP by a terminal and never meets a closed pipe, so it finishes (or stops) as it
+    would have, saving state; the next orch command finds the record. SIGINT and SIGTERM
+    to orch are passed on as SIGINT (Terraform's graceful stop; a second one stops it at
+    once); orch waits up to INTERRUPT_TIMEOUT seconds for it, then raises Interrupted
+    (exit 130 for SIGINT, 143 for SIGTERM). Raises TerraformError when it cannot start.
     """
+    verb = argv[1] if len(argv) > 1 else "run"
+    runs = cwd / tfruns.RUNS_DIR
+    run_id = _next_run_id(verb)
+    out_path, err_path = runs / f"{run_id}.stdout", runs / f"{run_id}.stderr"
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+        out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        err_fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise TerraformError(f"could not create Terraform's log in {runs}: {exc.strerror or exc}.") from None
     try:
         proc = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
+            list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=out_fd, stderr=err_fd,
+            start_new_session=True,
         )
     except OSError as exc:
+        out_path.unlink(missing_ok=True)
+        err_path.unlink(missing_ok=True)
         raise TerraformError(f"could not start {argv[0]}: {exc.strerror or exc}.") from None
-    threads = [
-        threading.Thread(target=_pump, args=(proc.stdout, on_stdout), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, on_stderr), daemon=True),
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        code = proc.wait()
-    except KeyboardInterrupt:
-        proc.wait()
-        raise
     finally:
-        for thread in threads:
-            thread.join()
+        os.close(out_fd)
+        os.close(err_fd)
+    record = tfruns.new_record(verb, proc.pid, run_id)
+    record.write(cwd)
+    follower = tfruns.Follower({out_path: on_stdout, err_path: on_stderr}).start()
+    received: list[int] = []
+    try:
+        with tfruns.forwarding(proc.pid) as received:
+            code = _wait(proc, received)
+    except tfruns.Forwarded:  # the signal came just as Terraform ended
+        code = proc.poll()
+    finally:
+        follower.stop()
+    if received:
+        _interrupted(record, cwd, received[0], code)
+    assert code is not None
+    record.finished(cwd, code)
     return code
 
 
-def _pump(stream: TextIO | None, sink: Callable[[str], None]) -> None:
-    if stream is None:
-        return
-    for line in stream:
-        sink(line)
-    stream.close()
+INTERRUPT_TIMEOUT = 60.0
+"""Seconds orch waits for Terraform to stop gracefully after passing on SIGINT or SIGTERM;
+after that orch exits and Terraform finishes on its own (the next orch command waits for it)."""
+
+_run_counter = itertools.count(1)
+
+
+def _next_run_id(verb: str) -> str:
+    safe = "".join(c for c in verb if c.isalpha() or c == "-") or "run"
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{next(_run_counter)}-{safe}"
+
+
+def _wait(proc: subprocess.Popen, received: list[int]) -> int | None:
+    """Terraform's exit code; after a forwarded signal, None when it has not stopped within
+    INTERRUPT_TIMEOUT seconds."""
+    deadline: float | None = None
+    while True:
+        try:
+            if deadline is None:
+                return proc.wait()
+            return proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except tfruns.Forwarded:
+            if deadline is None:
+                deadline = time.monotonic() + INTERRUPT_TIMEOUT
+        except subprocess.TimeoutExpired:
+            return None
+
+
+def _interrupted(record: tfruns.RunRecord, cwd: Path, signum: int, code: int | None) -> None:
+    name = signal.Signals(signum).name
+    what = f"{name} during `terraform {record.verb}`"
+    if code is None:
+        raise Interrupted(
+            f"{what}: orch passed it on, and Terraform (pid {record.pid}) is still finishing what it "
+            f"started, in the background.",
+            signum=signum,
+            hint=f"Its output goes to {record.stdout_path(cwd)}; the next orch command for this stage "
+            "waits for it.",
+        )
+    record.finished(cwd, code)
+    how = "finished anyway" if code == 0 else f"stopped gracefully (exit {code})"
+    raise Interrupted(f"{what}: orch passed it on, and Terraform {how}, saving what it did to the state.",
+                      signum=signum)
 
 
 # ---------------------------------------------------------------------------- binary and config
