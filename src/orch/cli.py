@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from orch.errors import ConfigError, ExitCode, OrchError, SandboxError
+from orch.errors import ConfigError, ExitCode, OrchError, SandboxError, Terminated
 
 app = typer.Typer(
     name="orch",
@@ -418,8 +420,27 @@ def _stop_sandbox_started_here() -> None:
     sandbox_mod.stop_started_here()
 
 
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run a command, turning expected failures into messages and exit codes."""
+    """Entry point: run a command, turning expected failures into messages and exit codes.
+
+    SIGTERM (how CI cancels a job) unwinds like Ctrl-C and exits 143 with a message; while
+    Terraform runs, orch.terraform passes both on to it instead.
+    """
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="orch", standalone_mode=False)
@@ -443,6 +464,9 @@ def main(argv: list[str] | None = None) -> int:
         if type(exc).__name__ == "NoArgsIsHelpError":
             return int(ExitCode.OK)
         return int(ExitCode.USAGE)
+    except Terminated:
+        _err("orch: interrupted: SIGTERM")
+        return int(ExitCode.TERMINATED)
     except KeyboardInterrupt:
         _err("orch: interrupted")
         return int(ExitCode.ABORTED)

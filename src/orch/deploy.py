@@ -19,7 +19,7 @@ from orch import facts as facts_mod
 from orch import planner
 from orch import sandbox as sandbox_mod
 from orch.config import Stage
-from orch.errors import ConfigError, SandboxError, TerraformError
+from orch.errors import ConfigError, Interrupted, SandboxError, TerraformError
 from orch.executor import Collaborators, DisplayExecutor, Executor
 from orch.reporter import Reporter
 from orch.steps import DeployPlan
@@ -70,8 +70,19 @@ class Deployer:
             return None
         self.collaborators.preflight()
         executor = Executor(self.stage, self.collaborators, self.reporter)
-        executor.execute(plan)
+        try:
+            executor.execute(plan)
+        except Interrupted as exc:
+            if exc.hint is None and plan.command in ("apply", "destroy"):
+                exc.hint = (f"Run `{self.command_line(plan.command)}` again to finish; it adopts whatever the "
+                            "interruption left in AWS outside Terraform's state."
+                            if plan.command == "apply" else f"Run `{self.command_line(plan.command)}` again to finish.")
+            raise
         return executor
+
+    def command_line(self, verb: str) -> str:
+        """The orch command that runs `verb` on this stage and target (for hints)."""
+        return f"orch {verb} {self.stage.name}{' --sandbox' if self.target == 'sandbox' else ''}"
 
     # ------------------------------------------------------------------ commands
 

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from orch import adopt as adopt_mod
 from orch import facts as facts_mod
 from orch import package as package_mod
 from orch import render as render_mod
+from orch import tfruns
 from orch.config import Stage
-from orch.errors import Aborted
+from orch.errors import Aborted, TerraformError
 from orch.reporter import Reporter
 from orch.steps import (
     FAILED,
@@ -30,7 +32,9 @@ from orch.steps import (
     CheckHandler,
     Confirm,
     DeployPlan,
+    EndLeftovers,
     EnsureBucket,
+    FindOrphans,
     ForgetLostState,
     Init,
     MarkSandboxChanged,
@@ -39,6 +43,7 @@ from orch.steps import (
     Ref,
     RemoveFile,
     RenderFiles,
+    SettleRuns,
     StartSandbox,
     Step,
     TerraformApply,
@@ -46,6 +51,8 @@ from orch.steps import (
     TerraformPlan,
     UploadPackage,
     UseSandbox,
+    WaitForRun,
+    WriteImports,
     WriteProviderConfig,
 )
 
@@ -210,7 +217,11 @@ class Executor:
         return self.tools.terraform(step.workdir).init(fingerprint)
 
     def _do_TerraformApply(self, step: TerraformApply) -> Any:
-        return self.tools.terraform(step.workdir).apply(replace=step.replace)
+        terraform = self.tools.terraform(step.workdir)
+        adoption = self._get(step.targets_from)
+        if adoption is not None:
+            return terraform.apply(replace=step.replace, target=[item.address for item in adoption.imports])
+        return terraform.apply(replace=step.replace)
 
     def _do_TerraformPlan(self, step: TerraformPlan) -> Any:
         return self.tools.terraform(step.workdir).plan(step.plan_file)
@@ -229,6 +240,47 @@ class Executor:
 
     def _do_RemoveFile(self, step: RemoveFile) -> None:
         step.path.unlink(missing_ok=True)
+
+    def _record(self, workdir: Path, run_id: str) -> tfruns.RunRecord | None:
+        return next((r for r in tfruns.records(workdir) if r.run_id == run_id), None)
+
+    def _do_WaitForRun(self, step: WaitForRun) -> None:
+        record = self._record(step.workdir, step.run_id)
+        if record is None or not record.alive:
+            return
+        self.reporter.note(f"{step.description} is still going in {step.workdir}; its output follows")
+        if not self.tools.terraform(step.workdir).follow(record, step.timeout):
+            raise TerraformError(
+                f"the {step.description} is still running after {step.timeout / 60:.0f} minutes.",
+                hint=f"It holds the stage's state lock. Wait for it, or stop it gracefully with "
+                f"`kill -INT {record.pid}` and run the command again.",
+            )
+
+    def _do_EndLeftovers(self, step: EndLeftovers) -> None:
+        for run_id in step.run_ids:
+            record = self._record(step.workdir, run_id)
+            if record is not None:
+                ended = tfruns.end_leftovers(record)
+                if ended:
+                    self.reporter.note(f"ended {len(ended)} process(es) that {record.describe()} left behind "
+                                       f"(pid {', '.join(map(str, ended))})")
+
+    def _do_FindOrphans(self, step: FindOrphans) -> Any:
+        from orch.resources import modules_dir
+
+        managed = adopt_mod.state_resources(self.tools.terraform(step.workdir).show_state())
+        aws = self._aws(step.sandbox, self.stage.config.region)
+        adoption = adopt_mod.find_orphans(self.stage, managed, aws, modules_dir=modules_dir(self.stage.project_dir))
+        for line in adoption.notes() or ["nothing to adopt: AWS holds nothing of this stage outside its state"]:
+            self.reporter.note(line)
+        return adoption
+
+    def _do_WriteImports(self, step: WriteImports) -> Any:
+        return adopt_mod.write_imports(self._get(step.adoption), step.workdir)
+
+    def _do_SettleRuns(self, step: SettleRuns) -> None:
+        tfruns.settle(step.workdir)
+        (step.workdir / adopt_mod.ADOPT_FILE).unlink(missing_ok=True)
 
 
 class DisplayExecutor:

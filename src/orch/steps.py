@@ -98,6 +98,30 @@ class Changed(Condition):
         return "if " + " or ".join(str(r) for r in self.results) + " changed anything (or failed half-way)"
 
 
+@dataclass(frozen=True)
+class HasImports(Condition):
+    """The stored adoption (orch.adopt.Adoption) found resources to import."""
+
+    adoption: Ref
+
+    def holds(self, values: dict[str, Any]) -> bool:
+        return bool(values[self.adoption.name].imports)
+
+    def describe(self) -> str:
+        return f"if {self.adoption} found resources to adopt"
+
+
+@dataclass(frozen=True)
+class Succeeded(Condition):
+    """Every step of the command succeeded (checked by cleanup steps)."""
+
+    def holds(self, values: dict[str, Any]) -> bool:
+        return FAILED not in values
+
+    def describe(self) -> str:
+        return "if every step succeeded"
+
+
 FAILED = "failed"  # the executor stores the step that failed under this name
 
 
@@ -298,19 +322,23 @@ class Init(Step):
 @dataclass(frozen=True)
 class TerraformApply(Step):
     """One Terraform run that plans and applies (`apply -auto-approve -json`); stores an
-    ApplyResult whose `plan` is the plan as data and whose `outputs` are the root outputs."""
+    ApplyResult whose `plan` is the plan as data and whose `outputs` are the root outputs.
+    `targets_from` limits it to the resources a stored adoption imports (`-target`)."""
 
     workdir: Path
     replace: tuple[str, ...] = ()
     purpose: str = ""
     output: str = "apply"
     when: Condition | None = None
+    targets_from: Ref | None = None
 
     changes_state = True
 
     def title(self) -> str:
         if self.replace:
             return f"{self.purpose or 'terraform apply'} (terraform apply -replace=" + ",".join(self.replace) + ")"
+        if self.targets_from is not None:
+            return f"{self.purpose or 'terraform apply'} (terraform apply -target=each of {self.targets_from})"
         return "terraform apply (plan and apply in one run)"
 
 
@@ -375,6 +403,69 @@ class MarkSandboxChanged(Step):
 
     def title(self) -> str:
         return "tell the local gateway the deployment changed"
+
+
+@dataclass(frozen=True)
+class WaitForRun(Step):
+    """A Terraform run an earlier, interrupted orch left going in this working folder: show
+    its output and wait for it to end (it holds the state lock)."""
+
+    workdir: Path
+    run_id: str
+    description: str
+    timeout: float
+
+    def title(self) -> str:
+        return f"wait for the {self.description} an interrupted orch left running"
+
+
+@dataclass(frozen=True)
+class EndLeftovers(Step):
+    """End the provider processes that killed Terraform runs left behind (they never exit
+    on their own)."""
+
+    workdir: Path
+    run_ids: tuple[str, ...]
+
+    def title(self) -> str:
+        return "end the provider processes a killed terraform left running"
+
+
+@dataclass(frozen=True)
+class FindOrphans(Step):
+    """After an interrupted or failed run: what exists in AWS for this stage but not in its
+    state (`terraform show -json` against AWS lookups, orch.adopt); stores an Adoption."""
+
+    workdir: Path
+    sandbox: Ref | None = None
+    output: str = "adoption"
+
+    def title(self) -> str:
+        return "look for resources an interrupted run left in AWS outside Terraform's state"
+
+
+@dataclass(frozen=True)
+class WriteImports(Step):
+    """Write Terraform import blocks for the stored adoption into the working folder."""
+
+    workdir: Path
+    adoption: Ref
+    when: Condition | None = None
+
+    def title(self) -> str:
+        return "write import blocks to adopt them (orch-adopt.tf)"
+
+
+@dataclass(frozen=True)
+class SettleRuns(Step):
+    """After a successful apply or destroy: forget the records of earlier interrupted runs
+    and remove orch-adopt.tf (what they left is in the state now)."""
+
+    workdir: Path
+    when: Condition | None = None
+
+    def title(self) -> str:
+        return "forget the interrupted runs, now settled"
 
 
 @dataclass(frozen=True)

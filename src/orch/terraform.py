@@ -541,13 +541,15 @@ class Terraform:
         except ValueError:
             raise TerraformError(f"terraform show -json {plan_file} did not print JSON.") from None
 
-    def apply(self, *, replace: Iterable[str] = ()) -> ApplyResult:
-        """One run that plans and applies: `apply -auto-approve -json [-replace=ADDR ...]`.
+    def apply(self, *, replace: Iterable[str] = (), target: Iterable[str] = ()) -> ApplyResult:
+        """One run that plans and applies: `apply -auto-approve -json [-replace=ADDR ...]
+        [-target=ADDR ...]`.
 
         The plan comes back as data (the stream's planned_change and change_summary
         messages), the outputs from its `outputs` message.
         """
-        argv = self.argv("apply", auto_approve=True, json=True, replace=list(replace) or None)
+        argv = self.argv("apply", auto_approve=True, json=True, replace=list(replace) or None,
+                         target=list(target) or None)
         result, stream = self._json(argv)
         if result.exit_code != 0:
             raise self._failed("terraform apply", result, stream)
@@ -571,6 +573,35 @@ class Terraform:
         if result.exit_code != 0:
             raise self._failed("terraform destroy", result, stream)
         return _apply_result(result, stream, "destroy")
+
+    def show_state(self) -> dict[str, Any]:
+        """`terraform show -json` of the state (values.root_module...; `{}`-like when empty).
+        Starts the provider to read its schema: seconds, so orch asks only when it must."""
+        result = self._human(self.argv("show", json=True), echo=False)
+        if result.exit_code != 0:
+            raise self._failed("terraform show", result)
+        try:
+            data = json.loads(result.stdout or "{}")
+        except ValueError:
+            raise TerraformError(f"terraform show -json in {self.workdir} did not print JSON.") from None
+        return data if isinstance(data, dict) else {}
+
+    def follow(self, record: tfruns.RunRecord, timeout: float) -> bool:
+        """Echo an earlier orch's still-running Terraform's output (its `-json` messages
+        rendered as they would have been) until it ends; False when `timeout` passed first."""
+        stream = JsonStream()
+
+        def line(text: str) -> None:
+            message = stream.feed(text)
+            if message is None:
+                if text.strip():
+                    self.echo(text.rstrip("\n"), False)
+                return
+            rendered = render_message(message)
+            if rendered is not None:
+                self.echo(rendered, message.get("@level") == "error")
+
+        return tfruns.follow_until_exit(record, self.workdir, line, timeout)
 
     def output(self) -> dict[str, Any]:
         """`terraform output -json`: root output name -> value ({} when nothing is deployed)."""
