@@ -66,7 +66,8 @@ class ApiTree:
     stages: frozenset[str] = frozenset()
 
 
-NOT_FOUND_CODES = frozenset({"NoSuchEntity", "ResourceNotFoundException", "NotFoundException", "404", "NotFound"})
+NOT_FOUND_CODES = frozenset({"NoSuchEntity", "ResourceNotFoundException", "NotFoundException", "404", "NotFound",
+                             "NoSuchKey"})
 
 
 @dataclass
@@ -208,6 +209,11 @@ class Aws:
             raise aws_error(f"looking up {what} failed", exc) from None
         except BotoCoreError as exc:
             raise aws_error(f"looking up {what} failed", exc) from None
+
+    def read_object(self, bucket: str, key: str) -> bytes | None:
+        """The body of s3://bucket/key, or None when it does not exist (S3 GetObject)."""
+        answer = self._ask(f"s3://{bucket}/{key}", self.client("s3").get_object, Bucket=bucket, Key=key)
+        return None if answer is None else answer["Body"].read()
 
     def find_role(self, name: str) -> Found | None:
         """IAM GetRole (its Tags are part of the answer):

@@ -207,6 +207,31 @@ def destroy(
 
 
 @app.command()
+def unlock(
+    stage: StageArg,
+    lock_id: Annotated[str, typer.Argument(metavar="LOCK_ID", help="The lock's ID, as orch's lock error names it.",
+                                           show_default=False)],
+    sandbox: SandboxOpt = False, yes: YesOpt = False, dry_run: DryRunOpt = False, project: ProjectOpt = None,
+) -> int:
+    """Force open STAGE's state lock that a killed Terraform run left (`terraform force-unlock`).
+
+    Refused when the lock is not LOCK_ID, or a Terraform process of this project still holds
+    it. Asks first unless --yes. The next plan or apply then adopts whatever the killed run
+    left in AWS outside Terraform's state.
+    """
+    from orch.statelock import NotLocked
+
+    try:
+        _deployer(project, stage, sandbox, yes=yes).unlock(lock_id, dry_run=dry_run)
+    except NotLocked as exc:
+        _log(exc.message)
+        return ExitCode.OK
+    if not dry_run:
+        _log(f"the state lock {lock_id} of stage {stage!r} is open")
+    return ExitCode.OK
+
+
+@app.command()
 def output(
     stage: StageArg,
     sandbox: SandboxOpt = False,

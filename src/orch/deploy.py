@@ -120,6 +120,11 @@ class Deployer:
         result = executor.values.get("destroy")
         return bool(result is not None and result.changed)
 
+    def unlock(self, lock_id: str, *, dry_run: bool = False) -> None:
+        """Force open the stage's state lock `lock_id` (`terraform force-unlock`), after checking
+        it is that lock and no process of this project holds it, and asking unless --yes."""
+        self.run(planner.plan_unlock(self.stage, self.gather(), lock_id), dry_run=dry_run)
+
     def outputs(self) -> dict[str, Any]:
         """The deployed stage's root outputs (`terraform output -json`), read-only.
 
@@ -213,7 +218,7 @@ def create_deployer(
     Loads (and so validates) the stage first: ConfigError naming file and field.
     """
     from orch.aws import Aws
-    from orch.terraform import Terraform, base_env, find_binary, provider_config
+    from orch.terraform import Terraform, base_env, find_binary, lock_timeout, provider_config
 
     stage = config_mod.load_stage(project_dir, stage_name)
     target = "sandbox" if sandbox else "aws"
@@ -222,10 +227,13 @@ def create_deployer(
     cli_file = env_extra.get("TF_CLI_CONFIG_FILE") or os.environ.get("TF_CLI_CONFIG_FILE") or None
     binary: list[str] = []
 
+    waits = lock_timeout()
+
     def terraform(workdir: Path) -> Terraform:
         if not binary:
             binary.append(find_binary())
-        return Terraform(workdir, binary=binary[0], env=base_env(env_extra), echo=reporter.terraform, is_tty=color)
+        return Terraform(workdir, binary=binary[0], env=base_env(env_extra), echo=reporter.terraform, is_tty=color,
+                         lock_timeout=waits)
 
     def aws(endpoint: str | None, region: str) -> Aws:
         return Aws.for_sandbox(endpoint, region) if endpoint else Aws.for_aws(region)

@@ -20,9 +20,9 @@ from orch import adopt as adopt_mod
 from orch import facts as facts_mod
 from orch import package as package_mod
 from orch import render as render_mod
-from orch import tfruns
+from orch import statelock, tfruns
 from orch.config import Stage
-from orch.errors import Aborted, TerraformError
+from orch.errors import Aborted, ConfigError, TerraformError
 from orch.reporter import Reporter
 from orch.steps import (
     FAILED,
@@ -35,9 +35,11 @@ from orch.steps import (
     EndLeftovers,
     EnsureBucket,
     FindOrphans,
+    ForceUnlock,
     ForgetLostState,
     Init,
     MarkSandboxChanged,
+    ReadLock,
     ReadPlan,
     RecordSandboxEpoch,
     Ref,
@@ -55,6 +57,9 @@ from orch.steps import (
     WriteImports,
     WriteProviderConfig,
 )
+
+LOCKING_STEPS = (Init, TerraformApply, TerraformPlan, ApplySavedPlan, TerraformDestroy)
+"""Steps whose Terraform run takes the state lock (and may fail waiting for it)."""
 
 
 class SandboxControl(Protocol):
@@ -115,7 +120,15 @@ class Executor:
         self.reporter.step_started(index, total, step.title())
         started = time.monotonic()
         try:
-            result = self._dispatch(step)
+            try:
+                result = self._dispatch(step)
+            except TerraformError as exc:
+                if not isinstance(step, LOCKING_STEPS) or isinstance(exc, statelock.StateLocked):
+                    raise
+                locked = self._locked(step.workdir)  # type: ignore[attr-defined]
+                if locked is None:
+                    raise
+                raise locked from None
         except BaseException:
             self.values[FAILED] = step
             for recovery in getattr(step, "on_failure", ()):
@@ -150,6 +163,8 @@ class Executor:
         if step.plan is not None:
             plan = self._get(step.plan)
             question = question.replace("{changes}", plan.text())
+        if step.about is not None:
+            question = question.replace("{about}", self._get(step.about).text())
         if not self.tools.ask(question):
             raise Aborted(step.refusal)
         return True
@@ -240,6 +255,60 @@ class Executor:
 
     def _do_RemoveFile(self, step: RemoveFile) -> None:
         step.path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ the state lock
+
+    def _read_lock(self, workdir: Path) -> statelock.LockInfo | None:
+        backend = render_mod.state_backend(self.stage)
+        if backend["type"] != "s3":
+            return statelock.read_local(workdir)
+        sandbox = self.values.get("sandbox")
+        aws = self.tools.aws(sandbox.endpoint if sandbox is not None else None, backend["region"])
+        return statelock.read_s3(aws, backend["bucket"], backend["key"])
+
+    def _unlock_command(self, lock_id: str) -> str:
+        where = " --sandbox" if self.values.get("sandbox") is not None else ""
+        return f"orch unlock {self.stage.name} {lock_id}{where}"
+
+    def _locked(self, workdir: Path) -> statelock.StateLocked | None:
+        """After a Terraform run failed: the error naming the lock's holder when someone
+        holds the lock now (a run that failed for another reason has released its own)."""
+        try:
+            lock = self._read_lock(workdir)
+        except Exception:  # noqa: BLE001 - the original error says more than a failed look
+            return None
+        if lock is None:
+            return None
+        waited = getattr(self.tools.terraform(workdir), "lock_timeout", "the -lock-timeout")
+        return statelock.locked_error(self.stage.name, lock, statelock.local_holders(workdir),
+                                      self._unlock_command(lock.id or "LOCK_ID"), waited)
+
+    def _do_ReadLock(self, step: ReadLock) -> statelock.LockInfo:
+        lock = self._read_lock(step.workdir)
+        if lock is None:
+            raise statelock.NotLocked(f"the state of stage {self.stage.name!r} is not locked: nothing to unlock.")
+        if lock.id != step.lock_id:
+            raise ConfigError(f"the state of stage {self.stage.name!r} is locked as {lock.id!r}, not "
+                              f"{step.lock_id!r}: {lock.text()}.",
+                              hint=f"Check who holds it before you run `{self._unlock_command(lock.id)}`.")
+        holders = statelock.local_holders(step.workdir)
+        if lock.holder_pid is not None:
+            holders.append(f"process {lock.holder_pid}")
+        if holders:
+            raise statelock.StateLocked(
+                f"refusing to force open the state lock of stage {self.stage.name!r}: {lock.text()}, and "
+                f"{'; '.join(holders)} of this project still runs.",
+                hint="Wait for it to end, or stop it gracefully (`kill -INT PID`): Terraform then saves "
+                "the state and releases the lock itself.",
+            )
+        self.reporter.note(lock.text())
+        return lock
+
+    def _do_ForceUnlock(self, step: ForceUnlock) -> None:
+        self.tools.terraform(step.workdir).force_unlock(step.lock_id)
+        tfruns.record_unlock(step.workdir, step.lock_id)
+        self.reporter.note("the next `orch plan` or `orch apply` of this stage looks for what the interrupted run "
+                           "left in AWS outside the state, and adopts it")
 
     def _record(self, workdir: Path, run_id: str) -> tfruns.RunRecord | None:
         return next((r for r in tfruns.records(workdir) if r.run_id == run_id), None)

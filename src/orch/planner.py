@@ -23,6 +23,7 @@ from orch.steps import (
     EndLeftovers,
     EnsureBucket,
     FindOrphans,
+    ForceUnlock,
     ForgetLostState,
     HasImports,
     Init,
@@ -30,6 +31,7 @@ from orch.steps import (
     PackageNeedsS3,
     PlanHasChanges,
     PlanRemovesRoutes,
+    ReadLock,
     ReadPlan,
     RecordSandboxEpoch,
     Ref,
@@ -162,6 +164,25 @@ def plan_destroy(stage: Stage, facts: Facts) -> DeployPlan:
     if facts.runs.any:
         cleanup.append(SettleRuns(facts.workdir, when=Succeeded()))
     return DeployPlan("destroy", stage.name, facts.target, tuple(steps), tuple(cleanup))
+
+
+def plan_unlock(stage: Stage, facts: Facts, lock_id: str) -> DeployPlan:
+    """`orch unlock STAGE LOCK_ID`: read the lock (refused when it is another lock, or a process
+    of this project still holds it), ask (unless --yes), `terraform force-unlock`. Raises
+    Aborted without a terminal and without --yes."""
+    if not facts.yes:
+        _refuse_without_terminal(stage, facts, "force open the state lock of")
+    steps: list[Step] = []
+    s3 = stage.config.backend.type == "s3"
+    if s3:  # the lock lives in the backend: connect, and initialise the folder force-unlock runs in
+        steps += _connect(stage, facts)
+        steps += _prepare(stage, facts)
+    steps.append(ReadLock(facts.workdir, lock_id, sandbox=Ref("sandbox") if facts.on_sandbox and s3 else None))
+    if not facts.yes:
+        steps.append(Confirm(f"Force open the state lock of stage {stage.name!r} ({{about}})?",
+                             f"the state lock of stage {stage.name!r} was left as it is.", about=Ref("lock")))
+    steps.append(ForceUnlock(facts.workdir, lock_id))
+    return DeployPlan("unlock", stage.name, facts.target, tuple(steps))
 
 
 # ---------------------------------------------------------------------------- pieces

@@ -173,6 +173,7 @@ class Confirm(Step):
     refusal: str
     plan: Ref | None = None
     when: Condition | None = None
+    about: Ref | None = None  # a stored value whose text() replaces {about} in the question
 
     def title(self) -> str:
         return "ask for confirmation"
@@ -466,6 +467,32 @@ class SettleRuns(Step):
 
     def title(self) -> str:
         return "forget the interrupted runs, now settled"
+
+
+@dataclass(frozen=True)
+class ReadLock(Step):
+    """Read the stage's state lock (orch.statelock) and check it may be forced open: it is
+    `lock_id`, and no process of this project still holds it; stores a LockInfo."""
+
+    workdir: Path
+    lock_id: str
+    sandbox: Ref | None = None
+    output: str = "lock"
+
+    def title(self) -> str:
+        return f"read the state lock and check that {self.lock_id} is held by no process of this project"
+
+
+@dataclass(frozen=True)
+class ForceUnlock(Step):
+    """`terraform force-unlock -force LOCK_ID`, then remember that the lock's holder was
+    interrupted (the next plan or apply adopts what it left)."""
+
+    workdir: Path
+    lock_id: str
+
+    def title(self) -> str:
+        return f"terraform force-unlock {self.lock_id}"
 
 
 @dataclass(frozen=True)

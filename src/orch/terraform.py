@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,6 +31,8 @@ from orch.tfplan import Diagnostic, JsonStream, PlanView, render_message
 
 INIT_STAMP = "orch-init.sha256"
 LOCK_TIMEOUT = "60s"
+"""How long a Terraform run waits for the state lock (`-lock-timeout`); ORCH_LOCK_TIMEOUT
+overrides it (a Terraform duration: 30s, 5m). Never `-lock=false`."""
 MIN_VERSION = (1, 9)  # `terraform init -json` (1.9.0); S3 native locking needs 1.10 (documented)
 
 # Which verbs take which flags, checked against Terraform 1.11's `-help` and pinned by
@@ -219,6 +222,17 @@ def _interrupted(record: tfruns.RunRecord, cwd: Path, signum: int, code: int | N
 
 
 # ---------------------------------------------------------------------------- binary and config
+
+
+def lock_timeout() -> str:
+    """ORCH_LOCK_TIMEOUT (a Terraform duration such as 30s or 5m) or LOCK_TIMEOUT.
+    Raises ConfigError naming the variable when it is not a duration."""
+    value = os.environ.get("ORCH_LOCK_TIMEOUT", "").strip()
+    if not value:
+        return LOCK_TIMEOUT
+    if not re.fullmatch(r"[0-9]+(ms|s|m|h)", value):
+        raise ConfigError(f"ORCH_LOCK_TIMEOUT={value!r} is not a duration Terraform reads (e.g. 30s, 5m).")
+    return value
 
 
 def find_binary() -> str:
@@ -418,14 +432,18 @@ class Terraform:
         env: Mapping[str, str],
         echo: Echo,
         is_tty: bool = False,
+        lock_timeout: str = LOCK_TIMEOUT,
     ) -> None:
         self.workdir = workdir
         self.binary = binary
         self.env = dict(env)
         self.echo = echo
         self.is_tty = is_tty
+        self.lock_timeout = lock_timeout
 
     def argv(self, verb: str, *args: str, **options: Any) -> list[str]:
+        if verb in LOCK_VERBS:
+            options.setdefault("lock_timeout", self.lock_timeout)
         return command_line(self.binary, verb, args, options, is_tty=self.is_tty)
 
     # ------------------------------------------------------------------ running
@@ -573,6 +591,13 @@ class Terraform:
         if result.exit_code != 0:
             raise self._failed("terraform destroy", result, stream)
         return _apply_result(result, stream, "destroy")
+
+    def force_unlock(self, lock_id: str) -> RunResult:
+        """`terraform force-unlock -force LOCK_ID` (orch asked first)."""
+        result = self._human(self.argv("force-unlock", lock_id, force=True))
+        if result.exit_code != 0:
+            raise self._failed("terraform force-unlock", result)
+        return result
 
     def show_state(self) -> dict[str, Any]:
         """`terraform show -json` of the state (values.root_module...; `{}`-like when empty).

@@ -25,8 +25,10 @@ from pathlib import Path
 import psutil
 
 RUNS_DIR = ".orch-runs"
-STATE_CHANGING = frozenset({"apply", "destroy", "import", "force-unlock"})
-"""Verbs whose interruption can leave AWS and the state apart (or a lock behind)."""
+UNLOCKED = "unlock"
+STATE_CHANGING = frozenset({"apply", "destroy", "import", UNLOCKED})
+"""Verbs whose interruption can leave AWS and the state apart; `unlock` marks a lock that
+`orch unlock` forced open (its holder was interrupted)."""
 REAP_TIMEOUT = 10.0  # seconds a leftover provider gets to end after SIGTERM, before SIGKILL
 
 
@@ -88,6 +90,8 @@ class RunRecord:
 
     def process(self) -> psutil.Process | None:
         """Terraform's process while it still runs (not a zombie, not a reused pid), else None."""
+        if self.pid <= 0:
+            return None
         try:
             proc = psutil.Process(self.pid)
             if abs(proc.create_time() - self.created) > 1.0 or proc.status() == psutil.STATUS_ZOMBIE:
@@ -116,6 +120,8 @@ class RunRecord:
 
     def describe(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started_at))
+        if self.note:
+            return f"{self.note} ({when})"
         return f"terraform {self.verb} (pid {self.pid}, started {when})"
 
     @property
@@ -130,6 +136,15 @@ def new_record(verb: str, pid: int, run_id: str) -> RunRecord:
     except psutil.Error:
         created = time.time()
     return RunRecord(run_id, verb, pid, created, time.time(), os.getpid())
+
+
+def record_unlock(workdir: Path, lock_id: str) -> RunRecord:
+    """Remember that a lock was forced open: its holder was interrupted, so the next plan or
+    apply looks for what it left in AWS outside the state."""
+    record = RunRecord(f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-0-{UNLOCKED}", UNLOCKED, 0, 0.0,
+                       time.time(), os.getpid(), note=f"lock {lock_id} forced open by orch unlock")
+    record.write(workdir)
+    return record
 
 
 def records(workdir: Path) -> list[RunRecord]:
@@ -355,6 +370,7 @@ __all__ = [
     "forwarding",
     "leftovers",
     "new_record",
+    "record_unlock",
     "records",
     "settle",
 ]
