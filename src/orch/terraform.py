@@ -71,10 +71,11 @@ def command_line(
     options: Mapping[str, Any] | None = None,
     *,
     is_tty: bool,
+    lock_timeout: str = LOCK_TIMEOUT,
 ) -> list[str]:
     """The argv of `terraform <verb>`: pure, so tests pin every command orch runs.
 
-    Adds `-input=false` to every verb in INPUT_VERBS, `-lock-timeout=60s` (unless given) to
+    Adds `-input=false` to every verb in INPUT_VERBS, `-lock-timeout=<lock_timeout>` (unless given) to
     every verb in LOCK_VERBS, and `-no-color` when orch's output is not a terminal. `options`
     use python-terraform's spelling (underscores become dashes): `True` -> `-flag`, `False` ->
     `-flag=false` (kept, never dropped), `None` -> left out, a list -> the flag repeated, any
@@ -87,7 +88,7 @@ def command_line(
     if verb in INPUT_VERBS:
         merged["input"] = False
     if verb in LOCK_VERBS:
-        merged.setdefault("lock_timeout", LOCK_TIMEOUT)
+        merged.setdefault("lock_timeout", lock_timeout)
     if not is_tty:
         merged["no_color"] = True
     converted: dict[str, Any] = {}
@@ -442,9 +443,7 @@ class Terraform:
         self.lock_timeout = lock_timeout
 
     def argv(self, verb: str, *args: str, **options: Any) -> list[str]:
-        if verb in LOCK_VERBS:
-            options.setdefault("lock_timeout", self.lock_timeout)
-        return command_line(self.binary, verb, args, options, is_tty=self.is_tty)
+        return command_line(self.binary, verb, args, options, is_tty=self.is_tty, lock_timeout=self.lock_timeout)
 
     # ------------------------------------------------------------------ running
 
