@@ -117,6 +117,12 @@ class Aws:
             creds = boto3.Session(region_name=self.region).get_credentials()
         except botocore.exceptions.BotoCoreError as exc:
             raise AwsError(f"could not read AWS credentials: {exc}.") from None
+        if creds is not None:
+            from orch.redact import register_aws_credentials
+
+            frozen = creds.get_frozen_credentials()
+            register_aws_credentials(more=(frozen.access_key, frozen.secret_key, frozen.token),
+                                     dummies=SANDBOX_CREDENTIALS_ENV.values())
         if creds is None:
             raise AwsError(
                 "no AWS credentials found (checked the environment, AWS_PROFILE, shared "

@@ -455,6 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     SIGTERM (how CI cancels a job) unwinds like Ctrl-C and exits 143 with a message; while
     Terraform runs, orch.terraform passes both on to it instead.
     """
+    from orch.aws import SANDBOX_CREDENTIALS_ENV
+    from orch.redact import register_aws_credentials
+
+    register_aws_credentials(dummies=SANDBOX_CREDENTIALS_ENV.values())  # masked in all orch prints
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_terminated)

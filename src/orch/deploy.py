@@ -88,6 +88,7 @@ class Deployer:
 
     def plan(self, out: Path | None = None) -> PlanOutcome:
         """Plan the stage; Terraform's human plan is streamed, the counts come from `show -json`."""
+        self.collaborators.load_secrets()
         deploy_plan = planner.plan_plan(self.stage, self.gather(plan_out=out))
         executor = self.run(deploy_plan)
         assert executor is not None
@@ -100,6 +101,8 @@ class Deployer:
             plan_file = plan_file.resolve()
             if not plan_file.is_file():
                 raise ConfigError(f"--plan {plan_file}: no such plan file.")
+        elif not dry_run:
+            self.collaborators.load_secrets()
         deploy_plan = planner.plan_apply(self.stage, self.gather(saved_plan=plan_file))
         executor = self.run(deploy_plan, dry_run=dry_run)
         if executor is None:
@@ -226,6 +229,15 @@ def create_deployer(
     env_extra = cli.env() if cli is not None else {}
     cli_file = env_extra.get("TF_CLI_CONFIG_FILE") or os.environ.get("TF_CLI_CONFIG_FILE") or None
     binary: list[str] = []
+    if os.environ.get("TF_LOG"):
+        reporter.note(f"TF_LOG={os.environ['TF_LOG']} is set: Terraform's debug log can hold secret values and "
+                      "credentials. orch masks them in what it prints, not in TF_LOG_PATH or in the logs under "
+                      ".orch-runs/ of a run orch did not see end.")
+
+    def load_secrets() -> None:
+        from orch import secrets
+
+        env_extra.update(secrets.terraform_env(secrets.resolve(stage)))
 
     waits = lock_timeout()
 
@@ -242,7 +254,7 @@ def create_deployer(
         if not binary:
             binary.append(find_binary())  # missing terraform: an error before anything is written
 
-    collaborators = Collaborators(terraform, aws, _Sandbox(reporter.note), ask, cli_file, preflight)
+    collaborators = Collaborators(terraform, aws, _Sandbox(reporter.note), ask, cli_file, preflight, load_secrets)
     return Deployer(stage, target, collaborators, reporter, interactive=interactive, yes=yes)
 
 

@@ -85,6 +85,7 @@ class Collaborators:
     ask: Callable[[str], bool]
     cli_config_file: str | None = None
     preflight: Callable[[], None] = lambda: None  # checks before a real run (terraform installed)
+    load_secrets: Callable[[], None] = lambda: None  # read the stage's secrets for Terraform's environment
 
 
 class Executor:
