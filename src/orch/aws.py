@@ -27,6 +27,11 @@ SANDBOX_CREDENTIALS_ENV = {
 }
 
 
+CHECK_TIMEOUTS = {"connect_timeout": 5, "read_timeout": 10, "retries": {"max_attempts": 2, "mode": "standard"}}
+"""botocore Config of the reachability check: at most two attempts of 5 s to connect and 10 s to
+answer (so about 30 s when AWS answers nothing at all; a refused connection fails at once)."""
+
+
 def sandbox_client_kwargs(endpoint: str, region: str) -> dict[str, str]:
     """boto3 client keyword arguments for the sandbox emulator at `endpoint`."""
     return {
@@ -104,32 +109,59 @@ class Aws:
         return self._clients[service]
 
     def check_credentials(self) -> None:
-        """Fail (AwsError) when the standard credential chain finds nothing; no network call.
+        """Fail (AwsError, exit 5) unless AWS is reachable and accepts the credentials, within
+        seconds, before Terraform starts (whose provider would retry for minutes).
 
-        The chain: https://boto3.amazonaws.com/v1/documentation/api/latest/guide/credentials.html
+        Finds credentials through the standard chain
+        (https://boto3.amazonaws.com/v1/documentation/api/latest/guide/credentials.html), then
+        calls STS GetCallerIdentity, which needs no permission
+        (https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html), with
+        CHECK_TIMEOUTS. The error names the endpoint it could not reach.
         """
         if self.sandbox:
             return
         import boto3
         import botocore.exceptions
+        from botocore.config import Config
 
+        from orch.redact import register_aws_credentials
+
+        session = boto3.Session(region_name=self.region)
         try:
-            creds = boto3.Session(region_name=self.region).get_credentials()
+            creds = session.get_credentials()
+            frozen = creds.get_frozen_credentials() if creds is not None else None
         except botocore.exceptions.BotoCoreError as exc:
             raise AwsError(f"could not read AWS credentials: {exc}.") from None
-        if creds is not None:
-            from orch.redact import register_aws_credentials
-
-            frozen = creds.get_frozen_credentials()
-            register_aws_credentials(more=(frozen.access_key, frozen.secret_key, frozen.token),
-                                     dummies=SANDBOX_CREDENTIALS_ENV.values())
-        if creds is None:
+        if frozen is None:
             raise AwsError(
                 "no AWS credentials found (checked the environment, AWS_PROFILE, shared "
                 "config/credentials files, SSO and instance metadata).",
                 hint="Run `aws configure` or `aws sso login`, or export AWS_PROFILE / "
                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. To try orch without AWS, add --sandbox.",
             )
+        register_aws_credentials(more=(frozen.access_key, frozen.secret_key, frozen.token),
+                                 dummies=SANDBOX_CREDENTIALS_ENV.values())
+        sts = session.client("sts", config=Config(**CHECK_TIMEOUTS))
+        endpoint = sts.meta.endpoint_url
+        try:
+            sts.get_caller_identity()
+        except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
+                botocore.exceptions.ReadTimeoutError, botocore.exceptions.ProxyConnectionError,
+                botocore.exceptions.SSLError, botocore.exceptions.ConnectionClosedError) as exc:
+            raise AwsError(
+                f"cannot reach AWS at {endpoint} (region {self.region}): {type(exc).__name__}; orch stopped "
+                "before Terraform started.",
+                hint="Check the network, a proxy (HTTPS_PROXY) or firewall, and AWS_ENDPOINT_URL* settings; "
+                "to try orch without AWS, add --sandbox.",
+            ) from None
+        except botocore.exceptions.ClientError as exc:
+            raise AwsError(
+                f"AWS at {endpoint} refused the credentials: {error_code(exc)}: "
+                f"{exc.response.get('Error', {}).get('Message', '')}",
+                hint="Renew them (`aws sso login`, new keys) or pick another AWS_PROFILE.",
+            ) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise AwsError(f"checking the credentials at {endpoint} failed: {exc}.") from None
 
     def ensure_bucket(self, bucket: str, region: str | None = None) -> bool:
         """Create `bucket` unless it exists; True when it was created.

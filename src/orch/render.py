@@ -39,6 +39,8 @@ ROOT_OUTPUTS = (
     "execution_arn",
     "log_group_name",
 )
+PROVIDER_MAX_RETRIES = 5
+"""The aws provider's `max_retries` orch renders (the provider's default is 25)."""
 SANDBOX_SERVICES = (
     "acm", "apigateway", "cloudwatch", "iam", "lambda", "logs", "s3", "sts",
 )
@@ -310,6 +312,7 @@ def render(stage: Stage, target: Target, package: PackageRef) -> dict[str, str]:
         "sandbox_services": SANDBOX_SERVICES,
         "modules_source": modules_source,
         "outputs": ROOT_OUTPUTS,
+        "max_retries": PROVIDER_MAX_RETRIES,
     }
     env = _environment(stage.project_dir)
     files: dict[str, str] = {}
