@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def project(tmp_path: Path) -> Path:
     """A throwaway project: this repo's stages/ and functions/, its modules/ linked."""
     return make_project(tmp_path / "proj")
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """An in-process moto server (real AWS API shapes over HTTP) for one test module."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

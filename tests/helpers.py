@@ -58,6 +58,46 @@ def orch(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: floa
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+def cli(*args: str, cwd: Path, env: dict[str, str | None] | None = None, stdin: str = "") -> Result:
+    """Run orch's entry point (`orch.cli.main`, what the `orch` command calls) in this process.
+
+    The working folder, environment (a None value removes a variable) and the standard
+    streams are swapped for the call and restored after it, so the exit code, stdout and
+    stderr are what `orch` would give, without a Python start-up per call (about a second
+    here). A traceback would escape `main` as an exception and fail the test. Commands that
+    must run as their own process (a sandbox daemon, signals, a terminal) use `orch()`.
+    """
+    import contextlib
+    import io
+
+    from orch.cli import main
+
+    saved_env = dict(os.environ)
+    saved_cwd = os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.environ["NO_COLOR"] = "1"
+        for key, value in (env or {}).items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            saved_stdin, sys.stdin = sys.stdin, io.StringIO(stdin)
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # click's --help/--version paths
+                code = exc.code if isinstance(exc.code, int) else 0
+            finally:
+                sys.stdin = saved_stdin
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return Result(int(code or 0), out.getvalue(), err.getvalue())
+
+
 def assert_clean_failure(result: Result, code: int, *needles: str) -> None:
     """A failure users can act on: the expected exit code, the message, no traceback."""
     assert result.code == code, f"exit {result.code}, expected {code}\n{result.output}"

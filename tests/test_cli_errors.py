@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import assert_clean_failure, fake_sts, orch
+from helpers import assert_clean_failure, cli, fake_sts, orch
 
 CONFIG, TERRAFORM, AWS, SANDBOX, USAGE = 3, 4, 5, 7, 64
 
@@ -67,7 +67,7 @@ def test_bad_input(project: Path, setup, args, code, needles) -> None:
     if setup:
         edit(project, *setup)
     before = snapshot(project)
-    result = orch(*args, cwd=project)
+    result = cli(*args, cwd=project)
     assert_clean_failure(result, code, *needles)
     after = snapshot(project)
     assert not {p for p in after - before if p.startswith(".orch/work")}, "a working folder was written"
@@ -76,16 +76,16 @@ def test_bad_input(project: Path, setup, args, code, needles) -> None:
 def test_undefined_template_variable(project: Path) -> None:
     (project / "templates").mkdir()
     (project / "templates" / "backend.tf.j2").write_text("terraform {\n  # {{ backend.bukcet }}\n}\n")
-    result = orch("render", "dev", cwd=project)
+    result = cli("render", "dev", cwd=project)
     assert_clean_failure(result, CONFIG, "templates/backend.tf.j2", "bukcet")
     creds = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_EC2_METADATA_DISABLED": "true"}
-    result = orch("plan", "dev", cwd=project, env=creds)
+    result = cli("plan", "dev", cwd=project, env=creds)
     assert_clean_failure(result, CONFIG, "templates/backend.tf.j2", "bukcet")
     assert not (project / ".orch" / "work").exists()
 
 
 def test_no_aws_credentials_fails_before_terraform(project: Path) -> None:
-    result = orch("plan", "dev", cwd=project, env=NO_AWS_CREDENTIALS)
+    result = cli("plan", "dev", cwd=project, env=NO_AWS_CREDENTIALS)
     assert_clean_failure(result, AWS, "no AWS credentials found", "--sandbox")
     assert not (project / ".orch" / "work").exists()
 
@@ -93,7 +93,7 @@ def test_no_aws_credentials_fails_before_terraform(project: Path) -> None:
 def test_terraform_missing_from_path(project: Path, tmp_path: Path) -> None:
     creds = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_EC2_METADATA_DISABLED": "true"}
     python_dir = str(Path(os.sys.executable).parent)
-    result = orch("plan", "dev", cwd=project, env=creds | {"PATH": python_dir, "ORCH_TERRAFORM": None})
+    result = cli("plan", "dev", cwd=project, env=creds | {"PATH": python_dir, "ORCH_TERRAFORM": None})
     assert_clean_failure(result, TERRAFORM, "terraform was not found on PATH", "ORCH_TERRAFORM")
     assert not (project / ".orch" / "work" / "aws" / "dev" / "terraform.tfstate").exists()
 
@@ -101,7 +101,7 @@ def test_terraform_missing_from_path(project: Path, tmp_path: Path) -> None:
 def test_provider_mirror_without_the_provider(project: Path, tmp_path: Path) -> None:
     empty = tmp_path / "mirror"
     empty.mkdir()
-    result = orch("plan", "dev", cwd=project, env={"ORCH_PROVIDER_MIRROR": str(empty)})
+    result = cli("plan", "dev", cwd=project, env={"ORCH_PROVIDER_MIRROR": str(empty)})
     assert_clean_failure(result, CONFIG, f"ORCH_PROVIDER_MIRROR={empty}", "registry.terraform.io")
 
 
@@ -115,7 +115,7 @@ def test_provider_not_installable(project: Path, tmp_path: Path) -> None:
     )
     creds = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_EC2_METADATA_DISABLED": "true"}
     with fake_sts() as sts:  # orch's credentials check passes without leaving the machine
-        result = orch("plan", "dev", cwd=project, env=creds | {
+        result = cli("plan", "dev", cwd=project, env=creds | {
             "TF_CLI_CONFIG_FILE": str(rc), "ORCH_PROVIDER_MIRROR": None, "AWS_ENDPOINT_URL_STS": sts})
     assert_clean_failure(result, TERRAFORM, "could not install the hashicorp/aws provider", "ORCH_PROVIDER_MIRROR")
     assert not (project / ".orch" / "work" / "aws" / "dev" / "terraform.tfstate").exists()
@@ -126,6 +126,15 @@ def test_sandbox_port_taken(project: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = orch("sandbox", "start", cwd=project, env={"ORCH_SANDBOX_PORT": str(port)})
+        result = cli("sandbox", "start", cwd=project, env={"ORCH_SANDBOX_PORT": str(port)})
     assert_clean_failure(result, SANDBOX, f"port {port}", "already in use", "ORCH_SANDBOX_PORT")
     assert not (project / ".orch" / "sandbox" / "state.json").exists()
+
+
+def test_the_orch_process_itself_reports_bad_input_cleanly(project: Path) -> None:
+    """The tests above call orch's entry point in-process; this one crosses the process
+    boundary once (`python -m orch.cli`): exit status, stderr, no traceback."""
+    edit(project, "dev.yaml", "function:\n  memory_size: 64\n")
+    result = orch("render", "dev", cwd=project)
+    assert_clean_failure(result, 3, "dev.yaml", "function.memory_size")
+    assert result.stdout == ""

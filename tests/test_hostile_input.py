@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import assert_clean_failure, orch
+from helpers import assert_clean_failure, cli
 from orch.config import aws_regions, load_stage
 from orch.errors import ConfigError
 
@@ -51,13 +51,13 @@ def packages(project: Path) -> list[str]:
 )
 def test_hostile_yaml_is_a_clear_configuration_error(project: Path, text: str | bytes, needles: list[str]) -> None:
     write_stage(project, "dev.yaml", text)
-    assert_clean_failure(orch("render", "dev", cwd=project), CONFIG, *needles)
+    assert_clean_failure(cli("render", "dev", cwd=project), CONFIG, *needles)
 
 
 def test_invalid_utf8_in_defaults_fails_orch_stages_clearly(project: Path) -> None:
     path = project / "stages" / "defaults.yaml"
     path.write_bytes(path.read_bytes().replace(b"Seoul", b"Seo\xc3ul"))
-    result = orch("stages", cwd=project)
+    result = cli("stages", cwd=project)
     assert_clean_failure(result, CONFIG, "defaults.yaml:4:", "not valid UTF-8 (byte 0xc3)")
 
 
@@ -69,7 +69,7 @@ def test_a_stage_file_that_is_not_a_file(project: Path, kind: str, needle: str) 
         path.symlink_to("/dev/zero")  # would never end
     else:
         path.mkdir()
-    assert_clean_failure(orch("render", "dev", cwd=project), CONFIG, "dev.yaml: ", needle)
+    assert_clean_failure(cli("render", "dev", cwd=project), CONFIG, "dev.yaml: ", needle)
 
 
 def test_merge_keys_are_supported_and_own_keys_win(project: Path) -> None:
@@ -103,7 +103,7 @@ def test_merge_keys_are_supported_and_own_keys_win(project: Path) -> None:
 )
 def test_values_aws_would_refuse_are_caught_at_config_time(project: Path, text: str, needles: list[str]) -> None:
     write_stage(project, "dev.yaml", text)
-    assert_clean_failure(orch("render", "dev", cwd=project), CONFIG, *needles)
+    assert_clean_failure(cli("render", "dev", cwd=project), CONFIG, *needles)
 
 
 def test_regions_come_from_botocore_in_every_partition(project: Path) -> None:
@@ -140,7 +140,7 @@ def test_regions_come_from_botocore_in_every_partition(project: Path) -> None:
 )
 def test_validation_errors_speak_yaml(project: Path, text: str, wanted: str, unwanted: str | None) -> None:
     write_stage(project, "dev.yaml", text)
-    result = orch("plan", "dev", cwd=project)
+    result = cli("plan", "dev", cwd=project)
     assert_clean_failure(result, CONFIG, "dev.yaml: " + wanted)
     if unwanted:
         assert unwanted not in result.output
@@ -157,7 +157,7 @@ def test_a_function_source_outside_the_project_is_refused(project: Path, tmp_pat
     (project / "functions" / "escape").symlink_to(elsewhere, target_is_directory=True)
     write_stage(project, "dev.yaml", f"function:\n  source: {source}\n")
     for command in (["package", "dev"], ["render", "dev"]):
-        result = orch(*command, cwd=project)
+        result = cli(*command, cwd=project)
         assert_clean_failure(result, CONFIG, f"dev.yaml: function.source: '{source}'", "outside the project")
     assert packages(project) == []
 
@@ -166,7 +166,7 @@ def test_a_template_file_outside_the_project_is_refused(project: Path) -> None:
     write_stage(project, "dev.yaml", (
         "api:\n  routes:\n    - method: POST\n      integration: {request_template: {file: /etc/passwd}}\n"
     ))
-    result = orch("render", "dev", cwd=project)
+    result = cli("render", "dev", cwd=project)
     assert_clean_failure(result, CONFIG, "api.routes[0].integration.request_template.file", "outside the project")
     assert "root:" not in result.output
 
@@ -174,12 +174,12 @@ def test_a_template_file_outside_the_project_is_refused(project: Path) -> None:
 def test_a_symlink_to_etc_passwd_in_the_function_folder_is_refused(project: Path) -> None:
     link = project / "functions" / "loopback" / "passwd"
     link.symlink_to("/etc/passwd")
-    result = orch("package", "dev", cwd=project)
+    result = cli("package", "dev", cwd=project)
     assert_clean_failure(result, CONFIG, f"{link} is a symlink to /etc/passwd", "outside the folder")
     assert packages(project) == []
     link.unlink()
     (project / "functions" / "loopback" / "same.py").symlink_to("handler.py")  # inside: fine
-    result = orch("package", "dev", cwd=project)
+    result = cli("package", "dev", cwd=project)
     assert result.code == 0, result.output
     with zipfile.ZipFile(result.stdout.split()[0]) as zf:
         assert zf.read("same.py") == zf.read("handler.py")
@@ -187,6 +187,6 @@ def test_a_symlink_to_etc_passwd_in_the_function_folder_is_refused(project: Path
 
 def test_an_undecodable_file_name_is_refused_by_name(project: Path) -> None:
     (project / "functions" / "loopback" / os.fsdecode(b"data-\xff.txt")).write_text("x")
-    result = orch("package", "dev", cwd=project)
+    result = cli("package", "dev", cwd=project)
     assert_clean_failure(result, CONFIG, "data-\\xff.txt: the file name is not valid UTF-8")
     assert packages(project) == []

@@ -20,6 +20,7 @@ from orch.facts import EPOCH_FILE, Facts, workdir_of
 from orch.planner import DEPLOYMENT_ADDRESS, plan_apply, plan_destroy, plan_plan
 from orch.reporter import RecordingReporter
 from orch.sandbox import SandboxInfo
+from orch.smoke import CheckResult, SmokeReport
 from orch.terraform import PlanFile, RunResult, _apply_result
 from orch.tfplan import JsonStream, PlanView
 
@@ -58,8 +59,8 @@ class FakeTerraform:
         self.calls.append(("show", plan_file.name))
         return saved_plan(self.plan_file)
 
-    def apply(self, *, replace: Any = ()) -> Any:
-        self.calls.append(("apply", tuple(replace)))
+    def apply(self, *, replace: Any = (), var_file: Any = None) -> Any:
+        self.calls.append(("apply", tuple(replace)) if var_file is None else ("apply", tuple(replace), var_file.name))
         return applied(self.redeploy_file if replace else self.apply_file)
 
     def apply_saved(self, plan_file: Path) -> Any:
@@ -108,6 +109,22 @@ class FakeAws:
         return bucket, key_prefix + package.sha256_hex + ".zip"
 
 
+class FakeVerify:
+    """orch.smoke.verify: answers with a passing report, or the failing ones queued in `fail`."""
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+        self.fail: list[bool] = []
+
+    def __call__(self, stage: Any, deployed: Any, *, aws: Any, settings: Any = None, purpose: str = "release",
+                 **_: Any) -> SmokeReport:
+        self.calls.append((deployed, purpose))
+        failed = self.fail.pop(0) if self.fail else False
+        check = CheckResult("prototype request comes back", "http", not failed,
+                            "status 502, expected 200" if failed else "200 in 3 ms", 1, 0.01)
+        return SmokeReport(deployed.stage, deployed.target, deployed.invoke_url, (check,), 0.01, 10.0, "t", purpose)
+
+
 class World:
     """A project, its fakes, and a Deployer wired to them with the facts a test chooses."""
 
@@ -116,6 +133,7 @@ class World:
         self.terraform = FakeTerraform()
         self.sandbox = FakeSandbox()
         self.aws = FakeAws()
+        self.verify = FakeVerify()
         self.answers: list[bool] = []
         self.questions: list[str] = []
         self.reporter = RecordingReporter()
@@ -127,7 +145,7 @@ class World:
 
     def collaborators(self) -> Collaborators:
         return Collaborators(lambda workdir: self.terraform, lambda endpoint, region: self.aws, self.sandbox,
-                             self.ask, None)
+                             self.ask, None, verify=self.verify)
 
     def deployer(self) -> Deployer:
         return Deployer(self.stage, "sandbox", self.collaborators(), self.reporter,
@@ -144,6 +162,13 @@ class World:
 
 def names(steps) -> list[str]:
     return [type(step).__name__ for step in steps]
+
+
+# After every apply: tell the gateway, check, record; when the checks fail, roll back and check again.
+ROLLBACK = ["FindRollbackTarget", "WriteRollbackVars", "TerraformApply", "TerraformApply", "MarkSandboxChanged",
+            "RunSmokeChecks", "RecordRelease"]
+VERIFY = ["MarkSandboxChanged", "RunSmokeChecks", "RecordRelease", *ROLLBACK, "ConcludeRelease"]
+VERIFIED = ["MarkSandboxChanged", "RunSmokeChecks", "RecordRelease", "ConcludeRelease"]  # what runs when they pass
 
 
 def deployed(world: World, epoch: str = SANDBOX.epoch) -> None:
@@ -164,12 +189,12 @@ def test_first_deploy(project: Path) -> None:
     plan, executor = world.run_apply()
     assert names(plan.steps) == [
         "CheckHandler", "StartSandbox", "RecordSandboxEpoch", "BuildPackage", "UploadPackage", "RenderFiles",
-        "Init", "TerraformApply", "TerraformApply",
+        "Init", "TerraformApply", "TerraformApply", *VERIFY,
     ]
-    assert names(plan.cleanup) == ["MarkSandboxChanged"]
+    assert names(plan.cleanup) == ["RemoveFile", "MarkSandboxChanged"]
     assert names(executor.ran) == [
         "CheckHandler", "StartSandbox", "RecordSandboxEpoch", "BuildPackage", "RenderFiles", "Init",
-        "TerraformApply",
+        "TerraformApply", *VERIFIED,
     ]
     assert world.terraform.calls == [("init", None), ("apply", ())]  # ONE run plans and applies
     assert world.sandbox.started == 1 and world.sandbox.marked == 1
@@ -187,14 +212,15 @@ def test_no_op(project: Path) -> None:
     plan = plan_apply(world.stage, world.facts)
     assert names(plan.steps) == [
         "CheckHandler", "UseSandbox", "BuildPackage", "UploadPackage", "RenderFiles",
-        "TerraformApply", "TerraformApply",
+        "TerraformApply", "TerraformApply", *VERIFY,
     ]
     assert world.terraform.calls == [("apply", ())]  # no init, no second run
     assert world.sandbox.started == 0 and world.sandbox.marked == 0  # nothing changed: the gateway is not told
     assert not outcome.applied and not outcome.plan.has_changes
     assert outcome.outputs["invoke_url"].startswith(SANDBOX.gateway_endpoint + "/restapis/")
     skipped = [event[1] for event in world.reporter.events if event[0] == "skip"]
-    assert len(skipped) == 2  # the upload and the redeploy
+    assert len(skipped) == 3 + len(ROLLBACK)  # the upload, the redeploy, the mark; the rollback
+    assert outcome.verdict.status == "passed"  # the checks ran on the unchanged stage all the same
 
 
 def test_removed_route_redeploys(project: Path) -> None:
@@ -204,7 +230,7 @@ def test_removed_route_redeploys(project: Path) -> None:
     plan, executor = world.run_apply()
     assert world.terraform.calls == [("apply", ()), ("apply", (DEPLOYMENT_ADDRESS,))]
     assert "redeploy" in executor.values and world.sandbox.marked == 1
-    assert names(executor.ran)[-2:] == ["TerraformApply", "TerraformApply"]
+    assert names(executor.ran)[-6:] == ["TerraformApply", "TerraformApply", *VERIFIED]
 
 
 def test_protected_stage_plans_asks_with_terraforms_counts_and_applies_that_plan(project: Path) -> None:
@@ -213,12 +239,13 @@ def test_protected_stage_plans_asks_with_terraforms_counts_and_applies_that_plan
     plan, executor = world.run_apply()
     assert names(plan.steps) == [
         "CheckHandler", "StartSandbox", "RecordSandboxEpoch", "BuildPackage", "UploadPackage", "RenderFiles",
-        "Init", "TerraformPlan", "ReadPlan", "Confirm", "ApplySavedPlan", "TerraformApply",
+        "Init", "TerraformPlan", "ReadPlan", "Confirm", "ApplySavedPlan", "TerraformApply", *VERIFY,
     ]
     counts = saved_plan("plan-first-deploy.json").counts.text()
     assert world.questions == [f"Apply {counts} to protected stage 'prod'?"]
     assert [c[0] for c in world.terraform.calls] == ["init", "plan", "show", "apply_saved"]
-    assert names(plan.cleanup) == ["RemoveFile", "MarkSandboxChanged"] and not plan.cleanup[0].path.exists()
+    assert names(plan.cleanup) == ["RemoveFile", "RemoveFile", "MarkSandboxChanged"]
+    assert not plan.cleanup[0].path.exists()
 
 
 def test_protected_stage_declined_applies_nothing(project: Path) -> None:
@@ -248,10 +275,12 @@ def test_saved_plan_applies_exactly_that_file(project: Path, tmp_path: Path) -> 
     saved.write_text("plan")
     world.terraform.plan_file = "plan-remove-route.json"
     plan, executor = world.run_apply(saved_plan=saved)
-    assert names(plan.steps) == ["UseSandbox", "ReadPlan", "ApplySavedPlan", "TerraformApply"]
+    assert names(plan.steps) == ["UseSandbox", "ReadPlan", "ApplySavedPlan", "TerraformApply", *VERIFY]
     assert world.terraform.calls == [("show", "reviewed.tfplan"), ("apply_saved", "reviewed.tfplan"),
                                      ("apply", (DEPLOYMENT_ADDRESS,))]  # the plan removed a route
     assert "package" not in executor.values  # the saved plan is applied as it is
+    # the release record holds the values the saved plan applied, read from the plan itself
+    assert executor.values["release"].tfvars == dict(saved_plan("plan-remove-route.json").variables)
 
 
 def test_saved_plan_needs_a_working_folder(project: Path, tmp_path: Path) -> None:

@@ -19,6 +19,8 @@ import pytest
 from helpers import assert_clean_failure, orch
 from orch import sandbox
 
+pytestmark = pytest.mark.daemon  # real sandbox daemons, each a few seconds
+
 
 def daemons(project: Path) -> list[int]:
     """Pids of every sandbox daemon serving `project`, from /proc (not from orch's records)."""

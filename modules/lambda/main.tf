@@ -82,9 +82,11 @@ resource "aws_lambda_function" "this" {
   depends_on = [aws_cloudwatch_log_group.this, aws_iam_role_policy.logs]
 }
 
+# The alias follows the version this apply published, unless alias_version pins another
+# (orch's rollback: the function stays as it is, the stage is served by an earlier version).
 resource "aws_lambda_alias" "this" {
   name             = var.stage_name
   description      = "Stage ${var.stage_name} of ${var.function_name}."
   function_name    = aws_lambda_function.this.function_name
-  function_version = aws_lambda_function.this.version
+  function_version = coalesce(var.alias_version, aws_lambda_function.this.version)
 }

@@ -9,8 +9,13 @@ output "function_arn" {
 }
 
 output "function_version" {
-  description = "Version published by the latest apply; the alias points at it."
+  description = "Version published by the latest apply; the alias points at it unless alias_version pins another."
   value       = aws_lambda_function.this.version
+}
+
+output "alias_function_version" {
+  description = "Version the per-stage alias points at (the published one, or alias_version)."
+  value       = aws_lambda_alias.this.function_version
 }
 
 output "alias_name" {

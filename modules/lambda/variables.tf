@@ -125,6 +125,17 @@ variable "package" {
   }
 }
 
+variable "alias_version" {
+  description = "Function version the stage's alias points at; null means the version this apply published. orch sets it only to roll a stage back to an earlier version."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alias_version == null || can(regex("^[0-9]+$", var.alias_version))
+    error_message = "The alias_version must be null or a published version number such as 3 ($LATEST cannot serve a stage)."
+  }
+}
+
 variable "tracing_mode" {
   description = "X-Ray tracing mode of the function: PassThrough or Active."
   type        = string

@@ -26,6 +26,7 @@ module "lambda" {
   log_retention_days   = var.function.log_retention_days
   reserved_concurrency = var.function.reserved_concurrency
   tracing_mode         = var.function.tracing_mode
+  alias_version        = var.function.alias_version
   package              = var.function.package
   tags                 = var.tags
 }

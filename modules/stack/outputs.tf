@@ -19,7 +19,12 @@ output "function_arn" {
 }
 
 output "function_version" {
-  description = "Function version the stage's alias points at."
+  description = "Function version the stage's alias points at (an earlier one while the stage is rolled back)."
+  value       = module.lambda.alias_function_version
+}
+
+output "published_version" {
+  description = "Function version the latest apply published (the alias's unless the stage is rolled back)."
   value       = module.lambda.function_version
 }
 

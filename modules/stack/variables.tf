@@ -37,6 +37,7 @@ variable "function" {
     log_retention_days   = optional(number, 14)
     reserved_concurrency = optional(number, -1)
     tracing_mode         = optional(string, "PassThrough")
+    alias_version        = optional(string)
     package = object({
       filename         = optional(string)
       s3_bucket        = optional(string)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from orch.errors import AwsError, PackageError
+from orch.errors import AwsError, AwsNotFound, PackageError
 
 # The sandbox emulator accepts any credentials; these are the ones orch, Terraform's provider
 # and the gateway's workers use there. Never real ones.
@@ -84,6 +84,9 @@ class Aws:
 
     region: str
     endpoint: str | None = None
+    # botocore.config.Config keyword arguments for every client (timeouts, retries), e.g. for
+    # calls that must end within a bound (orch.smoke)
+    client_config: dict[str, Any] | None = None
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -102,10 +105,16 @@ class Aws:
         if service not in self._clients:
             import boto3
 
+            extra: dict[str, Any] = {}
+            if self.client_config:
+                from botocore.config import Config
+
+                extra["config"] = Config(**self.client_config)
             if self.endpoint is not None:
-                self._clients[service] = boto3.client(service, **sandbox_client_kwargs(self.endpoint, self.region))
+                self._clients[service] = boto3.client(
+                    service, **sandbox_client_kwargs(self.endpoint, self.region), **extra)
             else:
-                self._clients[service] = boto3.client(service, region_name=self.region)
+                self._clients[service] = boto3.client(service, region_name=self.region, **extra)
         return self._clients[service]
 
     def check_credentials(self) -> None:
@@ -230,6 +239,94 @@ class Aws:
         except (ClientError, BotoCoreError) as exc:
             raise aws_error(f"uploading {path} to {where} failed", exc) from exc
         return bucket, key
+
+    # ------------------------------------------------------------------ verified releases
+    # Reads for the smoke checks, release records in S3, `orch logs` and `orch invoke`.
+
+    def with_config(self, client_config: dict[str, Any]) -> Aws:
+        """The same target and region, with clients built with `client_config` (botocore
+        Config keyword arguments: timeouts, retries)."""
+        return Aws(self.region, self.endpoint, client_config)
+
+    def call(self, service: str, operation: str, what: str, **kwargs: Any) -> dict[str, Any]:
+        """One AWS API call, `client(service).<operation>(**kwargs)`, its answer as a dict.
+
+        Raises AwsNotFound for AWS's not-found errors (ResourceNotFoundException, NotFound,
+        NoSuchKey, 404), AwsError naming `what` for any other failure, including an
+        endpoint that does not answer.
+        """
+        import botocore.exceptions
+
+        try:
+            return getattr(self.client(service), operation)(**kwargs)
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) in NOT_FOUND_CODES:
+                raise AwsNotFound(f"{what}: {error_message(exc)}") from None
+            raise aws_error(what, exc) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise AwsError(f"{what}: {exc}", hint="check that the endpoint is reachable, then retry") from None
+
+    def put_json(self, bucket: str, key: str, document: Any) -> None:
+        """Write `document` as a JSON object `s3://bucket/key`."""
+        import json
+
+        self.call("s3", "put_object", f"writing s3://{bucket}/{key}", Bucket=bucket, Key=key,
+                  Body=json.dumps(document, indent=2, sort_keys=True).encode(), ContentType="application/json")
+
+    def get_json(self, bucket: str, key: str) -> Any:
+        """The JSON object `s3://bucket/key` (AwsNotFound when there is none)."""
+        import json
+
+        answer = self.call("s3", "get_object", f"reading s3://{bucket}/{key}", Bucket=bucket, Key=key)
+        return json.loads(answer["Body"].read())
+
+    def list_keys(self, bucket: str, prefix: str) -> list[str]:
+        """Every key under `prefix` in `bucket`, sorted (ListObjectsV2, all pages)."""
+        keys: list[str] = []
+        token: dict[str, str] = {}
+        while True:
+            page = self.call("s3", "list_objects_v2", f"listing s3://{bucket}/{prefix}", Bucket=bucket,
+                             Prefix=prefix, **token)
+            keys += [item["Key"] for item in page.get("Contents") or ()]
+            if not page.get("IsTruncated"):
+                return sorted(keys)
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    def log_events(self, group: str, *, start_ms: int, pattern: str | None = None,
+                   token: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of FilterLogEvents on `group` from `start_ms` (epoch ms): (events, next token).
+
+        `pattern` is a CloudWatch Logs filter pattern:
+        https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/FilterAndPatternSyntax.html
+        """
+        kwargs: dict[str, Any] = {"logGroupName": group, "startTime": start_ms, "interleaved": True}
+        if pattern:
+            kwargs["filterPattern"] = pattern
+        if token:
+            kwargs["nextToken"] = token
+        page = self.call("logs", "filter_log_events", f"reading the log group {group}", **kwargs)
+        return list(page.get("events") or ()), page.get("nextToken")
+
+    def invoke(self, function_name: str, qualifier: str, payload: bytes, *, tail: bool) -> dict[str, Any]:
+        """Lambda Invoke (RequestResponse) of `function_name:qualifier`: the answer's
+        `Payload` read into bytes, `FunctionError`, `LogResult` (base64, with `tail`) and
+        `ExecutedVersion`. https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html"""
+        answer = self.call("lambda", "invoke", f"invoking {function_name}:{qualifier}", FunctionName=function_name,
+                           Qualifier=qualifier, Payload=payload, LogType="Tail" if tail else "None")
+        body = answer.get("Payload")
+        return {**answer, "Payload": body.read() if hasattr(body, "read") else (body or b"")}
+
+
+NOT_FOUND_CODES = frozenset({
+    "ResourceNotFoundException", "NotFoundException", "NotFound", "NoSuchKey", "NoSuchBucket", "404",
+})
+
+
+def error_message(exc: Any) -> str:
+    """AWS's code and message of a botocore ClientError."""
+    code = error_code(exc)
+    message = getattr(exc, "response", {}).get("Error", {}).get("Message", "") or str(exc)
+    return f"{code}: {message}" if code else message
 
 
     # ------------------------------------------------------------------ lookups (orch.adopt)
@@ -358,12 +455,10 @@ def error_code(exc: Any) -> str:
 def aws_error(what: str, exc: Exception) -> AwsError:
     """An AwsError saying what failed, AWS's code and message, and what to check."""
     code = error_code(exc)
-    message = getattr(exc, "response", {}).get("Error", {}).get("Message", "") or str(exc)
     hints = {
         "NoSuchBucket": "create the bucket, or fix `artifacts.bucket` in the stage file",
         "AccessDenied": "the credentials need s3:PutObject (and s3:GetObject) on the bucket",
         "403": "the credentials need s3:PutObject (and s3:GetObject) on the bucket",
     }
-    detail = f"{code}: {message}" if code else message
-    return AwsError(f"{what}: {detail}",
+    return AwsError(f"{what}: {error_message(exc)}",
                     hint=hints.get(code, "check the credentials, the region and the bucket, then retry"))

@@ -71,6 +71,10 @@ DryRunOpt = Annotated[
     typer.Option("--dry-run", help="Print the steps orch would take and change nothing (nothing is "
                  "started, built or written)."),
 ]
+JunitOpt = Annotated[
+    Path | None,
+    typer.Option("--junit", help="Also write the smoke checks as a JUnit XML file (for CI).", show_default=False),
+]
 FILES = ("backend.tf", "main.tf", "terraform.tfvars.json")
 
 
@@ -169,18 +173,35 @@ def apply(
         ),
     ] = None,
     dry_run: DryRunOpt = False,
+    no_smoke: Annotated[
+        bool, typer.Option("--no-smoke", help="Do not run the smoke checks after applying (nothing is rolled "
+                           "back; the release is recorded as unchecked).")
+    ] = False,
+    skip_promotion_check: Annotated[
+        bool, typer.Option("--skip-promotion-check", help="Apply a package the stage's promote_from stage never "
+                           "passed (warns, and the release record says so).")
+    ] = False,
+    junit: JunitOpt = None,
     project: ProjectOpt = None,
 ) -> int:
-    """Deploy STAGE and print the invoke URL.
+    """Deploy STAGE, run its smoke checks and print the invoke URL.
 
     One Terraform run plans and applies. Protected stages (`protected: true`, like prod) show
-    the plan and ask first unless --yes is given; without a terminal they need --yes.
+    the plan and ask first unless --yes is given; without a terminal they need --yes. When the
+    smoke checks fail, orch rolls the stage back to its last good release through Terraform,
+    checks it again and exits 6.
     """
-    outcome = _deployer(project, stage, sandbox, yes=yes).apply(plan_file=plan_file, dry_run=dry_run)
+    outcome = _deployer(project, stage, sandbox, yes=yes).apply(
+        plan_file=plan_file, dry_run=dry_run, smoke=not no_smoke, skip_promotion_check=skip_promotion_check)
     if outcome.dry_run:
         return ExitCode.OK
+    verdict = outcome.verdict
+    if junit is not None and verdict is not None:
+        _write_junit(junit, [r for r in (verdict.smoke, verdict.recheck) if r is not None])
     outputs = outcome.outputs
-    if outcome.plan is not None and not outcome.plan.has_changes:
+    if verdict is not None and not verdict.ok:
+        pass  # the verdict says what happened (below, exit 6)
+    elif outcome.plan is not None and not outcome.plan.has_changes:
         _log(f"stage {stage!r} is up to date: nothing to apply")
     else:
         _log(f"stage {stage!r} deployed ({outcome.plan.text() if outcome.plan else 'saved plan'}): "
@@ -190,6 +211,7 @@ def apply(
     else:
         _log("invoke URL:")
     _out(outputs.get("invoke_url", ""))
+    _raise_unless_ok(verdict)
     return ExitCode.OK
 
 
@@ -435,6 +457,183 @@ def sandbox_status(
     else:
         for key, value in data.items():
             _out(f"{key:17} {value}")
+    return ExitCode.OK
+
+
+# ---------------------------------------------------------------------------- verified releases
+
+def _write_junit(path: Path, reports: list) -> None:
+    from orch.smoke import write_junit
+
+    write_junit(reports, path)
+    _log(f"wrote the smoke checks to {path} (JUnit XML)")
+
+
+def _raise_unless_ok(verdict) -> None:
+    """Exit 6 (SmokeError) saying what was rolled back and why, unless the release is fine."""
+    if verdict is None or verdict.ok:
+        return
+    from orch.errors import SmokeError
+
+    hints = {
+        "rolled_back": "The failed release stays recorded; `orch plan` shows it as the pending change. Fix it and "
+                       "apply again, or look at `orch logs`.",
+        "failed": "There is no earlier good release: the stage serves the failed release. See `orch logs`.",
+        "rollback_failed": "The stage serves the earlier release, which fails its checks now too.",
+    }
+    raise SmokeError(verdict.message(), hint=hints.get(verdict.status))
+
+
+@app.command()
+def smoke(
+    stage: StageArg,
+    sandbox: SandboxOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    junit: JunitOpt = None,
+    project: ProjectOpt = None,
+) -> int:
+    """Run STAGE's smoke checks against what is deployed: exit 0 when all pass, 6 otherwise.
+
+    Control plane through AWS's API (API, stage, newest deployment, stage variables, alias,
+    function state, invoke permission) and the stage's `smoke.checks` as real HTTP requests,
+    each failing check tried again with backoff until `smoke.timeout` (60 s on AWS, 10 s in the
+    sandbox).
+    """
+    from orch.errors import SmokeError
+    from orch.smoke import table_lines, to_json
+
+    report = _deployer(project, stage, sandbox).smoke()
+    if junit is not None:
+        _write_junit(junit, [report])
+    if as_json:
+        _out(to_json(report))
+    else:
+        for line in table_lines(report):
+            _out(line)
+    if not report.passed:
+        from orch.releases import failure_reason
+
+        raise SmokeError(f"stage {stage!r}: {failure_reason(report)}.")
+    return ExitCode.OK
+
+
+@app.command()
+def rollback(
+    stage: StageArg,
+    sandbox: SandboxOpt = False,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", metavar="VERSION", help="Roll back to the release that served this function version "
+                     "(default: the last release that passed its checks).", show_default=False),
+    ] = None,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    junit: JunitOpt = None,
+    project: ProjectOpt = None,
+) -> int:
+    """Roll STAGE back to an earlier release through Terraform, then check it again.
+
+    The function stays as it is (nothing is published): the stage's alias is pinned to the
+    earlier version and the API and stage get that release's settings. The next `orch apply`
+    releases the stage files again.
+    """
+    verdict = _deployer(project, stage, sandbox, yes=yes).rollback(to_version=to, dry_run=dry_run)
+    if dry_run or verdict is None:
+        return ExitCode.OK
+    if junit is not None and verdict.recheck is not None:
+        _write_junit(junit, [verdict.recheck])
+    target = verdict.rolled_back_to
+    if verdict.recheck is not None and verdict.recheck.passed and target is not None:
+        _log(f"stage {stage!r} rolled back to {target.short}; its smoke checks pass")
+        return ExitCode.OK
+    from orch.errors import SmokeError
+
+    raise SmokeError(f"stage {stage!r} was rolled back to {target.short if target else '?'}, but its smoke "
+                     "checks fail.", hint="See `orch logs` and `orch smoke`.")
+
+
+def _function_target(project: Path | None, stage: str, sandbox: bool, *, gateway: bool):
+    """(stage, Aws) for logs and invoke: the emulator (or, for `gateway`, the local gateway,
+    which answers Lambda's Invoke) in the sandbox, else AWS with the credential check."""
+    from orch.aws import Aws
+    from orch.config import load_stage
+    from orch.deploy import project_dir_from
+    from orch.facts import running_sandbox
+
+    st = load_stage(project_dir_from(project), stage)
+    region = st.config.region
+    if not sandbox:
+        aws = Aws.for_aws(region)
+        aws.check_credentials()
+        return st, aws
+    _require_sandbox()
+    info = running_sandbox(st.project_dir)
+    if info is None:
+        raise SandboxError("the sandbox is not running, so nothing is deployed there (a stopped sandbox loses "
+                           "its resources).", hint=f"Run `orch apply {stage} --sandbox` first.")
+    if gateway:
+        timeout = st.config.function.timeout + 10
+        return st, Aws(region, info.gateway_endpoint,
+                       {"read_timeout": timeout, "connect_timeout": 5, "retries": {"max_attempts": 1}})
+    return st, Aws.for_sandbox(info.endpoint, region)
+
+
+@app.command()
+def logs(
+    stage: StageArg,
+    sandbox: SandboxOpt = False,
+    since: Annotated[str, typer.Option("--since", help="How far back: 30s, 10m, 2h, 1d.")] = "10m",
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events (polls every "
+                                         "second) until Ctrl-C.")] = False,
+    filter_text: Annotated[
+        str | None,
+        typer.Option("--filter", help="A CloudWatch Logs filter pattern: words an event must contain, "
+                     "\"quoted text\", or JSON patterns.", show_default=False),
+    ] = None,
+    project: ProjectOpt = None,
+) -> int:
+    """Print the function's CloudWatch Logs: the handler's own lines between Lambda's START,
+    END and REPORT lines (in the sandbox, written there by the local gateway)."""
+    from orch.observe import parse_since, show_logs
+
+    seconds = parse_since(since)
+    st, aws = _function_target(project, stage, sandbox, gateway=False)
+    shown = show_logs(aws, st.function_name, since_seconds=seconds, pattern=filter_text, follow=follow,
+                      emit=_out, note=_log)
+    if not follow and shown == 0:
+        _log(f"no log events of {st.function_name} in the last {since}")
+    return ExitCode.OK
+
+
+@app.command()
+def invoke(
+    stage: StageArg,
+    sandbox: SandboxOpt = False,
+    data: Annotated[str | None, typer.Option("--data", help="The event, as JSON text.", show_default=False)] = None,
+    data_file: Annotated[
+        Path | None, typer.Option("--data-file", help="A file holding the event as JSON.", show_default=False)
+    ] = None,
+    log: Annotated[bool, typer.Option("--log", help="Also print the invocation's log (stderr).")] = False,
+    project: ProjectOpt = None,
+) -> int:
+    """Call STAGE's function directly through its stage alias and print its answer.
+
+    As `sam remote invoke`: Lambda's Invoke on AWS; in the sandbox the local gateway answers
+    the same call and runs the real handler in its workers. A function error's document is
+    printed too (with a note on stderr).
+    """
+    from orch.observe import invoke as invoke_function
+    from orch.observe import payload_from
+
+    payload = payload_from(data, data_file)
+    st, aws = _function_target(project, stage, sandbox, gateway=True)
+    result = invoke_function(aws, st.function_name, st.stage_name, payload, log=log)
+    if log and result.log:
+        for line in result.log.rstrip("\n").splitlines():
+            _err(line)
+    _out(result.payload_text())
+    if result.function_error:
+        _log(f"the function failed ({result.function_error}), version {result.executed_version}")
     return ExitCode.OK
 
 

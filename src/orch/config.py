@@ -199,10 +199,14 @@ class Parameters(_Strict):
     @field_validator("headers")
     @classmethod
     def _header_names(cls, value: dict[str, bool]) -> dict[str, bool]:
-        for key in value:
-            if not HEADER_NAME_RE.match(key):
-                raise ValueError(f"{key!r} is not a valid HTTP header name")
-        return value
+        return _valid_header_names(value)
+
+
+def _valid_header_names(value: dict[str, Any]) -> dict[str, Any]:
+    for key in value:
+        if not HEADER_NAME_RE.match(key):
+            raise ValueError(f"{key!r} is not a valid HTTP header name")
+    return value
 
 
 class TemplateFile(_Strict):
@@ -370,6 +374,98 @@ class Artifacts(_Strict):
     prefix: str = "orch/packages/"
 
 
+# --------------------------------------------------------------------------- smoke checks
+
+PLACEHOLDER_RE = re.compile(r"\$\{([a-z_]+)\}")
+PLACEHOLDERS = ("stage",)
+"""`${stage}` in a smoke check's values: the API Gateway stage name (the stage's own name
+unless `stage.name` is set), the value `$context.stage` has."""
+
+
+def _placeholders(value: Any) -> Any:
+    for text in _strings(value):
+        for name in PLACEHOLDER_RE.findall(text):
+            if name not in PLACEHOLDERS:
+                known = ", ".join("${" + known + "}" for known in PLACEHOLDERS)
+                raise ValueError(f"unknown placeholder ${{{name}}} (known: {known})")
+    return value
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _json_path(value: str) -> str:
+    import jsonpath_rfc9535
+
+    try:
+        jsonpath_rfc9535.compile(value)
+    except jsonpath_rfc9535.JSONPathError as exc:
+        raise ValueError(
+            f"{_shown(value)} is not an RFC 9535 JSONPath ({exc}); names with '-' need brackets: $.a['b-c']"
+        ) from None
+    return value
+
+
+JsonPath = Annotated[str, AfterValidator(_json_path)]
+
+
+class SmokeExpect(_Strict):
+    """What a smoke request must answer: status, values at JSON paths, headers, latency."""
+
+    status: Annotated[int, Field(ge=100, le=599)] = 200
+    json_: Annotated[dict[JsonPath, Any], AfterValidator(_placeholders)] = Field(default_factory=dict, alias="json")
+    headers: Annotated[dict[str, str], AfterValidator(_placeholders)] = Field(default_factory=dict)
+    max_latency_ms: Annotated[int | None, Field(ge=1, le=600_000)] = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SmokeRequest(_Strict):
+    """One data-plane smoke check: a real HTTP request to the stage's invoke URL."""
+
+    method: Literal[HTTP_METHODS] = "GET"  # type: ignore[valid-type]
+    path: Annotated[str, Field(pattern=r"^/")] = "/"
+    headers: Annotated[dict[str, str], AfterValidator(_placeholders)] = Field(default_factory=dict)
+    query: Annotated[dict[str, str], AfterValidator(_placeholders)] = Field(default_factory=dict)
+    body: Annotated[Any, AfterValidator(_placeholders)] = None  # mapping or list: sent as JSON; text as is
+    expect: SmokeExpect = Field(default_factory=SmokeExpect)
+    enabled: bool = True
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
+        return _valid_header_names(value)
+
+
+class SmokeSettings(_Strict):
+    """`smoke:` of a stage: the checks `orch apply` runs after applying (and `orch smoke`).
+
+    `checks` is a mapping from a check's name to its request, so a stage file can add a
+    check or change one the defaults declare (mappings merge key by key). `timeout` bounds
+    the whole run in seconds (every failing check is tried again with backoff until then);
+    unset: 60 s on AWS, 10 s in the sandbox, whose gateway serves a new release at once.
+    """
+
+    enabled: bool = True
+    timeout: Annotated[float | None, Field(gt=0, le=900)] = None
+    request_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
+    checks: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.:()-]{0,99}$")], SmokeRequest] = Field(
+        default_factory=dict
+    )
+
+
 class StageConfig(_Strict):
     """Everything orch needs to deploy one stage."""
 
@@ -382,6 +478,9 @@ class StageConfig(_Strict):
     tags: dict[str, str] = Field(default_factory=dict)
     backend: Backend = Field(default_factory=Backend)
     artifacts: Artifacts = Field(default_factory=Artifacts)
+    smoke: SmokeSettings = Field(default_factory=SmokeSettings)
+    # `orch apply` of this stage refuses a package that did not pass this stage's smoke checks
+    promote_from: Annotated[str | None, Field(pattern=STAGE_NAME_RE.pattern)] = None
 
     @field_validator("tags")
     @classmethod
@@ -643,6 +742,7 @@ def load_stage(project_dir: Path, name: str) -> Stage:
         raise ConfigError(_format_errors(exc, layers, name)) from None
     stage = Stage(name=name, config=config, project_dir=project_dir, files=tuple(p for p, _ in layers))
     _check_files(stage, layers)
+    _check_promote_from(stage, known, layers)
     return replace(stage, secret_origins=_secret_origins(stage, layers))
 
 
@@ -707,6 +807,17 @@ def _check_files(stage: Stage, layers: list[tuple[Path, dict[str, Any]]]) -> Non
         if isinstance(tpl, TemplateFile):
             loc = ("api", "routes", i, "integration", "request_template", "file")
             _project_path(stage, tpl.file, loc, layers, folder=False)
+
+
+def _check_promote_from(stage: Stage, known: list[str], layers: list[tuple[Path, dict[str, Any]]]) -> None:
+    source = stage.config.promote_from
+    if source is None:
+        return
+    where = f"{_locate(('promote_from',), layers) or 'stage files'}: promote_from"
+    if source == stage.name:
+        raise ConfigError(f"{where}: a stage cannot promote from itself ({source!r}).")
+    if source not in known:
+        raise ConfigError(f"{where}: {source!r} is not a stage (known: {', '.join(known)}).")
 
 
 def load_all(project_dir: Path) -> list[Stage]:

@@ -8,6 +8,7 @@ only through its reporter; it turns the values the executor stored into results.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,10 +18,12 @@ from typing import Any
 from orch import config as config_mod
 from orch import facts as facts_mod
 from orch import planner
+from orch import releases as releases_mod
 from orch import sandbox as sandbox_mod
 from orch.config import Stage
 from orch.errors import ConfigError, Interrupted, SandboxError, TerraformError
 from orch.executor import Collaborators, DisplayExecutor, Executor
+from orch.releases import Verdict
 from orch.reporter import Reporter
 from orch.steps import DeployPlan
 from orch.tfplan import PlanView
@@ -44,6 +47,7 @@ class ApplyOutcome:
     applied: bool
     outputs: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
+    verdict: Verdict | None = None  # how the smoke checks (and any rollback) ended
 
 
 @dataclass
@@ -94,16 +98,23 @@ class Deployer:
         assert executor is not None
         return PlanOutcome(executor.values["plan"], out)
 
-    def apply(self, *, plan_file: Path | None = None, dry_run: bool = False) -> ApplyOutcome:
-        """Deploy the stage (or exactly a saved plan); the outputs are Terraform's, with the
-        sandbox's invoke URL served by the local gateway."""
+    def apply(self, *, plan_file: Path | None = None, dry_run: bool = False, smoke: bool = True,
+              skip_promotion_check: bool = False) -> ApplyOutcome:
+        """Deploy the stage (or exactly a saved plan), run its smoke checks and roll back
+        when they fail (`verdict`); the outputs are Terraform's, with the sandbox's invoke URL
+        served by the local gateway. `smoke=False` (--no-smoke) records the release unchecked.
+        Raises ConfigError (before Terraform runs) for a package the `promote_from` stage never
+        passed, unless `skip_promotion_check`."""
         if plan_file is not None:
             plan_file = plan_file.resolve()
             if not plan_file.is_file():
                 raise ConfigError(f"--plan {plan_file}: no such plan file.")
         elif not dry_run:
             self.collaborators.load_secrets()
-        deploy_plan = planner.plan_apply(self.stage, self.gather(saved_plan=plan_file))
+        options = planner.ReleaseOptions(smoke=smoke and self.stage.config.smoke.enabled,
+                                         promotion_source=self._promotion_source(),
+                                         skip_promotion_check=skip_promotion_check)
+        deploy_plan = planner.plan_apply(self.stage, self.gather(saved_plan=plan_file), options)
         executor = self.run(deploy_plan, dry_run=dry_run)
         if executor is None:
             return ApplyOutcome(None, False, dry_run=True)
@@ -113,7 +124,7 @@ class Deployer:
         outputs = dict(last.outputs) if last is not None else dict(plan.outputs)
         if self.target == "sandbox" and outputs:
             outputs = self._sandbox_outputs(outputs, values.get("sandbox"))
-        return ApplyOutcome(plan, last is not None and last.changed, outputs)
+        return ApplyOutcome(plan, last is not None and last.changed, outputs, verdict=values.get("verdict"))
 
     def destroy(self, *, dry_run: bool = False) -> bool:
         """Destroy the stage's resources; True when Terraform destroyed something."""
@@ -127,6 +138,57 @@ class Deployer:
         """Force open the stage's state lock `lock_id` (`terraform force-unlock`), after checking
         it is that lock and no process of this project holds it, and asking unless --yes."""
         self.run(planner.plan_unlock(self.stage, self.gather(), lock_id), dry_run=dry_run)
+
+    # ------------------------------------------------------------------ verified releases
+
+    def _promotion_source(self) -> releases_mod.Location | None:
+        source = self.stage.config.promote_from
+        if not source:
+            return None
+        return releases_mod.location_of(config_mod.load_stage(self.stage.project_dir, source), self.target)
+
+    def rollback(self, *, to_version: str | None = None, dry_run: bool = False) -> Verdict | None:
+        """Roll the stage back through Terraform to its last good release (or the release that
+        served `to_version`), check it again and record it. ConfigError when there is none."""
+        if not dry_run:
+            self.collaborators.load_secrets()  # else Terraform would apply the function without them
+        executor = self.run(planner.plan_rollback(self.stage, self.gather(), to_version), dry_run=dry_run)
+        return None if executor is None else executor.values.get("verdict")
+
+    def smoke(self) -> Any:
+        """Run the stage's smoke checks against what is deployed now (orch.smoke.SmokeReport).
+
+        What AWS must show comes from the release record that matches Terraform's outputs (so a
+        rolled-back stage is checked as what it serves); without one, from the stage files.
+        """
+        from orch import render as render_mod
+        from orch import smoke as smoke_mod
+
+        outputs = self.outputs()
+        info = facts_mod.running_sandbox(self.stage.project_dir) if self.target == "sandbox" else None
+        endpoint = info.endpoint if info is not None else None
+        region = self.stage.config.region
+
+        def aws(where: str | None = None) -> Any:
+            return self.collaborators.aws(endpoint, where or region)
+
+        location = releases_mod.location_of(self.stage, self.target)
+        records = releases_mod.Releases(releases_mod.open_store(location, aws), location)
+        served = next((r for r in records if (r.function_version, r.deployment_id) == (
+            str(outputs.get("function_version")), str(outputs.get("deployment_id")))), None)
+        if served is not None:
+            tfvars, package = dict(served.tfvars), served.package_sha256
+            if served.kind == "rollback":
+                self.reporter.note(f"stage {self.stage.name!r} is rolled back: checking {served.short}")
+        else:
+            self.reporter.note("no release record matches what is deployed: expecting the stage files' values")
+            tfvars = json.loads(render_only(self.stage, self.target == "sandbox")[render_mod.TFVARS_FILE])
+            package = None
+        deployed = smoke_mod.Deployed.from_terraform(self.stage.name, self.target, outputs, tfvars,
+                                                     package_sha256=package)
+        bounded = getattr(aws(), "with_config", None)
+        client = bounded(smoke_mod.CONTROL_CLIENT_CONFIG) if callable(bounded) else aws()
+        return self.collaborators.verify(self.stage, deployed, aws=client, purpose="manual")
 
     def outputs(self) -> dict[str, Any]:
         """The deployed stage's root outputs (`terraform output -json`), read-only.
@@ -176,9 +238,7 @@ class Deployer:
         return outputs
 
 
-def sandbox_invoke_url(gateway_endpoint: str, rest_api_id: str, stage_name: str) -> str:
-    """The local gateway's URL for a deployed stage (AWS's own execute-api host is unreachable)."""
-    return f"{gateway_endpoint}/restapis/{rest_api_id}/{stage_name}/_user_request_"
+sandbox_invoke_url = sandbox_mod.invoke_url
 
 
 class _Sandbox:
@@ -234,9 +294,11 @@ def create_deployer(
                       "credentials. orch masks them in what it prints, not in TF_LOG_PATH or in the logs under "
                       ".orch-runs/ of a run orch did not see end.")
 
-    def load_secrets() -> None:
-        from orch import secrets
+    from orch import secrets
 
+    secrets.register_available(stage)  # masked in whatever any command prints, Terraform run or not
+
+    def load_secrets() -> None:
         env_extra.update(secrets.terraform_env(secrets.resolve(stage)))
 
     waits = lock_timeout()

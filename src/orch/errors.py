@@ -69,6 +69,10 @@ class AwsError(OrchError):
     title = "AWS error"
 
 
+class AwsNotFound(AwsError):
+    """An AWS API call named something that does not exist (a ...NotFound error)."""
+
+
 class SmokeError(OrchError):
     """The deployed stage did not pass its smoke checks."""
 

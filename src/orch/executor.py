@@ -10,6 +10,7 @@ stages can run in threads, each with its own executor and reporter.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,10 +20,12 @@ from typing import Any, Protocol
 from orch import adopt as adopt_mod
 from orch import facts as facts_mod
 from orch import package as package_mod
+from orch import releases as releases_mod
 from orch import render as render_mod
+from orch import smoke as smoke_mod
 from orch import statelock, tfruns
-from orch.config import Stage
-from orch.errors import Aborted, ConfigError, TerraformError
+from orch.config import SmokeSettings, Stage
+from orch.errors import Aborted, AwsError, ConfigError, TerraformError
 from orch.reporter import Reporter
 from orch.steps import (
     FAILED,
@@ -30,21 +33,27 @@ from orch.steps import (
     BuildPackage,
     CheckCredentials,
     CheckHandler,
+    CheckPromotion,
+    ConcludeRelease,
     Confirm,
     DeployPlan,
     EndLeftovers,
     EnsureBucket,
     FindOrphans,
+    FindRollbackTarget,
     ForceUnlock,
     ForgetLostState,
     Init,
     MarkSandboxChanged,
     ReadLock,
     ReadPlan,
+    ReadReleases,
+    RecordRelease,
     RecordSandboxEpoch,
     Ref,
     RemoveFile,
     RenderFiles,
+    RunSmokeChecks,
     SettleRuns,
     StartSandbox,
     Step,
@@ -56,6 +65,7 @@ from orch.steps import (
     WaitForRun,
     WriteImports,
     WriteProviderConfig,
+    WriteRollbackVars,
 )
 
 LOCKING_STEPS = (Init, TerraformApply, TerraformPlan, ApplySavedPlan, TerraformDestroy)
@@ -86,6 +96,7 @@ class Collaborators:
     cli_config_file: str | None = None
     preflight: Callable[[], None] = lambda: None  # checks before a real run (terraform installed)
     load_secrets: Callable[[], None] = lambda: None  # read the stage's secrets for Terraform's environment
+    verify: Callable[..., Any] = smoke_mod.verify  # runs a stage's smoke checks (orch.smoke.verify)
 
 
 class Executor:
@@ -233,11 +244,13 @@ class Executor:
         return self.tools.terraform(step.workdir).init(fingerprint)
 
     def _do_TerraformApply(self, step: TerraformApply) -> Any:
-        terraform = self.tools.terraform(step.workdir)
+        options: dict[str, Any] = {"replace": step.replace}
         adoption = self._get(step.targets_from)
         if adoption is not None:
-            return terraform.apply(replace=step.replace, target=[item.address for item in adoption.imports])
-        return terraform.apply(replace=step.replace)
+            options["target"] = [item.address for item in adoption.imports]
+        if step.var_file is not None:
+            options["var_file"] = step.var_file
+        return self.tools.terraform(step.workdir).apply(**options)
 
     def _do_TerraformPlan(self, step: TerraformPlan) -> Any:
         return self.tools.terraform(step.workdir).plan(step.plan_file)
@@ -351,6 +364,243 @@ class Executor:
     def _do_SettleRuns(self, step: SettleRuns) -> None:
         tfruns.settle(step.workdir)
         (step.workdir / adopt_mod.ADOPT_FILE).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ verified releases
+
+    def _releases(self, location: Any, sandbox_ref: Ref | None) -> releases_mod.Releases:
+        region = self.stage.config.region
+        store = releases_mod.open_store(location, lambda where: self._aws(sandbox_ref, where or region))
+        return releases_mod.Releases(store, location)
+
+    def _applied(self, refs: tuple[Ref, ...]) -> Any:
+        """The first stored Terraform result among `refs` with outputs (ApplyResult or PlanView)."""
+        for ref in refs:
+            value = self._get(ref)
+            if value is not None and getattr(value, "outputs", None):
+                return value
+        raise RuntimeError(f"no Terraform outputs stored under {', '.join(r.name for r in refs)}")
+
+    def _tfvars(self, workdir: Path, applied: Any) -> dict[str, Any]:
+        """The values Terraform applied: a saved plan's variables, else the working folder's tfvars."""
+        variables = getattr(applied, "variables", None) or getattr(self.values.get("plan"), "variables", None)
+        if variables:
+            return dict(variables)
+        return json.loads((workdir / render_mod.TFVARS_FILE).read_text(encoding="utf-8"))
+
+    def _deployed(self, workdir: Path, applied: Any, sandbox_ref: Ref | None, tfvars: dict[str, Any],
+                  package_sha256: str | None = None) -> smoke_mod.Deployed:
+        outputs = dict(applied.outputs)
+        info = self._get(sandbox_ref)
+        url = None
+        if info is not None and info.gateway_endpoint:
+            from orch.sandbox import invoke_url
+
+            url = invoke_url(info.gateway_endpoint, outputs["rest_api_id"], outputs["stage_name"])
+        return smoke_mod.Deployed.from_terraform(self.stage.name, "sandbox" if info is not None else "aws", outputs,
+                                                 tfvars, invoke_url=url, package_sha256=package_sha256)
+
+    def _show_smoke(self, report: smoke_mod.SmokeReport) -> None:
+        show = getattr(self.reporter, "smoke_report", None)
+        if callable(show):
+            show(report)
+            return
+        for line in smoke_mod.table_lines(report):
+            self.reporter.note(line)
+
+    def _do_ReadReleases(self, step: ReadReleases) -> releases_mod.Release | None:
+        try:
+            latest = self._releases(step.location, step.sandbox).latest()
+        except AwsError as exc:  # what the records say is information; a plan must not fail on it
+            self.reporter.note(f"could not read the release records in {step.location.describe()}: {exc.message}")
+            return None
+        line = releases_mod.status_line(self.stage.name, latest, step.apply_hint)
+        if line:
+            self.reporter.note(line)
+        return latest
+
+    def _do_CheckPromotion(self, step: CheckPromotion) -> str:
+        value = self._get(step.package)
+        if hasattr(value, "sha256_hex"):
+            sha = value.sha256_hex
+        else:
+            package = ((getattr(value, "variables", None) or {}).get("function") or {}).get("package") or {}
+            sha = smoke_mod.sha256_hex_of(package.get("source_code_hash")) or ""
+        source = step.source
+        passed = self._releases(source, step.sandbox).passed_package(sha) if sha else None
+        if passed is not None:
+            self.reporter.note(f"package {sha[:12]}… passed stage {source.stage!r}'s smoke checks "
+                               f"(release {passed.id}, {passed.time})")
+            return "passed"
+        where = f"stage {source.stage!r} ({source.target}, records in {source.describe()})"
+        if step.skip:
+            self.reporter.summary(f"WARNING: --skip-promotion-check: package {sha[:12]}… never passed the smoke "
+                                  f"checks of {where}; releasing it to stage {self.stage.name!r} anyway")
+            return "skipped"
+        sandbox = " --sandbox" if source.target == "sandbox" else ""
+        raise ConfigError(
+            f"stage {self.stage.name!r} promotes from {source.stage!r} (promote_from), and package {sha[:12]}… "
+            f"never passed the smoke checks of {where}: refusing to apply it.",
+            hint=f"Release it to {source.stage!r} first (`orch apply {source.stage}{sandbox}`), or override with "
+            "--skip-promotion-check (recorded in the release).",
+        )
+
+    def _do_RunSmokeChecks(self, step: RunSmokeChecks) -> smoke_mod.SmokeReport:
+        applied = self._applied(step.applied)
+        settings = self.stage.config.smoke
+        target = self._get(step.rollback_to)
+        if target is not None:  # after a rollback: that release's own checks, its package
+            tfvars = json.loads(self._rollback_vars_text(step.workdir))
+            deployed = self._deployed(step.workdir, applied, step.sandbox, tfvars, target.package_sha256)
+            if target.smoke_settings:
+                settings = SmokeSettings.model_validate(target.smoke_settings)
+        else:
+            deployed = self._deployed(step.workdir, applied, step.sandbox, self._tfvars(step.workdir, applied))
+        aws = self._aws(step.sandbox, self.stage.config.region)
+        bounded = getattr(aws, "with_config", None)
+        if callable(bounded):
+            aws = bounded(smoke_mod.CONTROL_CLIENT_CONFIG)
+        report = self.tools.verify(self.stage, deployed, aws=aws, settings=settings, purpose=step.purpose)
+        self._show_smoke(report)
+        return report
+
+    def _rollback_vars_text(self, workdir: Path) -> str:
+        from orch.planner import ROLLBACK_VARS
+
+        return (workdir / ROLLBACK_VARS).read_text(encoding="utf-8")
+
+    def _do_RecordRelease(self, step: RecordRelease) -> releases_mod.Release:
+        applied = self._applied(step.applied)
+        outputs = dict(applied.outputs)
+        report = self._get(step.smoke)
+        target = self._get(step.rollback_to)
+        replaced = self._get(step.replaces)
+        if step.kind == "rollback":
+            tfvars = json.loads(self._rollback_vars_text(step.workdir))
+            package = target.package_sha256
+            failed = replaced is not None and replaced.passed is False
+            reason = replaced.reason if failed else "rolled back by hand (orch rollback)"
+        else:
+            tfvars = self._tfvars(step.workdir, applied)
+            package = smoke_mod.sha256_hex_of(tfvars["function"]["package"]["source_code_hash"]) or ""
+            reason = releases_mod.failure_reason(report) if report is not None and not report.passed else ""
+        info = self._get(step.sandbox)
+        release = releases_mod.Release(
+            id=releases_mod.new_id(step.kind, package),
+            stage=self.stage.name,
+            target="sandbox" if info is not None else "aws",
+            kind=step.kind,
+            time=releases_mod.now_iso(),
+            package_sha256=package,
+            function_version=str(outputs.get("function_version")),
+            published_version=str(outputs.get("published_version") or outputs.get("function_version")),
+            deployment_id=str(outputs.get("deployment_id")),
+            passed=None if report is None else report.passed,
+            smoke=None if report is None else report.as_dict(),
+            tfvars=tfvars,
+            smoke_settings=(target.smoke_settings if target is not None and step.kind == "rollback"
+                            else self.stage.config.smoke.model_dump(by_alias=True, mode="json")),
+            sandbox_epoch=getattr(info, "epoch", None),
+            rolled_back_from=replaced.id if replaced is not None else None,
+            reason=reason,
+            promotion=self._get(step.promotion),
+        )
+        releases = self._releases(step.location, step.sandbox)
+        releases.write(release)
+        self.reporter.note(f"recorded release {release.id} in {step.location.describe()}")
+        return release
+
+    def _do_FindRollbackTarget(self, step: FindRollbackTarget) -> releases_mod.Release | None:
+        current = self._get(step.current)
+        releases = self._releases(step.location, step.sandbox)
+        info = self._get(step.sandbox)
+        epoch = getattr(info, "epoch", None)
+        if current is None:
+            if step.by_hand:
+                raise ConfigError(f"stage {self.stage.name!r} has no release records in {step.location.describe()}: "
+                                  "nothing to roll back.", hint="orch rolls back only releases it recorded.")
+            return None
+        aws = self._aws(step.sandbox, self.stage.config.region)
+        if step.to_version is not None:
+            candidates = [r for r in releases if r.function_version == step.to_version
+                          and (epoch is None or r.sandbox_epoch == epoch)]
+            candidates.sort(key=lambda r: r.passed is not True)  # stable: newest passing first
+            if not candidates:
+                known = sorted({r.function_version for r in releases if epoch is None or r.sandbox_epoch == epoch},
+                               key=lambda v: int(v) if v.isdigit() else 0)
+                raise ConfigError(f"--to {step.to_version}: no release of stage {self.stage.name!r} served version "
+                                  f"{step.to_version} (recorded versions: {', '.join(known) or 'none'}).")
+        else:
+            candidates = list(releases.rollback_candidates(exclude=current.id, epoch=epoch))
+        for candidate in candidates:
+            same = (candidate.function_version, candidate.deployment_id) == (current.function_version,
+                                                                              current.deployment_id)
+            if same and step.to_version is None:
+                self.reporter.note(f"the last good release ({candidate.id}) serves {candidate.short} too: "
+                                   "the release is not what fails, so there is nothing to roll back to")
+                break
+            problem = self._version_problem(aws, current, candidate)
+            if problem is None:
+                if candidate.passed is not True:
+                    self.reporter.note(f"WARNING: release {candidate.id} never passed its smoke checks")
+                self.reporter.note(f"rolling back to {candidate.short}, released {candidate.time} ({candidate.id})")
+                return candidate
+            self.reporter.note(f"cannot roll back to release {candidate.id}: {problem}")
+        if step.by_hand:
+            raise ConfigError(f"stage {self.stage.name!r} has no earlier release that passed its smoke checks "
+                              f"to roll back to (records in {step.location.describe()}).")
+        self.reporter.note(f"stage {self.stage.name!r} has no earlier release that passed its smoke checks: "
+                           "nothing to roll back to, the release stays")
+        return None
+
+    def _version_problem(self, aws: Any, current: releases_mod.Release, candidate: releases_mod.Release) -> str | None:
+        """Why the stage's function cannot serve `candidate` again (None: it can): its version
+        must still exist and run the package the release recorded."""
+        name = (current.tfvars.get("function") or {}).get("name")
+        try:
+            config = aws.call("lambda", "get_function_configuration", f"reading {name}:{candidate.function_version}",
+                              FunctionName=name, Qualifier=candidate.function_version)
+        except AwsError as exc:
+            return exc.message
+        got = smoke_mod.sha256_hex_of(config.get("CodeSha256"))
+        if got != candidate.package_sha256:
+            return (f"version {candidate.function_version} now runs package {str(got)[:12]}…, not "
+                    f"{candidate.package_sha256[:12]}…")
+        return None
+
+    def _do_WriteRollbackVars(self, step: WriteRollbackVars) -> Path:
+        current, target = self._get(step.current), self._get(step.target)
+        values = rollback_tfvars(current.tfvars, target.tfvars, target.function_version)
+        render_mod.write({step.path.name: json.dumps(values, indent=2, ensure_ascii=False) + "\n"}, step.path.parent)
+        return step.path
+
+    def _do_ConcludeRelease(self, step: ConcludeRelease) -> releases_mod.Verdict:
+        report, release = self._get(step.smoke), self._get(step.release)
+        target, recheck, rollback = self._get(step.rollback_to), self._get(step.recheck), self._get(step.rollback)
+        if step.smoke is None and recheck is None:
+            status = "unchecked"
+        elif report is not None and report.passed:
+            status = "passed"
+        elif target is None:
+            status = "failed"
+        else:
+            status = "rolled_back" if recheck is not None and recheck.passed else "rollback_failed"
+        reason = ""
+        if report is not None and not report.passed:
+            reason = releases_mod.failure_reason(report)
+        elif release is not None and rollback is not None:
+            reason = rollback.reason
+        verdict = releases_mod.Verdict(status, step.stage, step.target, release, report, target, rollback, recheck,
+                                       reason)
+        self.reporter.summary(verdict.message())
+        return verdict
+
+
+def rollback_tfvars(current: dict[str, Any], target: dict[str, Any], version: str) -> dict[str, Any]:
+    """A rollback's tfvars: `current` (what is applied) with the alias pinned to `version` and
+    the API and stage settings of `target` (the release served again). The function's own
+    values stay the current ones, so Terraform changes no function and publishes nothing."""
+    function = {**current["function"], "alias_version": str(version)}
+    return {**current, "function": function, "api": target["api"], "stage": target["stage"]}
 
 
 class DisplayExecutor:

@@ -9,6 +9,9 @@ performs no I/O and calls nothing outside this process: facts come in, steps go 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from orch import releases
 from orch.config import Stage
 from orch.errors import Aborted, TerraformError
 from orch.facts import Facts
@@ -16,13 +19,17 @@ from orch.steps import (
     ApplySavedPlan,
     BuildPackage,
     Changed,
+    ChangedSinceMark,
     CheckCredentials,
     CheckHandler,
+    CheckPromotion,
+    ConcludeRelease,
     Confirm,
     DeployPlan,
     EndLeftovers,
     EnsureBucket,
     FindOrphans,
+    FindRollbackTarget,
     ForceUnlock,
     ForgetLostState,
     HasImports,
@@ -33,13 +40,18 @@ from orch.steps import (
     PlanRemovesRoutes,
     ReadLock,
     ReadPlan,
+    ReadReleases,
+    RecordRelease,
     RecordSandboxEpoch,
     Ref,
     RemoveFile,
     RenderFiles,
+    RunSmokeChecks,
     SettleRuns,
+    SmokeFailed,
     StartSandbox,
     Step,
+    Stored,
     Succeeded,
     TerraformApply,
     TerraformDestroy,
@@ -49,6 +61,7 @@ from orch.steps import (
     WaitForRun,
     WriteImports,
     WriteProviderConfig,
+    WriteRollbackVars,
 )
 
 # A removed route: Terraform creates the new API deployment (create_before_destroy) before it
@@ -60,14 +73,30 @@ PLAN_TMP = "orch-plan.tfplan"
 RUN_WAIT_TIMEOUT = 900.0
 """Seconds orch waits for a Terraform run an interrupted orch left going (it holds the lock)."""
 ADOPT = "adopt them first, so that destroy removes them too"
+ROLLBACK_VARS = "orch-rollback.tfvars.json"
+ROLL_BACK = "roll the stage back"
+REDEPLOY_ROLLED_BACK = "redeploy the API without the routes the rollback removed"
 
 
-def plan_apply(stage: Stage, facts: Facts) -> DeployPlan:
-    """`orch apply`: one Terraform run when nobody must confirm; else plan, ask, apply that plan.
+@dataclass(frozen=True)
+class ReleaseOptions:
+    """How `orch apply` verifies what it released: `smoke` (False: --no-smoke), the release
+    records of the `promote_from` stage on the same target (`promotion_source`, an
+    orch.releases.Location) and `skip_promotion_check`."""
+
+    smoke: bool = True
+    promotion_source: releases.Location | None = None
+    skip_promotion_check: bool = False
+
+
+def plan_apply(stage: Stage, facts: Facts, options: ReleaseOptions | None = None) -> DeployPlan:
+    """`orch apply`: one Terraform run when nobody must confirm; else plan, ask, apply that plan;
+    then the smoke checks, the release record and, when they failed, the rollback.
 
     Raises Aborted (before any work) for a protected stage with neither a terminal nor --yes,
     TerraformError for a saved plan without a working folder.
     """
+    options = options or ReleaseOptions()
     protected = stage.config.protected and not facts.yes
     if protected:
         _refuse_without_terminal(stage, facts, "apply to")
@@ -84,6 +113,7 @@ def plan_apply(stage: Stage, facts: Facts) -> DeployPlan:
         steps += _init(facts)
         plan = ReadPlan(facts.workdir, facts.saved_plan)
         steps.append(plan)
+        steps += _promotion(stage, facts, options, Ref(plan.output))
         if protected:
             steps.append(_confirm_apply(stage, Ref(plan.output)))
         apply: Step = ApplySavedPlan(facts.workdir, facts.saved_plan, when=PlanHasChanges(Ref(plan.output)))
@@ -93,7 +123,7 @@ def plan_apply(stage: Stage, facts: Facts) -> DeployPlan:
         steps.append(_check_handler(stage))
         steps += _connect(stage, facts)
         steps += _settle(facts)
-        steps += _prepare(stage, facts)
+        steps += _prepare(stage, facts, after_package=_promotion(stage, facts, options, Ref("package")))
         steps += _adopt(facts)
         if protected:
             plan_file = facts.workdir / CONFIRM_PLAN
@@ -110,8 +140,9 @@ def plan_apply(stage: Stage, facts: Facts) -> DeployPlan:
     redeploy = TerraformApply(facts.workdir, replace=(DEPLOYMENT_ADDRESS,), purpose=REDEPLOY, output="redeploy",
                               when=removes)
     steps.append(redeploy)
-    if facts.on_sandbox:  # in cleanup: also after an apply that failed half-way
-        cleanup.append(MarkSandboxChanged(stage.project_dir, when=Changed((Ref("apply"), Ref("redeploy")))))
+    verify, after = _verify_release(stage, facts, options)
+    steps += verify
+    cleanup += after
     if facts.runs.any:
         cleanup.append(SettleRuns(facts.workdir, when=Succeeded()))
     return DeployPlan("apply", stage.name, facts.target, tuple(steps), tuple(cleanup))
@@ -123,6 +154,7 @@ def plan_plan(stage: Stage, facts: Facts) -> DeployPlan:
     steps: list[Step] = [_check_handler(stage)]
     steps += _connect(stage, facts)
     steps += _settle(facts)
+    steps.append(_read_releases(stage, facts))
     steps += _prepare(stage, facts)
     steps += _adopt(facts)
     steps += [TerraformPlan(facts.workdir, plan_file), ReadPlan(facts.workdir, plan_file)]
@@ -255,7 +287,7 @@ def _connect(stage: Stage, facts: Facts) -> list[Step]:
     return steps
 
 
-def _prepare(stage: Stage, facts: Facts) -> list[Step]:
+def _prepare(stage: Stage, facts: Facts, after_package: list[Step] | None = None) -> list[Step]:
     steps: list[Step] = []
     config = facts.provider_config
     if config is not None and not facts.provider_config_written:
@@ -268,7 +300,7 @@ def _prepare(stage: Stage, facts: Facts) -> list[Step]:
         Ref(package.output), stage.config.artifacts.bucket, stage.config.artifacts.prefix, facts.target,
         sandbox=sandbox, when=PackageNeedsS3(Ref(package.output)),
     )
-    steps += [package, upload]
+    steps += [package, *(after_package or ()), upload]
     steps.append(RenderFiles(stage.project_dir, stage.name, facts.workdir, Ref(package.output),
                              upload=Ref(upload.output), sandbox=sandbox))
     steps += _init(facts)
@@ -277,3 +309,103 @@ def _prepare(stage: Stage, facts: Facts) -> list[Step]:
 
 def _init(facts: Facts) -> list[Step]:
     return [Init(facts.workdir, facts.init_reason)] if facts.init_reason else []
+
+
+# ---------------------------------------------------------------------------- verified releases
+
+
+def plan_rollback(stage: Stage, facts: Facts, to_version: str | None = None) -> DeployPlan:
+    """`orch rollback`: the stage back to its last good release (or the one serving
+    `to_version`) through Terraform, checked again and recorded. Raises Aborted for a
+    protected stage with neither a terminal nor --yes."""
+    steps: list[Step] = []
+    if stage.config.protected and not facts.yes:
+        _refuse_without_terminal(stage, facts, "apply to")
+        steps.append(Confirm(f"Roll protected stage {stage.name!r} back?",
+                             f"stage {stage.name!r} was not rolled back."))
+    steps += _connect(stage, facts)
+    steps += _prepare(stage, facts)
+    latest = _read_releases(stage, facts)
+    steps.append(latest)
+    rollback, cleanup = _rollback(stage, facts, Ref(latest.output), to_version=to_version, by_hand=True)
+    steps += rollback
+    if facts.on_sandbox:
+        cleanup.append(MarkSandboxChanged(stage.project_dir, when=ChangedSinceMark(
+            (Ref("rollback"), Ref("rollback_redeploy")), Ref("marked"))))
+    steps.append(ConcludeRelease(stage.name, facts.target, release=Ref(latest.output), rollback_to=Ref("rollback_to"),
+                                 recheck=Ref("recheck"), rollback=Ref("rollback_release")))
+    return DeployPlan("rollback", stage.name, facts.target, tuple(steps), tuple(cleanup))
+
+
+def _apply_hint(stage: Stage, facts: Facts) -> str:
+    return f"orch apply {stage.name}{' --sandbox' if facts.on_sandbox else ''}"
+
+
+def _read_releases(stage: Stage, facts: Facts) -> ReadReleases:
+    return ReadReleases(releases.location_of(stage, facts.target), _apply_hint(stage, facts),
+                        sandbox=Ref("sandbox") if facts.on_sandbox else None)
+
+
+def _promotion(stage: Stage, facts: Facts, options: ReleaseOptions, package: Ref) -> list[Step]:
+    if options.promotion_source is None:
+        return []
+    return [CheckPromotion(options.promotion_source, package, options.skip_promotion_check,
+                           sandbox=Ref("sandbox") if facts.on_sandbox else None)]
+
+
+def _verify_release(stage: Stage, facts: Facts, options: ReleaseOptions) -> tuple[list[Step], list[Step]]:
+    """After the apply: tell the gateway, run the checks, record the release; when the checks
+    failed, roll back (see _rollback); conclude. Returns (steps, cleanup steps)."""
+    sandbox = Ref("sandbox") if facts.on_sandbox else None
+    applied = (Ref("redeploy"), Ref("apply"), Ref("plan"))
+    steps: list[Step] = []
+    cleanup: list[Step] = []
+    if facts.on_sandbox:  # before the checks: the gateway must serve what was applied
+        steps.append(MarkSandboxChanged(stage.project_dir, when=Changed((Ref("apply"), Ref("redeploy"))),
+                                        output="marked"))
+    location = releases.location_of(stage, facts.target)
+    promotion = Ref("promotion") if options.promotion_source is not None else None
+    if not options.smoke:
+        steps.append(RecordRelease(location, "apply", facts.workdir, applied, None, sandbox, promotion))
+        steps.append(ConcludeRelease(stage.name, facts.target, release=Ref("release")))
+    else:
+        steps.append(RunSmokeChecks(facts.workdir, applied, sandbox))
+        steps.append(RecordRelease(location, "apply", facts.workdir, applied, Ref("smoke"), sandbox, promotion))
+        rollback, cleanup = _rollback(stage, facts, Ref("release"), when=SmokeFailed(Ref("smoke")))
+        steps += rollback
+        steps.append(ConcludeRelease(stage.name, facts.target, Ref("smoke"), Ref("release"), Ref("rollback_to"),
+                                     Ref("recheck"), Ref("rollback_release")))
+    if facts.on_sandbox:  # in cleanup: also after an apply that failed half-way
+        cleanup.append(MarkSandboxChanged(stage.project_dir, when=ChangedSinceMark(
+            (Ref("apply"), Ref("redeploy"), Ref("rollback"), Ref("rollback_redeploy")), Ref("marked"))))
+    return steps, cleanup
+
+
+def _rollback(stage: Stage, facts: Facts, current: Ref, *, when: SmokeFailed | None = None,
+              to_version: str | None = None, by_hand: bool = False) -> tuple[list[Step], list[Step]]:
+    """Roll back through Terraform: find the target release, write tfvars pinning the alias to
+    its version (the function itself unchanged) with its API and stage, apply them (and
+    redeploy if that removes routes), tell the gateway, check again, record the rollback."""
+    sandbox = Ref("sandbox") if facts.on_sandbox else None
+    location = releases.location_of(stage, facts.target)
+    found = Stored(Ref("rollback_to"))
+    var_file = facts.workdir / ROLLBACK_VARS
+    rollback = TerraformApply(facts.workdir, purpose=ROLL_BACK, output="rollback", when=found, var_file=var_file)
+    steps: list[Step] = [
+        FindRollbackTarget(location, current, to_version, by_hand, sandbox, when=when),
+        WriteRollbackVars(var_file, current, Ref("rollback_to"), when=found),
+        rollback,
+        TerraformApply(facts.workdir, replace=(DEPLOYMENT_ADDRESS,), purpose=REDEPLOY_ROLLED_BACK,
+                       output="rollback_redeploy",
+                       when=Stored(Ref("rollback"), PlanRemovesRoutes(Ref("rollback"))), var_file=var_file),
+    ]
+    if facts.on_sandbox:
+        steps.append(MarkSandboxChanged(stage.project_dir, when=found, output="marked"))
+    applied = (Ref("rollback_redeploy"), Ref("rollback"))
+    steps += [
+        RunSmokeChecks(facts.workdir, applied, sandbox, rollback_to=Ref("rollback_to"), purpose="rollback",
+                       output="recheck", when=found),
+        RecordRelease(location, "rollback", facts.workdir, applied, Ref("recheck"), sandbox, replaces=current,
+                      rollback_to=Ref("rollback_to"), output="rollback_release", when=found),
+    ]
+    return steps, [RemoveFile(var_file)]

@@ -32,6 +32,7 @@ ROOT_OUTPUTS = (
     "function_name",
     "function_arn",
     "function_version",
+    "published_version",
     "alias_name",
     "alias_arn",
     "stage_name",
@@ -108,6 +109,7 @@ class FunctionVars:
     log_retention_days: int
     reserved_concurrency: int
     package: PackageVars
+    alias_version: str | None = None  # None: the alias follows the version just published (a rollback pins one)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from orch import redact as redact_mod
 
@@ -90,6 +90,14 @@ class ConsoleReporter:
     def summary(self, text: str) -> None:
         self._orch(text)
 
+    def smoke_report(self, report: Any) -> None:
+        """A smoke report (orch.smoke.SmokeReport) as a table on stderr (optional method:
+        the engine falls back to notes for reporters without it)."""
+        from orch.smoke import table_lines
+
+        for line in table_lines(report):
+            self.console.err(f"{self.prefix}{line}")
+
 
 class RecordingReporter:
     """Keeps every event in memory (tests, and callers that render later)."""
@@ -117,6 +125,9 @@ class RecordingReporter:
 
     def summary(self, text: str) -> None:
         self.events.append(("summary", text))
+
+    def smoke_report(self, report: Any) -> None:
+        self.events.append(("smoke", report.summary()))
 
     def of(self, kind: str) -> list[str]:
         return [event[1] for event in self.events if event[0] == kind]

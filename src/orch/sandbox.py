@@ -338,3 +338,8 @@ def mark_changed(project_dir: Path) -> str:
     staging.write_text(token + "\n")
     os.replace(staging, generation_path(project_dir))
     return token
+
+
+def invoke_url(gateway_endpoint: str, rest_api_id: str, stage_name: str) -> str:
+    """The local gateway's URL for a deployed stage (AWS's own execute-api host is unreachable)."""
+    return f"{gateway_endpoint}/restapis/{rest_api_id}/{stage_name}/_user_request_"

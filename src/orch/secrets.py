@@ -30,28 +30,42 @@ def resolve(stage: Stage) -> dict[str, str]:
     Raises ConfigError naming the stage file, the field and the variable or file when a value
     is missing, unreadable or empty.
     """
-    values: dict[str, str] = {}
-    for name, source in stage.config.function.secrets.items():
-        where = stage.secret_origins.get(name, f"function.secrets.{name}")
-        if source.env is not None:
-            value = os.environ.get(source.env)
-            if not value:
-                raise ConfigError(
-                    f"{where}: the environment variable {source.env} is {'empty' if value == '' else 'not set'}.",
-                    hint=f"Export {source.env} (in CI, as a secret variable) before running orch.",
-                )
-        else:
-            path = secret_file(stage, source)
-            try:
-                value = path.read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = getattr(exc, "strerror", None) or type(exc).__name__
-                raise ConfigError(f"{where}: cannot read the secret file {path} ({reason}).") from None
-            if not value:
-                raise ConfigError(f"{where}: the secret file {path} is empty.")
-        redact.register(value, f"secret {name} of stage {stage.name}")
-        values[name] = value
-    return values
+    return {name: _read(stage, name) for name in stage.config.function.secrets}
+
+
+def register_available(stage: Stage) -> None:
+    """Register for redaction every secret of `stage` that can be read now, silently skipping
+    the rest: for commands that hand no secret to Terraform but print what the function or AWS
+    says (output, smoke, logs, invoke, destroy), so a handler echoing its secret is masked."""
+    for name in stage.config.function.secrets:
+        try:
+            _read(stage, name)
+        except ConfigError:
+            continue
+
+
+def _read(stage: Stage, name: str) -> str:
+    """The value of secret `name`, registered for redaction (ConfigError: see resolve)."""
+    source = stage.config.function.secrets[name]
+    where = stage.secret_origins.get(name, f"function.secrets.{name}")
+    if source.env is not None:
+        value = os.environ.get(source.env)
+        if not value:
+            raise ConfigError(
+                f"{where}: the environment variable {source.env} is {'empty' if value == '' else 'not set'}.",
+                hint=f"Export {source.env} (in CI, as a secret variable) before running orch.",
+            )
+    else:
+        path = secret_file(stage, source)
+        try:
+            value = path.read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise ConfigError(f"{where}: cannot read the secret file {path} ({reason}).") from None
+        if not value:
+            raise ConfigError(f"{where}: the secret file {path} is empty.")
+    redact.register(value, f"secret {name} of stage {stage.name}")
+    return value
 
 
 def terraform_env(values: Mapping[str, str]) -> dict[str, str]:

@@ -125,6 +125,55 @@ class Succeeded(Condition):
 FAILED = "failed"  # the executor stores the step that failed under this name
 
 
+@dataclass(frozen=True)
+class ChangedSinceMark(Condition):
+    """Deployed state changed after the gateway was last told (no `marked` value stored), or a
+    Terraform step that changes state failed (it may have changed some of it)."""
+
+    results: tuple[Ref, ...]
+    marked: Ref
+
+    def holds(self, values: dict[str, Any]) -> bool:
+        failed = values.get(FAILED)
+        if failed is not None and getattr(failed, "changes_state", False):
+            return True
+        return Changed(self.results).holds(values) and self.marked.name not in values
+
+    def describe(self) -> str:
+        return f"if {' or '.join(str(r) for r in self.results)} changed anything not yet told (or failed half-way)"
+
+
+@dataclass(frozen=True)
+class SmokeFailed(Condition):
+    """The stored smoke report (orch.smoke.SmokeReport) has a failed check."""
+
+    smoke: Ref
+
+    def holds(self, values: dict[str, Any]) -> bool:
+        report = values.get(self.smoke.name)
+        return report is not None and not report.passed
+
+    def describe(self) -> str:
+        return f"if the smoke checks {self.smoke} failed"
+
+
+@dataclass(frozen=True)
+class Stored(Condition):
+    """An earlier step stored a value (not None) under `value`, and `then` holds (if given)."""
+
+    value: Ref
+    then: Condition | None = None
+
+    def holds(self, values: dict[str, Any]) -> bool:
+        if values.get(self.value.name) is None:
+            return False
+        return self.then is None or self.then.holds(values)
+
+    def describe(self) -> str:
+        head = f"if {self.value} was found"
+        return head if self.then is None else f"{head} and {self.then.describe().removeprefix('if ')}"
+
+
 def _plan_of(value: Any) -> Any:
     """A PlanView, whether stored as one or inside an ApplyResult."""
     return value if hasattr(value, "has_changes") else value.plan
@@ -324,7 +373,8 @@ class Init(Step):
 class TerraformApply(Step):
     """One Terraform run that plans and applies (`apply -auto-approve -json`); stores an
     ApplyResult whose `plan` is the plan as data and whose `outputs` are the root outputs.
-    `targets_from` limits it to the resources a stored adoption imports (`-target`)."""
+    `targets_from` limits it to the resources a stored adoption imports (`-target`);
+    `var_file`: values that override terraform.tfvars.json (a rollback's)."""
 
     workdir: Path
     replace: tuple[str, ...] = ()
@@ -332,10 +382,13 @@ class TerraformApply(Step):
     output: str = "apply"
     when: Condition | None = None
     targets_from: Ref | None = None
+    var_file: Path | None = None
 
     changes_state = True
 
     def title(self) -> str:
+        if self.var_file is not None and not self.replace:
+            return f"{self.purpose or 'terraform apply'} (terraform apply -var-file={self.var_file.name})"
         if self.replace:
             return f"{self.purpose or 'terraform apply'} (terraform apply -replace=" + ",".join(self.replace) + ")"
         if self.targets_from is not None:
@@ -401,6 +454,7 @@ class MarkSandboxChanged(Step):
 
     project_dir: Path
     when: Condition | None = None
+    output: str | None = None
 
     def title(self) -> str:
         return "tell the local gateway the deployment changed"
@@ -503,6 +557,133 @@ class RemoveFile(Step):
 
     def title(self) -> str:
         return f"remove {self.path.name}"
+
+
+# ---------------------------------------------------------------------------- verified releases
+# Smoke checks after an apply, release records, rollback through Terraform, the promotion
+# guard (orch.smoke, orch.releases). `location` values are orch.releases.Location.
+
+
+@dataclass(frozen=True)
+class ReadReleases(Step):
+    """Read the stage's release records and say when the stage is rolled back; stores the
+    newest Release (or None)."""
+
+    location: Any
+    apply_hint: str
+    sandbox: Ref | None = None
+    output: str = "latest_release"
+
+    def title(self) -> str:
+        return f"read the stage's release records ({self.location.describe()})"
+
+
+@dataclass(frozen=True)
+class CheckPromotion(Step):
+    """Refuse (exit 3) a package that did not pass the smoke checks of `source` (the stage in
+    `promote_from`, same target), before Terraform runs; `skip` only warns. `package` is a
+    PackageResult or a saved plan's PlanView (its function.package variable)."""
+
+    source: Any
+    package: Ref
+    skip: bool = False
+    sandbox: Ref | None = None
+    output: str = "promotion"
+
+    def title(self) -> str:
+        verb = "skip (loudly) the check" if self.skip else "check"
+        return f"{verb} that the package passed the smoke checks of stage {self.source.stage!r}"
+
+
+@dataclass(frozen=True)
+class RunSmokeChecks(Step):
+    """Check the stage as Terraform left it (outputs of the first stored of `applied`);
+    stores an orch.smoke.SmokeReport. After a rollback (`rollback_to`), the checks are that
+    release's own, and its package is the one the alias must run."""
+
+    workdir: Path
+    applied: tuple[Ref, ...]
+    sandbox: Ref | None = None
+    rollback_to: Ref | None = None
+    purpose: str = "release"
+    output: str = "smoke"
+    when: Condition | None = None
+
+    def title(self) -> str:
+        return "run the smoke checks again, after the rollback" if self.rollback_to else "run the smoke checks"
+
+
+@dataclass(frozen=True)
+class RecordRelease(Step):
+    """Write a release record (orch.releases) next to the stage's state; stores the Release.
+
+    `smoke` None: released without checks. A rollback record names the failed release
+    (`replaces`) and the release it serves again (`rollback_to`)."""
+
+    location: Any
+    kind: str  # "apply" or "rollback"
+    workdir: Path
+    applied: tuple[Ref, ...]
+    smoke: Ref | None = None
+    sandbox: Ref | None = None
+    promotion: Ref | None = None
+    replaces: Ref | None = None
+    rollback_to: Ref | None = None
+    output: str = "release"
+    when: Condition | None = None
+
+    def title(self) -> str:
+        return f"record the {'rollback' if self.kind == 'rollback' else 'release'} ({self.location.describe()})"
+
+
+@dataclass(frozen=True)
+class FindRollbackTarget(Step):
+    """The release to roll back to: the newest other one that passed its checks and whose
+    version still runs its package (or the one serving `to_version`); stores it, or None
+    (with a note) when there is none. `by_hand`: none is a ConfigError instead."""
+
+    location: Any
+    current: Ref
+    to_version: str | None = None
+    by_hand: bool = False
+    sandbox: Ref | None = None
+    output: str = "rollback_to"
+    when: Condition | None = None
+
+    def title(self) -> str:
+        which = f"version {self.to_version}" if self.to_version else "the last release that passed its checks"
+        return f"find the release to roll back to ({which})"
+
+
+@dataclass(frozen=True)
+class WriteRollbackVars(Step):
+    """Write the rollback's tfvars: the current release's function (unchanged, so nothing is
+    published) with the alias pinned to the target's version, and the target's API and stage."""
+
+    path: Path
+    current: Ref
+    target: Ref
+    when: Condition | None = None
+
+    def title(self) -> str:
+        return f"write {self.path.name} (alias pinned to the earlier version, its API and stage)"
+
+
+@dataclass(frozen=True)
+class ConcludeRelease(Step):
+    """Decide how the release ended (orch.releases.Verdict) from the stored values; stores it."""
+
+    stage: str
+    target: str
+    smoke: Ref | None = None
+    release: Ref | None = None
+    rollback_to: Ref | None = None
+    recheck: Ref | None = None
+    rollback: Ref | None = None
+    output: str = "verdict"
+
+    def title(self) -> str:
+        return "conclude the release"
 
 
 @dataclass(frozen=True)

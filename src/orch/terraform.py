@@ -558,15 +558,16 @@ class Terraform:
         except ValueError:
             raise TerraformError(f"terraform show -json {plan_file} did not print JSON.") from None
 
-    def apply(self, *, replace: Iterable[str] = (), target: Iterable[str] = ()) -> ApplyResult:
+    def apply(self, *, replace: Iterable[str] = (), target: Iterable[str] = (),
+              var_file: Path | None = None) -> ApplyResult:
         """One run that plans and applies: `apply -auto-approve -json [-replace=ADDR ...]
-        [-target=ADDR ...]`.
+        [-target=ADDR ...] [-var-file=FILE]` (a var file's values override terraform.tfvars.json's).
 
         The plan comes back as data (the stream's planned_change and change_summary
         messages), the outputs from its `outputs` message.
         """
         argv = self.argv("apply", auto_approve=True, json=True, replace=list(replace) or None,
-                         target=list(target) or None)
+                         target=list(target) or None, var_file=str(var_file) if var_file is not None else None)
         result, stream = self._json(argv)
         if result.exit_code != 0:
             raise self._failed("terraform apply", result, stream)

@@ -91,6 +91,7 @@ class PlanView:
     output_changes: bool = False
     reported_counts: ChangeCounts | None = None  # the stream's own change_summary, when read from one
     outputs: Mapping[str, Any] = field(default_factory=dict)
+    variables: Mapping[str, Any] = field(default_factory=dict)  # a saved plan's input variables (name -> value)
 
     # ------------------------------------------------------------------ building
 
@@ -116,7 +117,8 @@ class PlanView:
         )
         planned = ((data.get("planned_values") or {}).get("outputs")) or {}
         outputs = {name: item.get("value") for name, item in planned.items() if "value" in item}
-        return cls(tuple(resources), output_changes, None, outputs)
+        variables = {name: (item or {}).get("value") for name, item in (data.get("variables") or {}).items()}
+        return cls(tuple(resources), output_changes, None, outputs, variables)
 
     @classmethod
     def from_stream(cls, stream: JsonStream) -> PlanView:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from tests.gateway.conftest import invoke_url
 from tests.gateway.stacks import Stack, post, wait_for
 
@@ -16,6 +17,7 @@ from orch.gateway.generation import WarmMarks, wait_until_warm
 from orch.sandbox import generation_path, mark_changed
 
 
+@pytest.mark.daemon  # two gateway processes sharing a port
 def test_every_request_after_mark_changed_runs_the_newest_code_and_a_destroy_is_403(aws, gw_project, serve):
     stack = Stack(aws, gw_project, "fresh-fn")
     stack.create()
@@ -64,6 +66,7 @@ def test_every_request_after_mark_changed_runs_the_newest_code_and_a_destroy_is_
         assert status == 403, body
 
 
+@pytest.mark.daemon  # two gateway processes sharing a port
 def test_a_new_version_is_warm_in_every_process_before_it_is_asked_for(aws, gw_project, serve):
     stack = Stack(aws, gw_project, "warm-fn")
     stack.create()
@@ -106,6 +109,7 @@ class _Counting:
         return attr
 
 
+@pytest.mark.daemon  # two gateway processes sharing a port
 def test_the_warm_path_makes_no_boto3_call(aws, gw_project, serve):
     stack = Stack(aws, gw_project, "quiet-fn")
     stack.create()

@@ -13,6 +13,8 @@ from tests.gateway.conftest import ECHO_HANDLER, REGION, invoke_url, lambda_uri
 from orch.errors import SandboxError
 from orch.gateway.app import build_server
 
+pytestmark = pytest.mark.daemon  # gateway helper processes sharing a port, seconds each
+
 
 def _alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""

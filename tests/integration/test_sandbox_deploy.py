@@ -1,10 +1,12 @@
 """Integration: the real terraform binary and AWS provider against a real moto server.
 
 One throwaway project goes through a stage's life in order (the tests below share it and
-run top to bottom): refuse an unconfirmed protected apply, deploy dev (access logs on), a
-dry run that changes nothing, a no-op plan, the prototype's request through the local
-gateway, the prod confirmation through a pseudo-terminal, deploy prod beside dev, detect
-and apply changes, refuse a stale plan, destroy dev only (its URL answers 403 at once),
+run top to bottom): refuse an unconfirmed protected apply, refuse prod a package dev never
+passed, deploy dev (access logs on, smoke checks), a dry run that changes nothing, a no-op
+plan, the prototype's request through the local gateway, `orch smoke`, `logs` and
+`invoke`, the prod confirmation through a pseudo-terminal, the promotion guard, deploy prod
+beside dev, a bad release rolled back through Terraform, detect and apply changes, refuse a
+stale plan, a rollback by hand, destroy dev only (its URL answers 403 at once),
 survive a sandbox stop, and deploy a package over 50 MB through the sandbox's S3.
 Terraform runs are counted: each is 5-15 s.
 """
@@ -18,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import boto3
@@ -84,9 +87,21 @@ def test_protected_stage_is_not_changed_without_confirmation(proj: Path) -> None
     assert not (proj / ".orch").exists()  # refused before the sandbox started or anything was built
 
 
+def test_promotion_refuses_prod_a_package_dev_never_passed(proj: Path) -> None:
+    """Issue 7 acceptance 6, first half: prod promotes from dev, dev has passed nothing yet.
+    Refused after the package is built and before Terraform runs (no Terraform run here)."""
+    result = orch("apply", "prod", "--sandbox", "--yes", cwd=proj)
+    assert_clean_failure(result, 3, "promotes from 'dev'", "never passed the smoke checks of stage 'dev'",
+                         "--skip-promotion-check")
+    assert "terraform apply" not in result.stderr and "terraform init" not in result.stderr
+    assert not (proj / ".orch/work/sandbox/prod/terraform.tfstate").exists()
+
+
 def test_apply_dev_deploys_and_prints_the_invoke_url(proj: Path) -> None:
     result = orch("apply", "dev", "--sandbox", cwd=proj)
     assert result.code == 0, result.output
+    assert "smoke checks passed: 8/8" in result.stderr  # orch apply ran its checks
+    assert "passed its smoke checks" in result.stderr
     url = result.stdout.strip().splitlines()[-1]
     api_id = apis(proj)["orch-loopback-dev"]
     assert url.startswith("http://127.0.0.1:") and url.endswith(f"/restapis/{api_id}/dev/_user_request_")
@@ -160,6 +175,73 @@ def test_prototype_request_reaches_the_function_as_documented(proj: Path) -> Non
     assert requests.post(url, json={"fail": "internal"}, timeout=30).status_code == 500
 
 
+def test_smoke_passes_with_json_and_junit(proj: Path, tmp_path: Path) -> None:
+    """Issue 7 acceptance 1: after the apply (which ran its checks), `orch smoke --json` passes
+    every check, and `--junit` writes a file that parses and names every check."""
+    from junitparser import JUnitXml
+
+    junit = tmp_path / "smoke.xml"
+    result = orch("smoke", "dev", "--sandbox", "--json", "--junit", str(junit), cwd=proj)
+    assert result.code == 0, result.output
+    report = json.loads(result.stdout)
+    names = [check["name"] for check in report["checks"]]
+    assert report["passed"] is True and all(check["passed"] for check in report["checks"]), report
+    assert {"alias points at the released version", "API may invoke the function",
+            "prototype request comes back", "error mapping gives 400"} <= set(names)
+    cases = [case for suite in JUnitXml.fromfile(str(junit)) for case in suite]
+    assert [case.name for case in cases] == names and all(case.is_passed for case in cases)
+    records = list((proj / ".orch/work/sandbox/dev/releases").glob("*.json"))
+    assert len(records) == 1 and json.loads(records[0].read_text())["passed"] is True
+
+
+def test_logs_show_the_handlers_lines_between_start_and_report(proj: Path) -> None:
+    """Issue 7 acceptance 4: the smoke requests' handler output, framed by Lambda's own lines.
+    The gateway ships logs about once a second: wait for them, bounded."""
+    deadline = time.monotonic() + 20
+    while True:  # each `orch logs` takes about a second: that is the polling interval
+        result = orch("logs", "dev", "--sandbox", "--since", "30m", cwd=proj)
+        assert result.code == 0, result.output
+        framed = {rid: lines for rid, lines in _invocations(result.stdout).items()
+                  if any('"loopback invoked"' in line for line in lines) and lines[-1].startswith("REPORT")}
+        if framed or time.monotonic() > deadline:
+            break
+    assert framed, result.stdout[-3000:]
+    for lines in framed.values():
+        assert lines[0].startswith("START RequestId:") and lines[-1].startswith("REPORT RequestId:")
+        assert "END RequestId:" in lines[-2] and "Billed Duration:" in lines[-1] and "Max Memory Used:" in lines[-1]
+    filtered = orch("logs", "dev", "--sandbox", "--since", "30m", "--filter", "REPORT", cwd=proj)
+    assert filtered.code == 0 and filtered.stdout.strip()
+    assert all("REPORT RequestId:" in line for line in filtered.stdout.strip().splitlines())
+
+
+def _invocations(text: str) -> dict[str, list[str]]:
+    """RequestId -> its log lines (messages), from `orch logs` output (`<time> [<version>] <message>`)."""
+    found: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        message = line.split(" ", 2)[2] if line.count(" ") >= 2 else ""
+        if message.startswith("START RequestId: "):
+            current = message.split()[2]
+            found[current] = []
+        if current is not None:
+            found[current].append(message)
+        if message.startswith("REPORT RequestId: "):
+            current = None
+    return found
+
+
+def test_invoke_calls_the_function_through_its_alias(proj: Path) -> None:
+    """Issue 7 acceptance 5: `orch invoke` prints the handler's answer (the event is the data)."""
+    result = orch("invoke", "dev", "--sandbox", "--data", '{"a":1}', "--log", cwd=proj)
+    assert result.code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["event"] == {"a": 1}
+    assert answer["context"]["invoked_function_arn"].endswith(":function:orch-loopback-dev:dev")
+    assert "START RequestId:" in result.stderr and "REPORT RequestId:" in result.stderr
+    bad = orch("invoke", "dev", "--sandbox", "--data", "{a:1}", cwd=proj)
+    assert_clean_failure(bad, 3, "--data: not JSON")
+
+
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -188,9 +270,24 @@ def test_prod_confirmation_through_a_terminal_shows_terraforms_counts(proj: Path
     assert "orch-loopback-prod" not in functions(proj)
 
 
+def test_promotion_follows_the_package(proj: Path) -> None:
+    """Issue 7 acceptance 6: a package dev never passed is refused for prod (no Terraform run);
+    the package dev passed (the next test) applies."""
+    extra = proj / "functions" / "loopback" / "extra.txt"
+    extra.write_text("a change dev has not seen\n")
+    try:
+        result = orch("apply", "prod", "--sandbox", "--yes", cwd=proj)
+    finally:
+        extra.unlink()
+    assert_clean_failure(result, 3, "never passed the smoke checks of stage 'dev'")
+    assert "terraform apply" not in result.stderr
+
+
 def test_prod_is_a_separate_function_api_and_stage(proj: Path) -> None:
     result = orch("apply", "prod", "--sandbox", "--yes", cwd=proj)
     assert result.code == 0, result.output
+    assert "passed the smoke checks of stage 'dev'" in result.stderr  # the promotion check let it through
+    assert "smoke checks passed" in result.stderr
     dev, prod = outputs(proj, "dev"), outputs(proj, "prod")
     assert dev["rest_api_id"] != prod["rest_api_id"]
     assert dev["function_name"] != prod["function_name"]
@@ -199,6 +296,48 @@ def test_prod_is_a_separate_function_api_and_stage(proj: Path) -> None:
     assert (proj / ".orch/work/sandbox/prod/terraform.tfstate").exists()
     resp = requests.post(prod["invoke_url"], json={"a": 1}, timeout=30)
     assert resp.status_code == 200 and resp.json()["stage"] == "prod"
+
+
+PROTOTYPE = {"params": {"querystring": {"deptno-param": "x"}}}
+
+
+def test_a_bad_release_is_rolled_back_through_terraform(proj: Path) -> None:
+    """Issue 7 acceptance 2: a handler that raises fails the checks; orch rolls the alias back
+    through Terraform (one apply), checks again, exits 6; the URL answers as before, `orch
+    smoke` passes, and `orch plan` shows the failed release as pending and says so."""
+    handler = proj / "functions" / "loopback" / "handler.py"
+    good = handler.read_text()
+    before = outputs(proj, "dev")
+    marker = "def handler(event: Any, context: Any) -> dict[str, Any]:\n"
+    assert marker in good
+    handler.write_text(good.replace(marker, marker + '    raise RuntimeError("a bad release")\n'))
+    try:
+        result = orch("apply", "dev", "--sandbox", "--yes", cwd=proj)
+        assert_clean_failure(result, 6, "failed its smoke checks", "whose checks pass again",
+                             f"rolled back to version {before['function_version']}")
+        assert "a bad release" in result.stderr  # the failing answer is shown
+        after = outputs(proj, "dev")
+        assert after["function_version"] == before["function_version"]  # the alias, through Terraform
+        assert int(after["published_version"]) > int(before["function_version"])  # the bad one stays published
+        assert after["deployment_id"] == before["deployment_id"]  # the API did not change: not redeployed
+        url = after["invoke_url"]
+        resp = requests.post(f"{url}?deptno-param=x", headers={"Authorization": "y"}, data='{"a":1}', timeout=30)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["event"]["params"]["querystring"] == {"deptno-param": "x"}
+        assert resp.json()["context"]["function_version"] == before["function_version"]
+        smoke = orch("smoke", "dev", "--sandbox", cwd=proj)
+        assert smoke.code == 0, smoke.output
+        assert "rolled back" in smoke.stderr
+        plan = orch("plan", "dev", "--sandbox", "--detailed-exitcode", cwd=proj)
+        assert plan.code == 2, plan.output
+        assert "stage 'dev' is rolled back to version" in plan.stderr
+        assert re.search(r'function_version\s+= "\d+" -> "\d+"', plan.stdout), plan.stdout[-3000:]
+    finally:
+        handler.write_text(good)
+    records = sorted((proj / ".orch/work/sandbox/dev/releases").glob("*.json"))
+    kinds = [(json.loads(r.read_text())["kind"], json.loads(r.read_text())["passed"]) for r in records]
+    assert kinds[-2:] == [("apply", False), ("rollback", True)]
+    assert not (proj / ".orch/work/sandbox/dev/orch-rollback.tfvars.json").exists()
 
 
 def _set_dev(proj: Path, *, greeting: str = "hello-from-dev", memory: int | None = None,
@@ -240,7 +379,8 @@ def test_changes_are_planned_applied_and_a_stale_plan_refused(proj: Path, tmp_pa
 
     _set_dev(proj, greeting="changed", memory=512, api=custom_api)
 
-    result = orch("apply", "dev", "--sandbox", cwd=proj)
+    # the custom template drops the request's params, which the declared checks look for
+    result = orch("apply", "dev", "--sandbox", "--no-smoke", cwd=proj)
     assert result.code == 0, result.output
     after = outputs(proj, "dev")
     assert after["deployment_id"] != before["deployment_id"], "a template change must redeploy the API"
@@ -258,6 +398,22 @@ def test_changes_are_planned_applied_and_a_stale_plan_refused(proj: Path, tmp_pa
 
     result = orch("apply", "dev", "--sandbox", "--plan", str(stale), cwd=proj)
     assert_clean_failure(result, 4, "stale")
+
+
+def test_rollback_by_hand_restores_the_earlier_api(proj: Path) -> None:
+    """`orch rollback`: back to the last release that passed (the rolled-back one above), whose
+    API differs: the stage gets a new deployment of that API and its alias the earlier version."""
+    before = outputs(proj, "dev")
+    result = orch("rollback", "dev", "--sandbox", cwd=proj)
+    assert result.code == 0, result.output
+    assert "rolled back to version" in result.stderr and "smoke checks passed" in result.stderr
+    after = outputs(proj, "dev")
+    assert after["deployment_id"] != before["deployment_id"]  # the earlier API, deployed again
+    assert after["function_version"] != before["function_version"]
+    resp = requests.post(f"{after['invoke_url']}?deptno-param=x", json={"a": 1}, timeout=30)
+    assert resp.status_code == 200 and resp.json()["event"]["params"]["querystring"] == {"deptno-param": "x"}
+    plan = orch("plan", "dev", "--sandbox", "--detailed-exitcode", cwd=proj)
+    assert plan.code == 2 and "is rolled back" in plan.stderr, plan.output
 
 
 def test_serve_runs_a_foreground_gateway_for_a_stage(proj: Path) -> None:
@@ -357,6 +513,8 @@ def test_node_example_deploys_and_answers_through_the_gateway(proj: Path) -> Non
         "  handler: index.handler\n  runtime: nodejs20.x\n"
         "stage:\n  variables: {env: node}\n"
         "api:\n  routes:\n    - {method: POST, path: /}\n    - {method: GET, path: /extra}\n"
+        # these routes map no errors to statuses, so the defaults' check of that does not apply
+        "smoke:\n  checks:\n    error mapping gives 400: {enabled: false}\n"
     )
     result = orch("apply", "node", "--sandbox", cwd=proj)
     assert result.code == 0, result.output

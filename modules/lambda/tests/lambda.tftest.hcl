@@ -143,3 +143,23 @@ run "log_retention_not_allowed_by_cloudwatch_is_rejected" {
   }
   expect_failures = [var.log_retention_days]
 }
+
+run "alias_version_pins_the_alias_to_an_earlier_version" {
+  command = plan
+  variables {
+    alias_version = "3"
+  }
+
+  assert {
+    condition     = aws_lambda_alias.this.function_version == "3"
+    error_message = "A pinned alias_version must be the version the alias points at (orch's rollback)."
+  }
+}
+
+run "alias_version_must_be_a_version_number" {
+  command = plan
+  variables {
+    alias_version = "$LATEST"
+  }
+  expect_failures = [var.alias_version]
+}

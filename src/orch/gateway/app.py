@@ -2,8 +2,9 @@
 
 This module owns construction: the boto3 clients for the emulator, the registry of what is
 deployed (``model.ApiRegistry``) bound to the sandbox's generation file, the worker pool,
-the CloudWatch Logs shipper for handler output, the pipeline (``pipeline.Gateway``), the
-HTTP server (``server.HttpServer``), the watcher that re-reads the deployed APIs and warms a
+the CloudWatch Logs shipper for handler output, the pipeline (``pipeline.Gateway``), Lambda's
+Invoke API for ``orch invoke`` (``invoke_api.LambdaInvokeApi``), the HTTP server
+(``server.HttpServer``), the watcher that re-reads the deployed APIs and warms a
 worker for each new function version as soon as a deploy changes the generation, and the
 helper processes that share the port (``multi.HelperProcesses`` running
 ``python -m orch.gateway.helper``). It also gives the daemon its rotating log file. It must
@@ -26,6 +27,7 @@ from orch.aws import SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY
 from orch.errors import SandboxError
 from orch.gateway.cloudwatch import LogShipper
 from orch.gateway.generation import Generation, GenerationWatcher, WarmMarks
+from orch.gateway.invoke_api import LambdaInvokeApi
 from orch.gateway.model import ApiRegistry, lambda_refs
 from orch.gateway.multi import HelperProcesses, default_processes
 from orch.gateway.pipeline import Gateway
@@ -316,6 +318,7 @@ def build_process(
             reuse_port=reuse_port,
             limits=limits,
             health=lambda: {"generation": built["app"].warmed_generation},
+            service=LambdaInvokeApi(registry, worker_pool, log=log),
         )
     except SandboxError:
         if owns_pool:

@@ -66,6 +66,7 @@ class HttpLimits:
 
 
 Handle = Callable[[str, str, GatewayRequest], GatewayResponse]
+Service = Callable[[str, str, str, dict[str, str], bytes], "GatewayResponse | None"]
 
 _date_cache: tuple[int, bytes] = (-1, b"")
 
@@ -249,11 +250,12 @@ class _Parse:
 class HttpServer:
     """A threaded HTTP/1.1 server on one listening socket (``SO_REUSEPORT`` on request).
 
-    ``handle(rest_api_id, stage, request)`` answers invoke-URL requests; ``log`` gets one
-    line per request (``log.flush()`` is called after each connection's request when the
-    log has one); ``health`` adds fields to ``/_orch/health``'s answer. Call
-    ``serve_forever()`` (returns after ``shutdown()``), then ``server_close()``.
-    Raises ``SandboxError`` when the address cannot be bound.
+    ``handle(rest_api_id, stage, request)`` answers invoke-URL requests; ``service(method,
+    path, query, headers, body)`` may answer other paths (None: not its own; the composition
+    root gives it Lambda's Invoke API); ``log`` gets one line per request (``log.flush()``
+    is called after each connection's request when the log has one); ``health`` adds
+    fields to ``/_orch/health``'s answer. Call ``serve_forever()`` (returns after
+    ``shutdown()``), then ``server_close()``. Raises ``SandboxError`` when the address cannot be bound.
     """
 
     max_threads = 512
@@ -268,8 +270,10 @@ class HttpServer:
         reuse_port: bool = False,
         limits: HttpLimits | None = None,
         health: Callable[[], dict[str, Any]] | None = None,
+        service: Service | None = None,
     ) -> None:
         self.handle = handle
+        self.service = service
         self.log = log
         self.flush_log: Callable[[], None] | None = getattr(log, "flush", None)
         self.limits = limits or HttpLimits()
@@ -462,7 +466,13 @@ class HttpServer:
         status, request_id, detail = 500, "-", ""
         try:
             routed = _route(path)
-            if routed is None:
+            served = None
+            if routed is None and self.service is not None and path != HEALTH_PATH:
+                served = self.service(method, path, query, dict(request.headers), request.body)
+            if served is not None:
+                status, request_id, detail = served.status, served.request_id, served.detail
+                headers, body = served.headers, served.body
+            elif routed is None:
                 if path == HEALTH_PATH and method in ("GET", "HEAD"):
                     info = {"status": "ok", "service": "orch-gateway", "pid": os.getpid()}
                     if self.health is not None:
