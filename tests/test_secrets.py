@@ -190,3 +190,32 @@ def test_a_missing_secret_stops_apply_before_anything_starts(project: Path, monk
     code, output = run(project, "apply", "dev", "--sandbox")
     assert_clean_failure(Result(code, "", output), 3, "ORCH_T_MISSING is not set", "function.secrets.DB_PASSWORD")
     assert not (project / ".orch").exists()  # no sandbox, no package, no working folder
+
+
+def test_release_records_and_junit_files_pass_through_the_registry(tmp_path: Path) -> None:
+    """What orch writes rather than prints (release records, smoke's JUnit file) is masked too."""
+    from orch import releases, smoke
+
+    redact.register(SECRET, "db")
+    check = smoke.CheckResult(f"answer has {SECRET}", "http", False, f"body was {{\"pw\": \"{SECRET}\"}}", 1, 0.1)
+    report = smoke.SmokeReport("dev", "sandbox", "http://x", (check,), 0.1, 10.0, "2026-01-01T00:00:00+00:00")
+    junit = tmp_path / "smoke.xml"
+    smoke.write_junit([report], junit)
+    assert SECRET not in junit.read_text() and "***" in junit.read_text()
+    location = releases.Location("dev", "sandbox", folder=tmp_path / "releases")
+    records = releases.Releases(releases.open_store(location, lambda region: None), location)
+    records.write(releases.Release(id="20260101T000000.000000Z-apply", stage="dev", target="sandbox", kind="apply",
+                                   time="2026-01-01", package_sha256="ab" * 32, function_version="1",
+                                   deployment_id="d1", passed=False, smoke=report.as_dict(), reason=check.message))
+    stored = "".join(p.read_text() for p in (tmp_path / "releases").rglob("*.json"))
+    assert stored and SECRET not in stored and "***" in stored
+
+
+def test_logs_and_invoke_mask_the_secrets_they_can_read(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`orch logs`/`invoke` hand no secret to Terraform but print what the handler says: the
+    stage's secrets that can be read are registered first; one that cannot is skipped."""
+    write_stage(project, "function: {secrets: {DB_PASSWORD: {env: ORCH_DB}, OTHER: {env: ORCH_UNSET}}}\n")
+    monkeypatch.setenv("ORCH_DB", SECRET)
+    monkeypatch.delenv("ORCH_UNSET", raising=False)
+    secrets.register_available(load_stage(project, "dev"))
+    assert redact.redact(f"handler said {SECRET}") == "handler said ***"

@@ -559,8 +559,10 @@ def _function_target(project: Path | None, stage: str, sandbox: bool, *, gateway
     from orch.config import load_stage
     from orch.deploy import project_dir_from
     from orch.facts import running_sandbox
+    from orch.secrets import register_available
 
     st = load_stage(project_dir_from(project), stage)
+    register_available(st)  # a handler that prints its secret: masked in logs and answers
     region = st.config.region
     if not sandbox:
         aws = Aws.for_aws(region)

@@ -16,6 +16,7 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 MASK = "***"
 MIN_LENGTH = 4
@@ -90,6 +91,18 @@ def redact(text: str) -> str:
     return REGISTRY(text)
 
 
+def redact_data(value: Any) -> Any:
+    """A copy of JSON-like `value` (dicts, lists, strings, numbers) with every registered secret
+    masked in its strings and keys: for documents orch writes or posts (release records)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {redact(str(k)): redact_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_data(v) for v in value]
+    return value
+
+
 AWS_CREDENTIAL_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID",
                             "AWS_SECURITY_TOKEN")
 
@@ -109,4 +122,4 @@ def register_aws_credentials(env: Mapping[str, str] | None = None, *, more: Iter
             register(value, "AWS credential")
 
 
-__all__ = ["MASK", "REGISTRY", "Redactor", "redact", "register", "register_aws_credentials"]
+__all__ = ["MASK", "REGISTRY", "Redactor", "redact", "redact_data", "register", "register_aws_credentials"]
