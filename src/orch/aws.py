@@ -72,7 +72,8 @@ class ApiTree:
 
 
 NOT_FOUND_CODES = frozenset({"NoSuchEntity", "ResourceNotFoundException", "NotFoundException", "404", "NotFound",
-                             "NoSuchKey"})
+                             "NoSuchKey", "NoSuchBucket"})
+"""AWS error codes that mean "no such thing" (IAM, Lambda, API Gateway, S3)."""
 
 
 @dataclass
@@ -317,18 +318,6 @@ class Aws:
         return {**answer, "Payload": body.read() if hasattr(body, "read") else (body or b"")}
 
 
-NOT_FOUND_CODES = frozenset({
-    "ResourceNotFoundException", "NotFoundException", "NotFound", "NoSuchKey", "NoSuchBucket", "404",
-})
-
-
-def error_message(exc: Any) -> str:
-    """AWS's code and message of a botocore ClientError."""
-    code = error_code(exc)
-    message = getattr(exc, "response", {}).get("Error", {}).get("Message", "") or str(exc)
-    return f"{code}: {message}" if code else message
-
-
     # ------------------------------------------------------------------ lookups (orch.adopt)
     # Each answers None / False / empty when the object does not exist, and raises AwsError
     # naming the call for any other failure (no permission, unreachable).
@@ -445,6 +434,13 @@ def error_message(exc: Any) -> str:
             {v["name"]: v["id"] for v in validators.get("items", []) if "name" in v},
             frozenset(s["stageName"] for s in stages.get("item", [])),
         )
+
+
+def error_message(exc: Any) -> str:
+    """AWS's code and message of a botocore ClientError."""
+    code = error_code(exc)
+    message = getattr(exc, "response", {}).get("Error", {}).get("Message", "") or str(exc)
+    return f"{code}: {message}" if code else message
 
 
 def error_code(exc: Any) -> str:
