@@ -157,6 +157,22 @@ def state_resources(show_json: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
+def tainted_resources(show_json: Mapping[str, Any]) -> list[str]:
+    """Addresses of the managed resources `terraform show -json` marks `tainted`: after an
+    interrupted run, the objects whose creation Terraform saw start but not end."""
+    found: list[str] = []
+
+    def walk(module: Mapping[str, Any]) -> None:
+        for resource in module.get("resources") or ():
+            if resource.get("mode", "managed") == "managed" and resource.get("tainted"):
+                found.append(resource["address"])
+        for child in module.get("child_modules") or ():
+            walk(child)
+
+    walk(((show_json.get("values") or {}).get("root_module")) or {})
+    return found
+
+
 # ---------------------------------------------------------------------------- the catalogue
 
 

@@ -351,7 +351,16 @@ class Executor:
     def _do_FindOrphans(self, step: FindOrphans) -> Any:
         from orch.resources import modules_dir
 
-        managed = adopt_mod.state_resources(self.tools.terraform(step.workdir).show_state())
+        terraform = self.tools.terraform(step.workdir)
+        state = terraform.show_state()
+        # A creation interrupted half-way leaves its object tainted. Replacing it cannot work:
+        # names are fixed and the API deployment's create_before_destroy reaches the function,
+        # so Terraform would create a second function of the same name and wait for minutes.
+        # The object exists: untainted, Terraform updates it in place to the configuration.
+        for address in adopt_mod.tainted_resources(state):
+            terraform.untaint(address)
+            self.reporter.note(f"{address}: its creation was interrupted; kept and updated in place, not replaced")
+        managed = adopt_mod.state_resources(state)
         aws = self._aws(step.sandbox, self.stage.config.region)
         adoption = adopt_mod.find_orphans(self.stage, managed, aws, modules_dir=modules_dir(self.stage.project_dir))
         for line in adoption.notes() or ["nothing to adopt: AWS holds nothing of this stage outside its state"]:

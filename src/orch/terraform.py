@@ -599,6 +599,14 @@ class Terraform:
             raise self._failed("terraform force-unlock", result)
         return result
 
+    def untaint(self, address: str) -> RunResult:
+        """`terraform untaint ADDRESS`: Terraform updates the object in place instead of
+        replacing it (https://developer.hashicorp.com/terraform/cli/commands/untaint)."""
+        result = self._human(self.argv("untaint", address), echo=False)
+        if result.exit_code != 0:
+            raise self._failed("terraform untaint", result)
+        return result
+
     def show_state(self) -> dict[str, Any]:
         """`terraform show -json` of the state (values.root_module...; `{}`-like when empty).
         Starts the provider to read its schema: seconds, so orch asks only when it must."""
