@@ -144,12 +144,15 @@ def belongs(found: Found, stage: str) -> bool:
 def state_resources(show_json: Mapping[str, Any]) -> dict[str, str]:
     """Managed resource address -> id, from `terraform show -json` of the state
     (https://developer.hashicorp.com/terraform/internals/json-format#values-representation)."""
-    found: dict[str, str] = {}
+    return {r["address"]: str((r.get("values") or {}).get("id", "")) for r in _managed(show_json)}
+
+
+def _managed(show_json: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every managed resource of `terraform show -json`, through the child modules."""
+    found: list[Mapping[str, Any]] = []
 
     def walk(module: Mapping[str, Any]) -> None:
-        for resource in module.get("resources") or ():
-            if resource.get("mode", "managed") == "managed":
-                found[resource["address"]] = str((resource.get("values") or {}).get("id", ""))
+        found.extend(r for r in module.get("resources") or () if r.get("mode", "managed") == "managed")
         for child in module.get("child_modules") or ():
             walk(child)
 
@@ -160,17 +163,7 @@ def state_resources(show_json: Mapping[str, Any]) -> dict[str, str]:
 def tainted_resources(show_json: Mapping[str, Any]) -> list[str]:
     """Addresses of the managed resources `terraform show -json` marks `tainted`: after an
     interrupted run, the objects whose creation Terraform saw start but not end."""
-    found: list[str] = []
-
-    def walk(module: Mapping[str, Any]) -> None:
-        for resource in module.get("resources") or ():
-            if resource.get("mode", "managed") == "managed" and resource.get("tainted"):
-                found.append(resource["address"])
-        for child in module.get("child_modules") or ():
-            walk(child)
-
-    walk(((show_json.get("values") or {}).get("root_module")) or {})
-    return found
+    return [r["address"] for r in _managed(show_json) if r.get("tainted")]
 
 
 # ---------------------------------------------------------------------------- the catalogue
