@@ -30,9 +30,10 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from benchproject import throwaway_project
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 1.10
@@ -57,12 +58,7 @@ def main() -> int:
         sys.exit("terraform is not on PATH")
 
     orch = [sys.executable, "-m", "orch.cli"]
-    tmp = Path(tempfile.mkdtemp(prefix="orch-bench-"))
-    project = tmp / "proj"
-    project.mkdir()
-    shutil.copytree(REPO / "stages", project / "stages")
-    shutil.copytree(REPO / "functions", project / "functions", ignore=shutil.ignore_patterns("node_modules"))
-    (project / "modules").symlink_to(REPO / "modules")
+    tmp, project = throwaway_project()
     env = {**os.environ, "NO_COLOR": "1"}
     workdir = project / ".orch" / "work" / "sandbox" / "dev"
     apply = [*orch, "apply", "dev", "--sandbox", "--yes"]

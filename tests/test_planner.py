@@ -239,7 +239,8 @@ def test_protected_stage_plans_asks_with_terraforms_counts_and_applies_that_plan
     plan, executor = world.run_apply()
     assert names(plan.steps) == [
         "CheckHandler", "StartSandbox", "RecordSandboxEpoch", "BuildPackage", "UploadPackage", "RenderFiles",
-        "Init", "TerraformPlan", "ReadPlan", "Confirm", "ApplySavedPlan", "TerraformApply", *VERIFY,
+        "Init", "TerraformPlan", "ReadPlan", "RefuseDestroying", "Confirm", "ApplySavedPlan", "TerraformApply",
+        *VERIFY,
     ]
     counts = saved_plan("plan-first-deploy.json").counts.text()
     assert world.questions == [f"Apply {counts} to protected stage 'prod'?"]
@@ -264,8 +265,12 @@ def test_protected_stage_without_a_terminal_is_refused_before_any_work(project: 
     assert world.terraform.calls == [] and world.sandbox.started == 0
     assert not (project / ".orch").exists()  # nothing packaged, rendered or started
     yes = World(project, "prod", interactive=False, yes=True)
-    assert "Confirm" not in names(plan_apply(yes.stage, yes.facts).steps)  # --yes: one run, no question
-    assert "TerraformPlan" not in names(plan_apply(yes.stage, yes.facts).steps)
+    steps = names(plan_apply(yes.stage, yes.facts).steps)
+    assert "Confirm" not in steps  # --yes: no question, but the plan is still read before it is applied
+    applied = steps[:steps.index("TerraformApply") + 1]
+    assert applied[-4:] == ["ReadPlan", "RefuseDestroying", "ApplySavedPlan", "TerraformApply"]
+    allowed = replace(yes.facts, allow_destroy=True)  # --yes --allow-destroy: one run plans and applies
+    assert "TerraformPlan" not in names(plan_apply(yes.stage, allowed).steps)
 
 
 def test_saved_plan_applies_exactly_that_file(project: Path, tmp_path: Path) -> None:
@@ -393,3 +398,52 @@ def test_a_failing_step_runs_its_recovery_steps_then_fails(project: Path) -> Non
     with pytest.raises(ZeroDivisionError):
         executor.execute(DeployPlan("x", "dev", "sandbox", (Boom(),)))
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------------------- destroying a protected stage
+
+
+def destroying(tmp_path: Path, *addresses: str) -> str:
+    """plan-remove-route.json (saved from Terraform) with these resources' actions turned into a
+    replace: a plan that would destroy them; returns the new file's name under DATA's sibling."""
+    data = json.loads((DATA / "plan-remove-route.json").read_text())
+    for item in data["resource_changes"]:
+        if item["address"] in addresses:
+            item["change"]["actions"] = ["delete", "create"]
+    path = tmp_path / "destroying.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+FUNCTION = "module.stack.module.lambda.aws_lambda_function.this"
+API = "module.stack.module.rest_api.aws_api_gateway_rest_api.this"
+
+
+def test_a_plan_replacing_a_protected_stages_function_is_refused_before_apply(project: Path, tmp_path: Path) -> None:
+    from orch.errors import Refused
+
+    world = World(project, "prod", interactive=False, yes=True)
+    world.terraform.plan_file = destroying(tmp_path, FUNCTION, API)
+    with pytest.raises(Refused, match="--allow-destroy") as caught:
+        world.run_apply()
+    assert FUNCTION in caught.value.message and API in caught.value.message
+    assert [c[0] for c in world.terraform.calls] == ["init", "plan", "show"]  # never applied
+    assert not list(world.facts.workdir.glob("*.tfplan"))
+    assert world.sandbox.marked == 0  # nothing changed, so the gateway is not told
+
+
+def test_allow_destroy_applies_it_and_other_replacements_are_not_guarded(project: Path, tmp_path: Path) -> None:
+    world = World(project, "prod", interactive=False, yes=True, allow_destroy=True)
+    world.terraform.plan_file = destroying(tmp_path, FUNCTION)
+    world.run_apply()
+    assert [c[0] for c in world.terraform.calls] == ["init", "apply"]
+    # the API deployment is replaced on every API change: that is not "destroying the API"
+    other = World(project, "prod", interactive=False, yes=True)
+    other.terraform.plan_file = str(DATA / "plan-remove-route.json")
+    other.run_apply()
+    assert [c[0] for c in other.terraform.calls] == ["init", "plan", "show", "apply_saved", "apply"]
+
+
+def test_unprotected_stages_are_not_guarded(project: Path) -> None:
+    world = World(project, "dev")
+    assert "RefuseDestroying" not in names(plan_apply(world.stage, world.facts).steps)

@@ -443,6 +443,19 @@ def error_message(exc: Any) -> str:
     return f"{code}: {message}" if code else message
 
 
+    def function_code(self, function_name: str) -> tuple[str, str]:
+        """(CodeSha256, Code.Location) of a function's $LATEST code: the base64 SHA-256 of its
+        zip and a presigned URL that downloads it for 10 minutes (GetFunction:
+        https://docs.aws.amazon.com/lambda/latest/api/API_GetFunction.html). Raises AwsError."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            answer = self.client("lambda").get_function(FunctionName=function_name)
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(f"reading the deployed code of {function_name} failed", exc) from None
+        return answer["Configuration"]["CodeSha256"], answer["Code"]["Location"]
+
+
 def error_code(exc: Any) -> str:
     """The AWS error code of a botocore ClientError ('' for anything else)."""
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))

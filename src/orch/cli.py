@@ -64,6 +64,23 @@ ProjectOpt = Annotated[
     ),
 ]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+ManyStageArg = Annotated[
+    str | None,
+    typer.Argument(metavar="STAGE", help="Stage name: stages/<STAGE>.yaml, e.g. dev or prod (or --all, --stages).",
+                   show_default=False),
+]
+AllOpt = Annotated[
+    bool, typer.Option("--all", help="Every stage in stages/, concurrently (each line prefixed with its stage).")
+]
+StagesOpt = Annotated[
+    str | None,
+    typer.Option("--stages", help="These stages (comma-separated, e.g. dev,prod), concurrently.", show_default=False),
+]
+AllowDestroyOpt = Annotated[
+    bool,
+    typer.Option("--allow-destroy", help="Apply even when the plan destroys or replaces a protected stage's "
+                 "API, API stage or function (refused otherwise)."),
+]
 
 
 DryRunOpt = Annotated[
@@ -115,7 +132,7 @@ def _require_sandbox() -> None:
 
 
 
-def _deployer(project: Path | None, stage: str, sandbox: bool, *, yes: bool = False):
+def _deployer(project: Path | None, stage: str, sandbox: bool, *, yes: bool = False, allow_destroy: bool = False):
     """The one object a deploy command uses (orch.deploy.create_deployer with real collaborators)."""
     if sandbox:
         _require_sandbox()
@@ -124,13 +141,65 @@ def _deployer(project: Path | None, stage: str, sandbox: bool, *, yes: bool = Fa
 
     return create_deployer(
         project_dir_from(project), stage, sandbox=sandbox, reporter=ConsoleReporter(_console()),
-        ask=_ask, interactive=_interactive(), yes=yes, color=_color(),
+        ask=_ask, interactive=_interactive(), yes=yes, color=_color(), allow_destroy=allow_destroy,
     )
+
+
+def _selected(stage: str | None, all_stages: bool, stages: str | None, project: Path | None,
+              *single_only: tuple[str, Any]) -> list[str] | None:
+    """The stages of --all / --stages (None: one STAGE). Exactly one of the three; options
+    that only make sense for one stage (`single_only`: (flag, value)) are refused with many."""
+    given = [name for name, value in (("STAGE", stage), ("--all", all_stages), ("--stages", stages)) if value]
+    if not given:
+        raise typer.BadParameter("Missing argument 'STAGE': give a STAGE, --all or --stages.")
+    if len(given) > 1:
+        raise typer.BadParameter(f"give only one of STAGE, --all or --stages (got {' and '.join(given)}).")
+    if stage is not None:
+        return None
+    for flag, value in single_only:
+        if value:
+            raise typer.BadParameter(f"{flag} works with one STAGE, not with {given[0]}")
+    from orch.config import stage_names
+    from orch.deploy import project_dir_from
+
+    known = stage_names(project_dir_from(project))
+    if all_stages:
+        return known
+    names = [name.strip() for name in (stages or "").split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if not names or unknown:
+        what = "unknown stage " + ", ".join(map(repr, unknown)) if unknown else "no stage named"
+        raise ConfigError(f"--stages {stages}: {what}.", hint=f"Known stages: {', '.join(known) or 'none'}.")
+    return names
+
+
+def _many(project: Path | None, names: list[str], sandbox: bool, command: str, *, yes: bool = False,
+          allow_destroy: bool = False, detailed_exitcode: bool = False, smoke: bool = True,
+          skip_promotion_check: bool = False):
+    """`orch plan|apply --all`: every stage concurrently through orch.multistage, each with its
+    own Deployer and prefixed reporter; the summary table on stdout; returns the runs."""
+    if sandbox:
+        _require_sandbox()
+    from orch.deploy import project_dir_from
+    from orch.multistage import run_stages, table
+    from orch.stagework import StageWork
+
+    console = _console()
+    work = StageWork(project_dir_from(project), sandbox=sandbox, ask=_ask, interactive=_interactive(), yes=yes,
+                     color=_color(), allow_destroy=allow_destroy)
+    if command == "plan":
+        runs = run_stages(names, work.planner(detailed_exitcode=detailed_exitcode), console)
+    else:
+        runs = run_stages(names, work.applier(smoke=smoke, skip_promotion_check=skip_promotion_check), console,
+                          after=work.promotion_order(names))
+    for line in table(runs):
+        console.out(line)
+    return runs
 
 
 @app.command()
 def plan(
-    stage: StageArg,
+    stage: ManyStageArg = None,
     sandbox: SandboxOpt = False,
     detailed_exitcode: Annotated[
         bool,
@@ -144,12 +213,22 @@ def plan(
         typer.Option("--out", help="Save the plan to this file for `orch apply --plan FILE`.", show_default=False),
     ] = None,
     project: ProjectOpt = None,
+    all_stages: AllOpt = False,
+    stages: StagesOpt = None,
 ) -> int:
     """Show what `orch apply STAGE` would change.
 
     Renders the stage's Terraform files, packages the function, runs `terraform init` only
     when needed, then `terraform plan` (saved to a file and read back as JSON for the counts).
+    With --all or --stages: those stages concurrently, then a summary table.
     """
+    many = _selected(stage, all_stages, stages, project, ("--out", out))
+    if many is not None:
+        from orch.multistage import exit_code
+
+        runs = _many(project, many, sandbox, "plan", detailed_exitcode=detailed_exitcode)
+        return exit_code(runs)
+    assert stage is not None
     outcome = _deployer(project, stage, sandbox).plan(out=out.resolve() if out else None)
     _log(f"plan for stage {stage!r}: {outcome.plan.text()}")
     if out:
@@ -161,7 +240,7 @@ def plan(
 
 @app.command()
 def apply(
-    stage: StageArg,
+    stage: ManyStageArg = None,
     sandbox: SandboxOpt = False,
     yes: YesOpt = False,
     plan_file: Annotated[
@@ -183,15 +262,29 @@ def apply(
     ] = False,
     junit: JunitOpt = None,
     project: ProjectOpt = None,
+    allow_destroy: AllowDestroyOpt = False,
+    all_stages: AllOpt = False,
+    stages: StagesOpt = None,
 ) -> int:
     """Deploy STAGE, run its smoke checks and print the invoke URL.
 
     One Terraform run plans and applies. Protected stages (`protected: true`, like prod) show
     the plan and ask first unless --yes is given; without a terminal they need --yes. When the
     smoke checks fail, orch rolls the stage back to its last good release through Terraform,
-    checks it again and exits 6.
+    checks it again and exits 6. A plan that destroys or replaces a protected stage's API, API
+    stage or function stops the apply unless --allow-destroy. With --all or --stages: those
+    stages concurrently (a stage with `promote_from` after that stage), then a summary table.
     """
-    outcome = _deployer(project, stage, sandbox, yes=yes).apply(
+    many = _selected(stage, all_stages, stages, project, ("--plan", plan_file), ("--dry-run", dry_run),
+                     ("--junit", junit))
+    if many is not None:
+        from orch.multistage import exit_code
+
+        runs = _many(project, many, sandbox, "apply", yes=yes, allow_destroy=allow_destroy,
+                     smoke=not no_smoke, skip_promotion_check=skip_promotion_check)
+        return exit_code(runs)
+    assert stage is not None
+    outcome = _deployer(project, stage, sandbox, yes=yes, allow_destroy=allow_destroy).apply(
         plan_file=plan_file, dry_run=dry_run, smoke=not no_smoke, skip_promotion_check=skip_promotion_check)
     if outcome.dry_run:
         return ExitCode.OK
@@ -410,6 +503,49 @@ def serve(
         project_dir=deployer.stage.project_dir, log=_err, ready=ready,
     )
     return ExitCode.OK
+
+
+@app.command()
+def ci(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what this build would run; run nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print the decision as JSON: {"actions": [{"command", '
+                                          '"stage", "target"}, ...], ...}.')] = False,
+    sandbox: SandboxOpt = False,
+    allow_stale_commit: Annotated[
+        bool, typer.Option("--allow-stale-commit", help="Apply even when this build's commit is no longer the head "
+                           "of the branch it deploys (or its tag is not the newest release).")
+    ] = False,
+    allow_destroy: AllowDestroyOpt = False,
+    summary: Annotated[
+        Path | None, typer.Option("--summary", help="Write the pull-request plan summary (Markdown) here. "
+                                  "Default: .orch/ci/plan-summary.md.", show_default=False)
+    ] = None,
+    project: ProjectOpt = None,
+) -> int:
+    """Run what this CI build calls for (Travis CI or GitHub Actions), as stages/ci.yaml says.
+
+    A pull request plans every stage (a fork's, without secrets, in the sandbox) and posts a
+    summary; a push to main applies dev; a release tag (v1.2.3) applies prod; each apply is
+    smoke-checked and reported to Slack (SLACK_WEBHOOK_URL). Anything else: nothing.
+    """
+    from orch.ci.run import CiOptions, CiRun
+    from orch.deploy import project_dir_from
+    from orch.stagework import StageWork
+
+    project_dir = project_dir_from(project)
+    options = CiOptions(dry_run=dry_run, as_json=as_json, sandbox=sandbox, allow_stale_commit=allow_stale_commit,
+                        allow_destroy=allow_destroy, summary_path=summary.resolve() if summary else None)
+
+    def stage_work(*, sandbox: bool, yes: bool) -> StageWork:
+        if sandbox:
+            _require_sandbox()
+        return StageWork(project_dir, sandbox=sandbox, ask=_ask, interactive=False, yes=yes, color=_color(),
+                         allow_destroy=allow_destroy)
+
+    try:
+        return CiRun(project_dir, os.environ, _console(), options, stage_work=stage_work).run()
+    finally:
+        _stop_sandbox_started_here()  # a fork's plan started one: the job leaves nothing running
 
 
 @sandbox_app.command("start")

@@ -27,6 +27,10 @@ from orch.errors import ConfigError
 from orch.stage_yaml import read_mapping
 
 DEFAULTS_FILE = "defaults.yaml"
+CI_POLICY_FILE = "ci.yaml"
+"""`orch ci`'s policy (orch.ci.policy), not a stage."""
+NOT_STAGES = frozenset({DEFAULTS_FILE, CI_POLICY_FILE})
+"""Files in `stages/` that are not stages: every other `*.yaml` there is one."""
 STAGE_NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 RUNTIMES = ("python3.11", "python3.12", "python3.13", "nodejs20.x", "nodejs22.x")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
@@ -244,21 +248,24 @@ class Integration(_Strict):
         return value
 
 
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
+RegexText = Annotated[str, AfterValidator(_regex)]
+"""A Python regular expression (checked to compile)."""
+
+
 class ErrorMapping(_Strict):
     """A Lambda error message regex mapped to an HTTP status."""
 
     status: Annotated[int, Field(ge=200, le=599)]
-    pattern: str
+    pattern: RegexText
     template: str | None = None
-
-    @field_validator("pattern")
-    @classmethod
-    def _regex(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
-        return value
 
 
 class Route(_Strict):
@@ -557,10 +564,11 @@ def find_project_dir(start: Path | None = None) -> Path:
 
 
 def stage_names(project_dir: Path) -> list[str]:
-    """The stages defined in `stages/`: one `<name>.yaml` each, defaults excluded."""
+    """The stages defined in `stages/`: one `<name>.yaml` each, except NOT_STAGES (defaults.yaml,
+    ci.yaml) and hidden files."""
     folder = project_dir / "stages"
     names = sorted(
-        p.stem for p in folder.glob("*.yaml") if p.name != DEFAULTS_FILE and not p.name.startswith(".")
+        p.stem for p in folder.glob("*.yaml") if p.name not in NOT_STAGES and not p.name.startswith(".")
     )
     return names
 
@@ -719,7 +727,8 @@ def load_stage(project_dir: Path, name: str) -> Stage:
         listing = ", ".join(known) if known else "none (add stages/<name>.yaml)"
         raise ConfigError(
             f"unknown stage {name!r}. Known stages: {listing}.",
-            hint=f"Stages are the *.yaml files in {project_dir / 'stages'} (defaults.yaml excluded).",
+            hint=f"Stages are the *.yaml files in {project_dir / 'stages'} except "
+            f"{' and '.join(sorted(NOT_STAGES))}.",
         )
     if not STAGE_NAME_RE.match(name):
         raise ConfigError(

@@ -37,6 +37,7 @@ class PlanOutcome:
 
     plan: PlanView
     saved_to: Path | None
+    package: Any = None  # the orch.package.PackageResult the plan deploys (None: a saved plan)
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,14 @@ class Deployer:
     facts: FactsSource = facts_mod.gather
     interactive: bool = False
     yes: bool = False
+    allow_destroy: bool = False
 
     # ------------------------------------------------------------------ planning
 
     def gather(self, **extra: Any) -> facts_mod.Facts:
         return self.facts(self.stage, self.target, interactive=self.interactive, yes=self.yes,
-                          env_cli_config=self.collaborators.cli_config_file, **extra)
+                          env_cli_config=self.collaborators.cli_config_file, allow_destroy=self.allow_destroy,
+                          **extra)
 
     def run(self, plan: DeployPlan, *, dry_run: bool = False) -> Executor | None:
         if dry_run:
@@ -96,7 +99,7 @@ class Deployer:
         deploy_plan = planner.plan_plan(self.stage, self.gather(plan_out=out))
         executor = self.run(deploy_plan)
         assert executor is not None
-        return PlanOutcome(executor.values["plan"], out)
+        return PlanOutcome(executor.values["plan"], out, executor.values.get("package"))
 
     def apply(self, *, plan_file: Path | None = None, dry_run: bool = False, smoke: bool = True,
               skip_promotion_check: bool = False) -> ApplyOutcome:
@@ -275,6 +278,7 @@ def create_deployer(
     interactive: bool,
     yes: bool,
     color: bool,
+    allow_destroy: bool = False,
 ) -> Deployer:
     """A Deployer with the real collaborators: the terraform binary, boto3, orch.sandbox.
 
@@ -317,7 +321,8 @@ def create_deployer(
             binary.append(find_binary())  # missing terraform: an error before anything is written
 
     collaborators = Collaborators(terraform, aws, _Sandbox(reporter.note), ask, cli_file, preflight, load_secrets)
-    return Deployer(stage, target, collaborators, reporter, interactive=interactive, yes=yes)
+    return Deployer(stage, target, collaborators, reporter, interactive=interactive, yes=yes,
+                    allow_destroy=allow_destroy)
 
 
 def project_dir_from(option: Path | None) -> Path:

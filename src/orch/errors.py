@@ -114,3 +114,21 @@ class Terminated(KeyboardInterrupt):
 def exit_code_for_signal(signum: int) -> ExitCode:
     """130 for SIGINT, 143 for SIGTERM (what orch exits with when a signal ends it)."""
     return ExitCode.TERMINATED if signum == signal.SIGTERM else ExitCode.ABORTED
+
+
+class Refused(Aborted):
+    """orch would not change a stage because it could be unsafe (a plan that destroys the
+    stage's API or function, a build of a commit that is no longer the branch's head); a
+    flag named in the message overrides it."""
+
+    title = "refused"
+
+
+def worst(codes: list[int]) -> int:
+    """The exit code of several runs (`--all`, `orch ci`): success only when every run
+    succeeded; `CHANGES_PRESENT` over success; any failure over both; among failures the
+    highest code (so ABORTED over TERRAFORM over CONFIG)."""
+    failures = [code for code in codes if code not in (ExitCode.OK, ExitCode.CHANGES_PRESENT)]
+    if failures:
+        return max(failures)
+    return ExitCode.CHANGES_PRESENT if ExitCode.CHANGES_PRESENT in codes else ExitCode.OK

@@ -25,7 +25,7 @@ from orch import render as render_mod
 from orch import smoke as smoke_mod
 from orch import statelock, tfruns
 from orch.config import SmokeSettings, Stage
-from orch.errors import Aborted, AwsError, ConfigError, TerraformError
+from orch.errors import Aborted, AwsError, ConfigError, Refused, TerraformError
 from orch.reporter import Reporter
 from orch.steps import (
     FAILED,
@@ -51,6 +51,7 @@ from orch.steps import (
     RecordRelease,
     RecordSandboxEpoch,
     Ref,
+    RefuseDestroying,
     RemoveFile,
     RenderFiles,
     RunSmokeChecks,
@@ -263,6 +264,16 @@ class Executor:
 
     def _do_TerraformDestroy(self, step: TerraformDestroy) -> Any:
         return self.tools.terraform(step.workdir).destroy()
+
+    def _do_RefuseDestroying(self, step: RefuseDestroying) -> None:
+        doomed = self._get(step.plan).destroys(step.types)
+        if doomed:
+            raise Refused(
+                f"the plan for protected stage {step.stage!r} destroys or replaces {', '.join(doomed)}; "
+                "nothing was applied.",
+                hint=f"Read the plan (`orch plan {step.stage}`). If losing them is intended, run the apply again "
+                f"with {step.override}.",
+            )
 
     def _do_MarkSandboxChanged(self, step: MarkSandboxChanged) -> str:
         return self.tools.sandbox.mark_changed(step.project_dir)

@@ -40,6 +40,7 @@ class Facts:
     provider_config: ProviderConfig | None = None  # orch's own Terraform CLI config, if it uses one
     provider_config_written: bool = True  # ... and whether the file already holds it
     runs: tfruns.Leftovers = tfruns.Leftovers()  # Terraform runs earlier orch processes left behind
+    allow_destroy: bool = False  # --allow-destroy: a protected stage's plan may destroy its API or function
 
     @property
     def on_sandbox(self) -> bool:
@@ -83,6 +84,7 @@ def gather(
     saved_plan: Path | None = None,
     plan_out: Path | None = None,
     env_cli_config: str | None = None,
+    allow_destroy: bool = False,
 ) -> Facts:
     """Read the facts for `stage` on `target` ("sandbox" or "aws"). Writes nothing.
 
@@ -111,6 +113,7 @@ def gather(
         provider_config=config,
         provider_config_written=config is None or config.current,
         runs=tfruns.leftovers(workdir),
+        allow_destroy=allow_destroy,
     )
 
 

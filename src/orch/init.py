@@ -2,8 +2,7 @@
 
 This module owns the list of files a new project gets (`PROJECT_FILES`, copied from the
 skeleton inside the installed package) and writing them without ever overwriting
-anything. It does not validate, render or deploy; later work (CI files, issue 8) extends
-`PROJECT_FILES` rather than writing files of its own.
+anything. It does not validate, render or deploy.
 """
 
 from __future__ import annotations
@@ -39,8 +38,14 @@ PROJECT_FILES: tuple[ProjectFile, ...] = (
     ProjectFile("functions/loopback/handler.py", "functions/loopback/handler.py"),
     ProjectFile("functions/loopback/README.md", "functions/loopback/README.md"),
     ProjectFile(".gitignore", "gitignore"),
+    ProjectFile("stages/ci.yaml", "stages/ci.yaml"),
+    ProjectFile(".travis.yml", "travis.yml"),
+    ProjectFile(".github/workflows/orch.yml", "github/workflows/orch.yml"),
+    ProjectFile("scripts/install-terraform.sh", "scripts/install-terraform.sh"),
 )
-"""Everything a new project gets. The CI work appends its files here (issue 8)."""
+"""Everything a new project gets: stages, the example function, and CI that runs `orch ci`
+(Travis CI and GitHub Actions, the policy in stages/ci.yaml, the checksum-verified Terraform
+installer they call)."""
 
 
 def project_name_for(folder: Path) -> str:

@@ -44,6 +44,7 @@ from orch.steps import (
     RecordRelease,
     RecordSandboxEpoch,
     Ref,
+    RefuseDestroying,
     RemoveFile,
     RenderFiles,
     RunSmokeChecks,
@@ -73,6 +74,9 @@ PLAN_TMP = "orch-plan.tfplan"
 RUN_WAIT_TIMEOUT = 900.0
 """Seconds orch waits for a Terraform run an interrupted orch left going (it holds the lock)."""
 ADOPT = "adopt them first, so that destroy removes them too"
+# What a protected stage must not lose without --allow-destroy: its API, its API stage (the
+# invoke URL) and its function. Replacing one changes ids and URLs and drops what AWS holds.
+GUARDED_TYPES = ("aws_api_gateway_rest_api", "aws_api_gateway_stage", "aws_lambda_function")
 ROLLBACK_VARS = "orch-rollback.tfvars.json"
 ROLL_BACK = "roll the stage back"
 REDEPLOY_ROLLED_BACK = "redeploy the API without the routes the rollback removed"
@@ -100,6 +104,8 @@ def plan_apply(stage: Stage, facts: Facts, options: ReleaseOptions | None = None
     protected = stage.config.protected and not facts.yes
     if protected:
         _refuse_without_terminal(stage, facts, "apply to")
+    # A protected stage's plan is read before it is applied (also with --yes) unless --allow-destroy.
+    guarded = stage.config.protected and not facts.allow_destroy
     steps: list[Step] = []
     cleanup: list[Step] = []
     if facts.saved_plan is not None:
@@ -113,6 +119,7 @@ def plan_apply(stage: Stage, facts: Facts, options: ReleaseOptions | None = None
         steps += _init(facts)
         plan = ReadPlan(facts.workdir, facts.saved_plan)
         steps.append(plan)
+        steps += _guard(stage, Ref(plan.output), guarded)
         steps += _promotion(stage, facts, options, Ref(plan.output))
         if protected:
             steps.append(_confirm_apply(stage, Ref(plan.output)))
@@ -125,10 +132,13 @@ def plan_apply(stage: Stage, facts: Facts, options: ReleaseOptions | None = None
         steps += _settle(facts)
         steps += _prepare(stage, facts, after_package=_promotion(stage, facts, options, Ref("package")))
         steps += _adopt(facts)
-        if protected:
+        if protected or guarded:
             plan_file = facts.workdir / CONFIRM_PLAN
             plan = ReadPlan(facts.workdir, plan_file)
-            steps += [TerraformPlan(facts.workdir, plan_file), plan, _confirm_apply(stage, Ref(plan.output))]
+            steps += [TerraformPlan(facts.workdir, plan_file), plan]
+            steps += _guard(stage, Ref(plan.output), guarded)
+            if protected:
+                steps.append(_confirm_apply(stage, Ref(plan.output)))
             apply = ApplySavedPlan(facts.workdir, plan_file, when=PlanHasChanges(Ref(plan.output)))
             steps.append(apply)
             removes = PlanRemovesRoutes(Ref(plan.output))
@@ -236,6 +246,10 @@ def _confirm_apply(stage: Stage, plan: Ref) -> Confirm:
         plan=plan,
         when=PlanHasChanges(plan),
     )
+
+
+def _guard(stage: Stage, plan: Ref, guarded: bool) -> list[Step]:
+    return [RefuseDestroying(plan, stage.name, GUARDED_TYPES)] if guarded else []
 
 
 def _check_handler(stage: Stage) -> CheckHandler:

@@ -75,7 +75,8 @@ class ConsoleReporter:
         self._orch(f"[{index}/{total}] skipped: {title} ({why})")
 
     def terraform(self, line: str, is_error: bool) -> None:
-        text = f"{self.prefix}{line}"
+        # A rendered message can span lines (diagnostics, Outputs:): each carries the prefix.
+        text = "\n".join(f"{self.prefix}{part}" for part in line.split("\n")) if self.prefix else line
         if is_error:
             self.console.err(text)
         else:

@@ -449,6 +449,21 @@ class TerraformDestroy(Step):
 
 
 @dataclass(frozen=True)
+class RefuseDestroying(Step):
+    """Stop (orch.errors.Refused) when the stored plan deletes or replaces a resource of one of
+    `types` (a protected stage's API, API stage, function): nothing is applied unless the
+    person passed `override` (--allow-destroy, then this step is not planned)."""
+
+    plan: Ref
+    stage: str
+    types: tuple[str, ...]
+    override: str = "--allow-destroy"
+
+    def title(self) -> str:
+        return f"refuse a plan that destroys or replaces the stage's {', '.join(self.types)}"
+
+
+@dataclass(frozen=True)
 class MarkSandboxChanged(Step):
     """Tell the local gateway what is deployed changed (orch.sandbox.mark_changed)."""
 

@@ -18,6 +18,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -76,15 +77,18 @@ def command_line(
     """The argv of `terraform <verb>`: pure, so tests pin every command orch runs.
 
     Adds `-input=false` to every verb in INPUT_VERBS, `-lock-timeout=<lock_timeout>` (unless given) to
-    every verb in LOCK_VERBS, and `-no-color` when orch's output is not a terminal. `options`
-    use python-terraform's spelling (underscores become dashes): `True` -> `-flag`, `False` ->
-    `-flag=false` (kept, never dropped), `None` -> left out, a list -> the flag repeated, any
-    other value -> `-flag=value`. Positional `args` come after every option.
+    every verb in LOCK_VERBS (and refuses `lock=False` there: ValueError), and `-no-color` when
+    orch's output is not a terminal. `options` use python-terraform's spelling (underscores
+    become dashes): `True` -> `-flag`, `False` -> `-flag=false` (kept, never dropped), `None` ->
+    left out, a list -> the flag repeated, any other value -> `-flag=value`. Positional `args`
+    come after every option.
     """
     from python_terraform import IsFlagged
     from python_terraform import Terraform as _CommandBuilder  # the only import of python_terraform
 
     merged: dict[str, Any] = dict(options or {})
+    if verb in LOCK_VERBS and merged.get("lock") is False:
+        raise ValueError(f"terraform {verb} -lock=false: orch never changes state without holding its lock")
     if verb in INPUT_VERBS:
         merged["input"] = False
     if verb in LOCK_VERBS:
@@ -285,12 +289,14 @@ class ProviderConfig:
         return {"TF_CLI_CONFIG_FILE": str(self.path)}
 
     def write(self) -> None:
-        """Write it atomically (temp file + rename)."""
+        """Write it atomically (a temporary file of its own + rename: several stages of one
+        `orch plan --all` may write it at once)."""
         if self.current:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(self.text)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self.text)
         os.replace(tmp, self.path)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 METHOD_TYPE = "aws_api_gateway_method"
+LAMBDA_FUNCTION_TYPE = "aws_lambda_function"
 
 # `show -json` spells an action as a list (jsonplan.UnmarshalActions); the stream spells it
 # as one word (views/json/change.go). Both map to these names.
@@ -79,6 +80,17 @@ class ResourceChange:
 
 
 @dataclass(frozen=True)
+class DeployedCode:
+    """A Lambda function's code in the state a plan was made from: `code_sha256` is Lambda's
+    CodeSha256 (base64 of the zip's SHA-256), Terraform's `code_sha256` attribute (falling back
+    to `source_code_hash`) in the resource's `change.before`."""
+
+    address: str
+    function_name: str
+    code_sha256: str
+
+
+@dataclass(frozen=True)
 class PlanView:
     """What a plan will change, from either source; the same answers from both.
 
@@ -91,6 +103,7 @@ class PlanView:
     output_changes: bool = False
     reported_counts: ChangeCounts | None = None  # the stream's own change_summary, when read from one
     outputs: Mapping[str, Any] = field(default_factory=dict)
+    deployed_code: tuple[DeployedCode, ...] = ()  # from a saved plan only: the functions' code before it
     variables: Mapping[str, Any] = field(default_factory=dict)  # a saved plan's input variables (name -> value)
 
     # ------------------------------------------------------------------ building
@@ -118,7 +131,8 @@ class PlanView:
         planned = ((data.get("planned_values") or {}).get("outputs")) or {}
         outputs = {name: item.get("value") for name, item in planned.items() if "value" in item}
         variables = {name: (item or {}).get("value") for name, item in (data.get("variables") or {}).items()}
-        return cls(tuple(resources), output_changes, None, outputs, variables)
+        return cls(tuple(resources), output_changes, None, outputs,
+                   deployed_code=_deployed_code(data), variables=variables)
 
     @classmethod
     def from_stream(cls, stream: JsonStream) -> PlanView:
@@ -177,6 +191,12 @@ class PlanView:
         """Addresses of managed resources whose action is one of `actions`, in plan order."""
         return [r.address for r in self.resources if r.managed and r.action in actions]
 
+    def destroys(self, types: Iterable[str]) -> list[str]:
+        """Addresses of managed resources of `types` the plan deletes or replaces, in plan order."""
+        wanted = set(types)
+        return [r.address for r in self.resources
+                if r.managed and r.type in wanted and r.action in ("delete", "replace", "replace-forget")]
+
     @property
     def removed_methods(self) -> list[str]:
         """API methods (routes) the plan deletes outright (not replaced).
@@ -196,6 +216,20 @@ class PlanView:
         if not self.counts.any:
             return "only output values change"
         return self.counts.text()
+
+
+def _deployed_code(data: Mapping[str, Any]) -> tuple[DeployedCode, ...]:
+    """Only the code hash and name are kept from `change.before`: the rest of a function's prior
+    attributes (its environment, which may hold secrets) never leaves this function."""
+    found = []
+    for item in data.get("resource_changes") or ():
+        before = (item.get("change") or {}).get("before")
+        if item.get("type") != LAMBDA_FUNCTION_TYPE or not isinstance(before, dict):
+            continue
+        code = before.get("code_sha256") or before.get("source_code_hash")
+        if isinstance(code, str) and code:
+            found.append(DeployedCode(item.get("address", ""), str(before.get("function_name") or ""), code))
+    return tuple(found)
 
 
 def _is_plan_outputs(message: Mapping[str, Any]) -> bool:

@@ -5,10 +5,12 @@ run top to bottom): refuse an unconfirmed protected apply, refuse prod a package
 passed, deploy dev (access logs on, smoke checks), a dry run that changes nothing, a no-op
 plan, the prototype's request through the local gateway, `orch smoke`, `logs` and
 `invoke`, the prod confirmation through a pseudo-terminal, the promotion guard, deploy prod
-beside dev, a bad release rolled back through Terraform, detect and apply changes, refuse a
-stale plan, a rollback by hand, destroy dev only (its URL answers 403 at once),
-survive a sandbox stop, deploy a package over 50 MB through the sandbox's S3, converge after
-a kill -9 during an apply, and keep a secret out of every output.
+beside dev, `orch ci` on a pull request (both stages planned, one PR comment, nothing
+applied) and on a push to main (dev applied and smoke-checked, Slack told), a bad release
+rolled back through Terraform, detect and apply changes, refuse a stale plan, a rollback by
+hand, destroy dev only (its URL answers 403 at once), survive a sandbox stop, deploy a
+package over 50 MB through the sandbox's S3, converge after a kill -9 during an apply, and
+keep a secret out of every output.
 Terraform runs are counted: each is 5-15 s.
 """
 
@@ -300,6 +302,107 @@ def test_prod_is_a_separate_function_api_and_stage(proj: Path) -> None:
     assert resp.status_code == 200 and resp.json()["stage"] == "prod"
 
 
+# ---------------------------------------------------------------------------- orch ci (issue 8)
+
+
+def ci_env(**extra: str) -> dict[str, str | None]:
+    """A simulated Travis build for `orch ci` (tests/test_ci_decide.py has every kind)."""
+    from test_ci_decide import travis
+
+    kind = extra.pop("kind")
+    cleared: dict[str, str | None] = {k: None for k in os.environ if k.startswith(("TRAVIS", "GITHUB_", "SLACK_"))}
+    return cleared | travis(kind) | extra
+
+
+def deployed_state(proj: Path) -> dict:
+    """What a plan must leave alone in the emulator: functions, versions, aliases, stages."""
+    lam, apigw = aws(proj, "lambda"), aws(proj, "apigateway")
+    names = sorted(f["FunctionName"] for f in lam.list_functions()["Functions"])
+    return {
+        "versions": {n: sorted(v["Version"] for v in lam.list_versions_by_function(FunctionName=n)["Versions"])
+                     for n in names},
+        "aliases": {n: [(a["Name"], a["FunctionVersion"]) for a in lam.list_aliases(FunctionName=n)["Aliases"]]
+                    for n in names},
+        "stages": {a["id"]: [(s["stageName"], s.get("deploymentId"), s.get("variables"))
+                             for s in apigw.get_stages(restApiId=a["id"])["item"]]
+                   for a in apigw.get_rest_apis()["items"]},
+    }
+
+
+def test_ci_pull_request_plans_both_stages_and_keeps_one_updated_comment(proj: Path) -> None:
+    """Acceptance 1 (PR: plan only, emulator unchanged) and 2 (a handler and a stage variable
+    change: the summary lists the changed resources and the package file; one comment, updated)."""
+    import receivers
+
+    handler = proj / "functions" / "loopback" / "handler.py"
+    original = handler.read_text()
+    policy = (proj / "stages" / "ci.yaml").read_text()
+    before = deployed_state(proj)
+    handler.write_text(original + "\n# changed in a pull request\n")
+    _set_dev(proj, greeting="from-a-pull-request")
+    try:
+        with receivers.github() as gh:
+            env = ci_env(kind="pr", GITHUB_TOKEN="ghp_integration", GITHUB_API_URL=gh.url)
+            result = orch("ci", "--sandbox", cwd=proj, env=env)
+            assert result.code == 0, result.output
+            summary = (proj / ".orch" / "ci" / "plan-summary.md").read_text()
+            dev, prod = summary.split("#### dev:")[1].split("#### prod:")
+            assert "`~ module.stack.module.lambda.aws_lambda_function.this`" in dev
+            assert "`~ module.stack.module.stage.aws_api_gateway_stage.this`" in dev
+            assert "`~ module.stack.module.lambda.aws_lambda_function.this`" in prod
+            assert "aws_api_gateway_stage" not in prod  # prod's variables did not change
+            for section in (dev, prod):
+                assert "| `handler.py` | changed |" in section and "+2 −0 lines" in section
+            comments = gh.server.RequestHandlerClass.comments
+            assert len(comments) == 1 and comments[0]["body"] == summary
+
+            # another push to the pull request: one stage this time, the same comment updated
+            (proj / "stages" / "ci.yaml").write_text("pull_requests: {plan: [dev]}\n")
+            result = orch("ci", "--sandbox", cwd=proj, env=env)
+            assert result.code == 0, result.output
+            assert "pull-request comment updated" in result.stderr
+            assert len(comments) == 1 and "#### prod" not in comments[0]["body"]
+            assert [r[0] for r in gh.requests if r[0] != "GET"] == ["POST", "PATCH"]
+    finally:
+        handler.write_text(original)
+        _set_dev(proj)
+        (proj / "stages" / "ci.yaml").write_text(policy)
+    assert deployed_state(proj) == before  # plans only: nothing was applied
+
+
+def test_ci_push_to_main_applies_dev_and_tells_slack(proj: Path, tmp_path: Path) -> None:
+    """Acceptance 1 (push to main: dev applied and smoke-checked in the sandbox) and 4 (Slack's
+    fields), with the commit check against a local bare repository standing in for the remote."""
+    import receivers
+    from test_ci_run import fields, git
+
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(proj, "init", "-q", "-b", "main")
+    _set_dev(proj, greeting="from-main")
+    git(proj, "add", "stages", "functions")
+    git(proj, "commit", "-q", "-m", "change dev's greeting")
+    git(proj, "remote", "add", "origin", str(bare))
+    git(proj, "push", "-q", "origin", "main")
+    head = git(proj, "rev-parse", "HEAD")
+    with receivers.slack(200) as hook:
+        env = ci_env(kind="main", TRAVIS_COMMIT=head, SLACK_WEBHOOK_URL=hook.url + "/services/T/B/integration")
+        result = orch("ci", "--sandbox", cwd=proj, env=env)
+    assert result.code == 0, result.output
+    assert f"{head[:12]} is still main on origin" in result.stderr
+    api = apis(proj)["orch-loopback-dev"]
+    assert aws(proj, "apigateway").get_stage(restApiId=api, stageName="dev")["variables"]["greeting"] == "from-main"
+    assert "orch-loopback-prod" in functions(proj)
+    (_, path, _, payload), = hook.requests
+    got = fields(payload)
+    assert path == "/services/T/B/integration" and got["Outcome"] == "deployed" and got["Commit"] == head[:12]
+    assert got["Stage"] == "dev (sandbox)" and got["Invoke URL"] == outputs(proj, "dev")["invoke_url"]
+    assert got["Trigger"].startswith("push to main")
+    # the apply ran the stage's smoke checks: in the apply report, the payload and exit code 0
+    assert got["Smoke"] == "passed" and "smoke checks passed" in json.dumps(payload)
+    assert re.search(r"orch: stage dev \(sandbox\): deployed: smoke checks passed: (\d+)/\1", result.stdout)
+
+
 PROTOTYPE = {"params": {"querystring": {"deptno-param": "x"}}}
 
 
@@ -423,6 +526,8 @@ def test_serve_runs_a_foreground_gateway_for_a_stage(proj: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "orch.cli", "serve", "prod", "--sandbox", "--port", str(port)],
         cwd=proj, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        # As a script's `cmd &` or nohup starts it: SIGINT ignored. Ctrl-C must still stop it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         lines = []
@@ -437,7 +542,12 @@ def test_serve_runs_a_foreground_gateway_for_a_stage(proj: Path) -> None:
         assert requests.get(url + "/nope", timeout=30).status_code == 403
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
     assert proc.returncode == 0
 
 

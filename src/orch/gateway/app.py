@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import signal
 import threading
 import time
 import urllib.parse
@@ -511,12 +512,29 @@ def run_foreground(
     )
     if ready is not None:
         ready(server)
+    previous = _stop_on_signals()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         log("gateway: stopping")
     finally:
         server.server_close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> dict[int, Any]:
+    """Make Ctrl-C (SIGINT) and SIGTERM stop a foreground gateway cleanly, even when the
+    process inherited SIGINT ignored (started with `&` or nohup from a script) or is stopped
+    the way CI and process managers do (SIGTERM); returns the previous handlers. Only the
+    main thread may set handlers, so elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
 
 
 __all__ = ["LocalGateway", "RotatingLog", "build_helper", "build_process", "build_server", "run_foreground"]
