@@ -11,7 +11,7 @@ import pytest
 
 from helpers import make_project, stop_sandboxes_under
 
-TOOL_MARKERS = ("terraform", "vendoring", "daemon", "deploy", "wheel")
+TOOL_MARKERS = ("terraform", "vendoring", "daemon", "deploy", "wheel", "browser")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -104,6 +104,10 @@ class FakeAws:
         self.calls.append(f"bucket {bucket}")
         return True
 
+    def ensure_hosted_zone(self, zone: str) -> bool:
+        self.calls.append(f"zone {zone}")
+        return True
+
     def upload_package(self, package: Any, bucket: Any, *, key_prefix: str) -> tuple[str, str]:
         self.calls.append(f"upload {bucket}")
         return bucket, key_prefix + package.sha256_hex + ".zip"
@@ -238,10 +242,11 @@ def test_protected_stage_plans_asks_with_terraforms_counts_and_applies_that_plan
     world.answers = [True]
     plan, executor = world.run_apply()
     assert names(plan.steps) == [
-        "CheckHandler", "StartSandbox", "RecordSandboxEpoch", "BuildPackage", "UploadPackage", "RenderFiles",
-        "Init", "TerraformPlan", "ReadPlan", "RefuseDestroying", "Confirm", "ApplySavedPlan", "TerraformApply",
-        *VERIFY,
+        "CheckHandler", "StartSandbox", "RecordSandboxEpoch", "EnsureHostedZone", "BuildPackage", "UploadPackage",
+        "RenderFiles", "Init", "TerraformPlan", "ReadPlan", "RefuseDestroying", "Confirm", "ApplySavedPlan",
+        "TerraformApply", *VERIFY,
     ]
+    assert "zone orch.example.com" in world.aws.calls  # prod's custom domain: its zone exists in the sandbox
     counts = saved_plan("plan-first-deploy.json").counts.text()
     assert world.questions == [f"Apply {counts} to protected stage 'prod'?"]
     assert [c[0] for c in world.terraform.calls] == ["init", "plan", "show", "apply_saved"]

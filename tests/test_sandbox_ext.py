@@ -74,3 +74,20 @@ def test_unsupported_patch_is_a_client_error(apigw) -> None:
     apigw.put_integration(**ids, type="MOCK")
     with pytest.raises(apigw.exceptions.BadRequestException):
         apigw.update_integration(**ids, patchOperations=[{"op": "replace", "path": "/nonsense", "value": "1"}])
+
+
+def test_a_custom_domains_security_policy_and_certificate_can_be_updated(apigw) -> None:
+    """Terraform changes aws_api_gateway_domain_name in place through UpdateDomainName."""
+    old = "arn:aws:acm:ap-northeast-2:123456789012:certificate/old"
+    new = "arn:aws:acm:ap-northeast-2:123456789012:certificate/new"
+    apigw.create_domain_name(domainName="api.example.com", regionalCertificateArn=old,
+                             securityPolicy="TLS_1_0", endpointConfiguration={"types": ["REGIONAL"]})
+    apigw.update_domain_name(domainName="api.example.com", patchOperations=[
+        {"op": "replace", "path": "/securityPolicy", "value": "TLS_1_2"},
+        {"op": "replace", "path": "/regionalCertificateArn", "value": new},
+    ])
+    domain = apigw.get_domain_name(domainName="api.example.com")
+    assert (domain["securityPolicy"], domain["regionalCertificateArn"]) == ("TLS_1_2", new)
+    with pytest.raises(apigw.exceptions.BadRequestException):
+        apigw.update_domain_name(domainName="api.example.com", patchOperations=[
+            {"op": "replace", "path": "/mutualTlsAuthentication/truststoreUri", "value": "s3://x/y"}])

@@ -237,6 +237,128 @@ def test_a_generated_check_is_one_function_away(project: Path, monkeypatch: pyte
     assert names[-1] == "CORS preflight"
 
 
+OUTPUTS = {"invoke_url": "https://abc.execute-api.ap-northeast-2.amazonaws.com/{s}", "rest_api_id": "abc",
+           "stage_name": "{s}", "function_name": "orch-loopback-{s}", "alias_name": "{s}", "function_version": "4",
+           "deployment_id": "d2", "execution_arn": "arn:aws:execute-api:ap-northeast-2:123456789012:abc"}
+
+
+def applied(project: Path, name: str, **outputs: Any) -> tuple[Any, smoke.Deployed]:
+    """A stage of the sample project and what `orch apply` would have applied for it (its
+    rendered tfvars, AWS-shaped outputs), without Terraform."""
+    from orch import render
+    from orch.deploy import render_only
+
+    stage = load_stage(project, name)
+    tfvars = json.loads(render_only(stage, False)[render.TFVARS_FILE])
+    values = {k: v.replace("{s}", name) for k, v in OUTPUTS.items()} | outputs
+    return stage, smoke.Deployed.from_terraform(name, "aws", values, tfvars)
+
+
+def test_cors_on_adds_a_preflight_check_expecting_the_applied_headers(project: Path) -> None:
+    """Issue 9: dev has CORS on, so its checks include the browser's preflight, expecting the
+    headers modules/cors maps (from the applied `api.preflights`); prod (CORS off) has none."""
+    stage, deployed = applied(project, "dev")
+    checks = {c.name: c for c in smoke.build_checks(stage, deployed)}
+    preflight = checks["CORS preflight /"]
+    assert (preflight.method, preflight.url) == ("OPTIONS", deployed.invoke_url + "/")
+    assert preflight.headers == {"Origin": smoke.PREFLIGHT_ORIGIN, "Access-Control-Request-Method": "POST"}
+    assert preflight.expect_status == 200
+    assert preflight.expect_headers == {
+        "Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "OPTIONS,POST",
+        "Access-Control-Allow-Headers": "Content-Type,Authorization,X-Amz-Date,X-Api-Key,X-Amz-Security-Token",
+        "Access-Control-Max-Age": "600",
+    }
+    prod_stage, prod = applied(project, "prod")
+    assert not [c for c in smoke.build_checks(prod_stage, prod) if c.name.startswith("CORS")]
+
+
+def test_a_named_origin_with_credentials_and_path_parameters_shape_the_preflight(project: Path) -> None:
+    (project / "stages" / "web.yaml").write_text(
+        "api:\n  cors: {allow_origin: 'https://app.example.com', allow_credentials: true, expose_headers: [X-Id]}\n"
+        "  routes:\n    - {method: GET, path: '/items/{id}'}\n"
+        "smoke:\n  checks:\n    prototype request comes back: {enabled: false}\n"
+        "    error mapping gives 400: {enabled: false}\n"
+    )
+    stage, deployed = applied(project, "web")
+    [preflight] = [c for c in smoke.build_checks(stage, deployed) if c.name.startswith("CORS")]
+    assert preflight.name == "CORS preflight /items/{id}" and preflight.url == deployed.invoke_url + "/items/x"
+    assert preflight.headers == {"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"}
+    assert preflight.expect_headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert preflight.expect_headers["Access-Control-Allow-Credentials"] == "true"
+    assert preflight.expect_headers["Access-Control-Expose-Headers"] == "X-Id"
+    assert "Access-Control-Max-Age" not in preflight.expect_headers
+
+
+def test_custom_domain_request_on_the_local_gateway() -> None:
+    from orch.sandbox import custom_domain_request
+
+    for url in ("https://api.example.com/v1", "http://api.example.com:4567/v1"):
+        assert custom_domain_request("http://127.0.0.1:4567", url) == ("http://127.0.0.1:4567/v1",
+                                                                         "api.example.com:4567")
+    assert custom_domain_request("http://127.0.0.1:4567", "https://api.example.com") == (
+        "http://127.0.0.1:4567", "api.example.com:4567")
+
+
+@pytest.fixture
+def recording_server() -> Iterator[tuple[str, list[tuple[str, str, str | None]]]]:
+    """A local HTTP server answering 200 `{}` to anything: (its URL, the (method, path, Host) it got)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[tuple[str, str, str | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            seen.append((self.command, self.path, self.headers.get("Host")))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        do_GET = do_POST = do_OPTIONS = _answer
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_a_custom_domain_repeats_the_declared_checks_through_it(project: Path, recording_server: Any) -> None:
+    """Issue 9: with a custom domain (prod), every declared request runs again against the
+    domain's URL under its base path, sending the domain as Host (in the sandbox the local
+    gateway picks the stage by it). Real requests to a local server, which records them."""
+    import urllib3
+
+    from orch.sandbox import custom_domain_request
+
+    gateway, seen = recording_server
+    port = gateway.rsplit(":", 1)[1]
+    stage, deployed = applied(project, "prod", custom_domain_url="https://api.orch.example.com/v1")
+    assert deployed.custom_domain_url == "https://api.orch.example.com/v1" and deployed.custom_domain_host is None
+    deployed = smoke.Deployed(**{**deployed.__dict__, "custom_domain_url": None})  # none: no domain checks
+    assert not [c for c in smoke.build_checks(stage, deployed) if " via " in c.name]
+    url, host = custom_domain_request(gateway, "https://api.orch.example.com/v1")
+    deployed = smoke.Deployed(**{**deployed.__dict__, "custom_domain_url": url, "custom_domain_host": host})
+    checks = [c for c in smoke.build_checks(stage, deployed) if " via " in c.name]
+    assert [c.name for c in checks] == ["prototype request comes back via api.orch.example.com/v1",
+                                        "error mapping gives 400 via api.orch.example.com/v1"]
+    smoke.run_checks(checks, smoke.Context(deployed, None, urllib3.PoolManager(retries=False)),
+                     timeout=0.5, request_timeout=5.0, sleep=lambda _: None)
+    assert ("POST", "/v1/?deptno-param=smoke", f"api.orch.example.com:{port}") in seen
+    assert ("POST", "/v1/", f"api.orch.example.com:{port}") in seen
+    assert all(path.startswith("/v1/") and host_seen == f"api.orch.example.com:{port}" for _, path, host_seen in seen)
+
+
 def test_the_report_renders_as_table_json_and_junit(tmp_path: Path) -> None:
     from junitparser import JUnitXml
 

@@ -28,7 +28,14 @@ api:
       errors:
         - {status: 400, pattern: '.*Bad.*', template: '{"m": "bad"}'}
     - {method: GET, path: '/items/{id}', integration: {request_template: {inline: '{}'}}}
-    - {method: ANY, path: '/{proxy+}', integration: {type: AWS_PROXY}}
+    - {method: ANY, path: '/{proxy+}', integration: {type: AWS_PROXY}, cors: false}
+    - {method: GET, path: /own, cors: {allow_methods: [GET], expose_headers: [X-Id], max_age: 60}}
+  cors: {allow_origin: 'https://app.example.com', allow_credentials: true}
+domain:
+  name: api.example.com
+  base_path: v1
+  certificate_arn: arn:aws:acm:ap-northeast-2:123456789012:certificate/abc
+  hosted_zone: example.com
 stage:
   name: live
   variables: {env: x}
@@ -57,6 +64,8 @@ def test_every_option_renders_keys_the_module_declares(project: Path) -> None:
     assert check_tfvars(values, VARIABLES) == []
     assert values["stage"]["enable_access_logs"] is True  # access logs reach the module
     assert values["stage"]["xray_tracing_enabled"] is True
+    assert [p["path"] for p in values["api"]["preflights"]] == ["/", "/items/{id}", "/own"]
+    assert values["api"]["routes"][2]["cors"] is None and values["domain"]["base_path"] == "v1"
 
 
 def test_a_renamed_key_is_caught(project: Path) -> None:
@@ -88,7 +97,8 @@ def test_a_missing_required_key_and_a_wrong_type_are_caught(project: Path) -> No
 
 def test_the_reader_sees_the_module_types() -> None:
     """Guard against a reader that finds nothing (and so could never fail)."""
-    assert set(VARIABLES) == {"region", "stage_name", "tags", "function", "api", "stage", "secret_environment"}
+    assert set(VARIABLES) == {"region", "stage_name", "tags", "function", "api", "stage", "domain",
+                              "secret_environment"}
     assert VARIABLES["secret_environment"][1]  # optional: orch passes it as TF_VAR_, never in the tfvars
     stage_type, has_default = VARIABLES["stage"]
     assert has_default and "enable_access_logs" in stage_type.attributes

@@ -27,6 +27,16 @@ locals {
     } if r.integration_type == "AWS"
   ]...)
 
+  # CORS headers every response of a non-proxy route carries (name -> static value); an
+  # AWS_PROXY function sets its own headers, which pass through.
+  cors_headers = {
+    for k, r in local.routes : k => r.cors == null || r.integration_type != "AWS" ? {} : merge(
+      { "Access-Control-Allow-Origin" = r.cors.allow_origin },
+      length(r.cors.expose_headers) > 0 ? { "Access-Control-Expose-Headers" = join(",", r.cors.expose_headers) } : {},
+      r.cors.allow_credentials ? { "Access-Control-Allow-Credentials" = "true" } : {},
+    )
+  }
+
   # Resource paths in the source ARN: path parameters become wildcards, "ANY" becomes "*".
   source_arns = {
     for k, r in local.routes : k => format(
@@ -59,21 +69,23 @@ resource "aws_api_gateway_integration" "this" {
 resource "aws_api_gateway_method_response" "this" {
   for_each = local.responses
 
-  rest_api_id = var.rest_api_id
-  resource_id = var.methods[each.value.route].resource_id
-  http_method = var.methods[each.value.route].http_method
-  status_code = each.value.status_code
+  rest_api_id         = var.rest_api_id
+  resource_id         = var.methods[each.value.route].resource_id
+  http_method         = var.methods[each.value.route].http_method
+  status_code         = each.value.status_code
+  response_parameters = length(local.cors_headers[each.value.route]) > 0 ? { for name in keys(local.cors_headers[each.value.route]) : "method.response.header.${name}" => false } : null
 }
 
 resource "aws_api_gateway_integration_response" "this" {
   for_each = local.responses
 
-  rest_api_id        = var.rest_api_id
-  resource_id        = var.methods[each.value.route].resource_id
-  http_method        = var.methods[each.value.route].http_method
-  status_code        = aws_api_gateway_method_response.this[each.key].status_code
-  selection_pattern  = each.value.selection_pattern == "" ? null : each.value.selection_pattern
-  response_templates = length(each.value.response_templates) > 0 ? each.value.response_templates : null
+  rest_api_id         = var.rest_api_id
+  resource_id         = var.methods[each.value.route].resource_id
+  http_method         = var.methods[each.value.route].http_method
+  status_code         = aws_api_gateway_method_response.this[each.key].status_code
+  selection_pattern   = each.value.selection_pattern == "" ? null : each.value.selection_pattern
+  response_templates  = length(each.value.response_templates) > 0 ? each.value.response_templates : null
+  response_parameters = length(local.cors_headers[each.value.route]) > 0 ? { for name, value in local.cors_headers[each.value.route] : "method.response.header.${name}" => "'${value}'" } : null
 
   # An integration response can only be put once the method's integration exists.
   depends_on = [aws_api_gateway_integration.this]

@@ -11,7 +11,7 @@ output "source_arns" {
 output "fingerprints" {
   description = "Map of route key to a SHA-1 of everything a deployment snapshots for that route (method, integration, URI, templates, passthrough, timeout, responses); feed it to modules/stage redeployment_fingerprints."
   value = {
-    for k, r in local.routes : k => sha1(jsonencode({
+    for k, r in local.routes : k => sha1(jsonencode(merge({
       method_id            = var.methods[k].method_id
       request_parameters   = var.methods[k].request_parameters
       integration_id       = aws_api_gateway_integration.this[k].id
@@ -29,6 +29,9 @@ output "fingerprints" {
           response_templates      = resp.response_templates
         } if resp.route == k
       ]
-    }))
+      },
+      # Only with CORS, so a route without it keeps the fingerprint it had before CORS existed.
+      length(local.cors_headers[k]) > 0 ? { cors = local.cors_headers[k] } : {},
+    )))
   }
 }

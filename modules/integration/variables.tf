@@ -46,6 +46,8 @@ variable "routes" {
     default_request_templates, {} means none), passthrough_behavior, and responses, each a
     method response plus an integration response chosen by selection_pattern ("" = default).
     AWS_PROXY hands the raw request to the function and ignores templates and responses.
+    cors (null: off) adds Access-Control-Allow-Origin (and Expose-Headers, Allow-Credentials
+    when set) to every response of an AWS route; an AWS_PROXY function sets its own.
   EOT
   type = list(object({
     method               = string
@@ -59,6 +61,11 @@ variable "routes" {
       selection_pattern  = optional(string, "")
       response_templates = optional(map(string), {})
     })), [{ status_code = "200", selection_pattern = "", response_templates = {} }])
+    cors = optional(object({
+      allow_origin      = string
+      expose_headers    = optional(list(string), [])
+      allow_credentials = optional(bool, false)
+    }))
   }))
 
   validation {
@@ -84,6 +91,11 @@ variable "routes" {
   validation {
     condition     = alltrue([for r in var.routes : r.integration_type != "AWS" || length([for resp in r.responses : resp if resp.selection_pattern == ""]) == 1])
     error_message = "Each AWS route needs exactly one response with an empty selection_pattern, the default response."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.routes : r.cors == null ? true : r.cors.allow_origin == "*" || can(regex("^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$", r.cors.allow_origin))])
+    error_message = "Each route cors allow_origin must be \"*\" or one origin such as https://app.example.com (no path, no trailing slash)."
   }
 
   validation {

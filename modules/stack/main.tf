@@ -1,6 +1,8 @@
-# The composition of one stage: function and alias -> REST API and methods -> integrations
-# and permissions -> deployment and stage. This is the only module that calls the others;
-# the per-stage root rendered by orch calls it once, with the provider and backend.
+# The composition of one stage: function and alias -> REST API and methods -> integrations,
+# permissions and CORS preflights -> deployment and stage -> optional custom domain. This is
+# the only module that calls the others; the per-stage root rendered by orch calls it once,
+# with the providers (the stage's region, and us-east-1 for an EDGE domain's certificate)
+# and the backend.
 
 data "aws_region" "current" {
   lifecycle {
@@ -65,8 +67,18 @@ module "integration" {
       passthrough_behavior = r.passthrough_behavior
       timeout_milliseconds = r.timeout_milliseconds
       responses            = r.responses
+      cors                 = r.cors
     }
   ]
+}
+
+module "cors" {
+  source = "../cors"
+
+  rest_api_id  = module.rest_api.rest_api_id
+  resource_ids = module.rest_api.resource_ids
+  preflights   = var.api.preflights
+  error_cors   = var.api.error_cors
 }
 
 module "stage" {
@@ -75,7 +87,7 @@ module "stage" {
   rest_api_id               = module.rest_api.rest_api_id
   stage_name                = var.stage_name
   description               = var.stage.description
-  redeployment_fingerprints = module.integration.fingerprints
+  redeployment_fingerprints = merge(module.integration.fingerprints, module.cors.fingerprints)
   variables                 = var.stage.variables
   xray_tracing_enabled      = var.stage.xray_tracing_enabled
   throttling_burst_limit    = var.stage.throttling_burst_limit
@@ -86,4 +98,25 @@ module "stage" {
   enable_access_logs        = var.stage.enable_access_logs
   access_log_retention_days = var.stage.access_log_retention_days
   tags                      = var.tags
+}
+
+module "domain" {
+  source = "../domain"
+  count  = var.domain == null ? 0 : 1
+
+  providers = {
+    aws           = aws
+    aws.us_east_1 = aws.us_east_1
+  }
+
+  domain_name        = var.domain.name
+  base_path          = var.domain.base_path
+  endpoint_type      = var.domain.endpoint_type
+  security_policy    = var.domain.security_policy
+  certificate_arn    = var.domain.certificate_arn
+  create_certificate = var.domain.create_certificate
+  hosted_zone        = var.domain.hosted_zone
+  rest_api_id        = module.rest_api.rest_api_id
+  stage_name         = module.stage.stage_name
+  tags               = var.tags
 }

@@ -57,3 +57,13 @@ output "log_group_name" {
   description = "Name of the function's CloudWatch log group."
   value       = module.lambda.log_group_name
 }
+
+output "custom_domain_url" {
+  description = "The stage's URL on its custom domain (https://<domain>[/<base_path>]), or null without one."
+  value       = one(module.domain[*].url)
+}
+
+output "custom_domain_target" {
+  description = "The host name the custom domain points at (API Gateway's regional or CloudFront name), or null without one."
+  value       = one(module.domain[*].target_domain_name)
+}

@@ -55,7 +55,7 @@ variable "secret_environment" {
 }
 
 variable "api" {
-  description = "The REST API and its routes, as in the tfvars contract (docs/design.md); see modules/rest_api and modules/integration for each attribute's rules. A null request_templates means the Method Request passthrough template."
+  description = "The REST API and its routes, as in the tfvars contract (docs/design.md); see modules/rest_api and modules/integration for each attribute's rules. A null request_templates means the Method Request passthrough template. CORS: routes[].cors (headers on the real methods' responses), preflights and error_cors (see modules/cors)."
   type = object({
     name          = string
     description   = optional(string, "")
@@ -73,6 +73,26 @@ variable "api" {
         selection_pattern  = optional(string, "")
         response_templates = optional(map(string), {})
       })), [{ status_code = "200", selection_pattern = "", response_templates = {} }])
+      cors = optional(object({
+        allow_origin      = string
+        expose_headers    = optional(list(string), [])
+        allow_credentials = optional(bool, false)
+      }))
+    }))
+    preflights = optional(list(object({
+      path              = string
+      allow_origin      = string
+      allow_methods     = list(string)
+      allow_headers     = list(string)
+      expose_headers    = optional(list(string), [])
+      max_age           = optional(number)
+      allow_credentials = optional(bool, false)
+    })), [])
+    error_cors = optional(object({
+      allow_origin      = string
+      allow_headers     = optional(list(string), [])
+      expose_headers    = optional(list(string), [])
+      allow_credentials = optional(bool, false)
     }))
   })
 }
@@ -92,4 +112,18 @@ variable "stage" {
     access_log_retention_days = optional(number, 14)
   })
   default = {}
+}
+
+variable "domain" {
+  description = "The stage's custom domain (see modules/domain for each attribute's rules), or null for none."
+  type = object({
+    name               = string
+    base_path          = optional(string, "")
+    endpoint_type      = optional(string, "REGIONAL")
+    security_policy    = optional(string, "TLS_1_2")
+    certificate_arn    = optional(string)
+    create_certificate = optional(bool, false)
+    hosted_zone        = optional(string)
+  })
+  default = null
 }

@@ -6,6 +6,8 @@ terraform {
     aws = {
       source  = "hashicorp/aws"
       version = ">= 5.60, < 6.0"
+      # A custom EDGE domain's certificate lives in us-east-1 (CloudFront's region).
+      configuration_aliases = [aws.us_east_1]
     }
   }
 }

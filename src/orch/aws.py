@@ -198,6 +198,40 @@ class Aws:
             raise aws_error(f"creating the bucket s3://{bucket} failed", exc) from None
         return True
 
+    def ensure_hosted_zone(self, zone: str) -> bool:
+        """Create a public Route 53 hosted zone named `zone` unless one exists; True when created.
+
+        Used in the sandbox only (its Route 53 starts empty, and modules/domain looks the zone
+        up); on real AWS the zone is the user's. Zone names compare without the final dot:
+        https://docs.aws.amazon.com/Route53/latest/APIReference/API_ListHostedZonesByName.html
+        """
+        import uuid
+
+        import botocore.exceptions
+
+        route53 = self.client("route53")
+        wanted = zone.rstrip(".").lower()
+        try:
+            found = route53.list_hosted_zones_by_name(DNSName=wanted).get("HostedZones", [])
+            if any(z["Name"].rstrip(".").lower() == wanted for z in found):
+                return False
+            route53.create_hosted_zone(Name=wanted, CallerReference=f"orch-{uuid.uuid4().hex}")
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise aws_error(f"creating the hosted zone {wanted} failed", exc) from None
+        return True
+
+    def put_page(self, bucket: str, key: str, text: str) -> str:
+        """Upload an HTML page to `s3://bucket/key` (Content-Type text/html; UTF-8); return its
+        s3:// address. Raises AwsError when S3 refuses."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client("s3").put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"),
+                                         ContentType="text/html; charset=utf-8")
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(f"uploading the docs page to s3://{bucket}/{key} failed", exc) from exc
+        return f"s3://{bucket}/{key}"
+
     def upload_package(self, package: Any, bucket: str | None, *,
                        key_prefix: str = "orch/packages/") -> tuple[str, str]:
         """Upload a built package (orch.package.PackageResult: `path`, `sha256_hex`, `size`) to

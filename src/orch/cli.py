@@ -9,6 +9,7 @@ stays fast.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import signal
@@ -430,6 +431,91 @@ def init(
     where = "" if folder.resolve() == Path.cwd().resolve() else f"cd {folder} && "
     _log(f"next: {where}orch apply dev --sandbox")
     return ExitCode.OK
+
+
+class DocumentFormat(enum.StrEnum):
+    json = "json"
+    yaml = "yaml"
+
+
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", help="Write to this file instead of standard output.", show_default=False),
+]
+
+
+@app.command("openapi")
+def openapi_command(
+    stage: StageArg,
+    fmt: Annotated[DocumentFormat, typer.Option("--format", help="json or yaml.")] = DocumentFormat.json,
+    extensions: Annotated[
+        bool, typer.Option("--extensions", help="Add API Gateway's x-amazon-apigateway-* blocks (integrations, "
+                           "validators, CORS gateway responses).")
+    ] = False,
+    out: OutOpt = None,
+    project: ProjectOpt = None,
+) -> int:
+    """Print STAGE's API as an OpenAPI 3.0 document (validated), from the stage's definition."""
+    from orch import openapi
+    from orch.config import load_stage
+    from orch.deploy import project_dir_from
+
+    text = openapi.render(openapi.document(load_stage(project_dir_from(project), stage), extensions=extensions),
+                          fmt.value)
+    if out is None:
+        _out(text.rstrip("\n"))
+    else:
+        from orch.docs import write
+
+        _log(f"wrote {write(text, out)}")
+    return ExitCode.OK
+
+
+@app.command("docs")
+def docs_command(
+    stage: StageArg,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the page here. Default: .orch/docs/STAGE/index.html.", show_default=False),
+    ] = None,
+    publish: Annotated[
+        bool, typer.Option("--publish", help="Also upload the page to the stage's docs.bucket (docs.key).")
+    ] = False,
+    sandbox: SandboxOpt = False,
+    project: ProjectOpt = None,
+) -> int:
+    """Write STAGE's API documentation: one HTML page (Swagger UI, works offline) of its OpenAPI document."""
+    from orch import docs, openapi
+    from orch.config import load_stage
+    from orch.deploy import project_dir_from
+
+    st = load_stage(project_dir_from(project), stage)
+    target = docs.publish_target(st) if publish else None  # a missing bucket fails before anything is written
+    if publish and sandbox:
+        _require_sandbox()
+    text = docs.page(openapi.as_dict(openapi.document(st)))
+    path = docs.write(text, out or docs.default_path(st))
+    _log(f"wrote {path} ({len(text) / 1e6:.1f} MB, Swagger UI {docs.ui_version()})")
+    if target is not None:
+        _log(f"published {_publish_page(st, sandbox, target, text)}")
+    _out(str(path))
+    return ExitCode.OK
+
+
+def _publish_page(st: Any, sandbox: bool, target: tuple[str, str], text: str) -> str:
+    from orch.aws import Aws
+
+    bucket, key = target
+    region = st.config.region
+    if sandbox:
+        from orch import sandbox as sandbox_mod
+
+        aws = Aws.for_sandbox(sandbox_mod.ensure_running(st.project_dir, region=region, log=_log).endpoint, region)
+        aws.ensure_bucket(bucket, region)  # the sandbox's S3 starts empty
+    else:
+        aws = Aws.for_aws(region)
+        aws.check_credentials()
+    return aws.put_page(bucket, key, text)
 
 
 @app.command()

@@ -21,7 +21,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from orch.errors import ConfigError
 from orch.stage_yaml import read_mapping
@@ -37,6 +46,8 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
                       2192, 2557, 2922, 3288, 3653)
 BUILTIN_TEMPLATES = ("passthrough",)
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY")
+ALL_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+"""What ANY stands for (API Gateway's x-amazon-apigateway-any-method)."""
 PATH_RE = re.compile(r"^/$|^(/([A-Za-z0-9._~-]+|\{[A-Za-z0-9_]+\}|\{[A-Za-z0-9_]+\+\}))+$")
 HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 INT32_MAX = 2**31 - 1
@@ -268,12 +279,166 @@ class ErrorMapping(_Strict):
     template: str | None = None
 
 
+CORS_DEFAULT_HEADERS = ("Content-Type", "Authorization", "X-Amz-Date", "X-Api-Key", "X-Amz-Security-Token")
+"""Access-Control-Allow-Headers when a stage does not list its own: SAM's and the API Gateway
+console's "Enable CORS" defaults."""
+ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+BASE_PATH_RE = re.compile(r"^[A-Za-z0-9._~-]+$")
+ACM_ARN_RE = re.compile(r"^arn:aws[a-z-]*:acm:(?P<region>[a-z0-9-]+):[0-9]{12}:certificate/[A-Za-z0-9-]+$")
+
+
+class Cors(_Strict):
+    """CORS of an API or a route: what the preflight (OPTIONS) answers and which
+    Access-Control headers the real methods' responses and API Gateway's own error answers
+    carry. https://docs.aws.amazon.com/apigateway/latest/developerguide/how-to-cors.html
+
+    One origin (or `*`): API Gateway maps response headers from static values, which carry
+    one value, as SAM's `AllowOrigin` and Chalice's `CORSConfig.allow_origin` do.
+    """
+
+    allow_origin: str = "*"
+    allow_methods: list[Literal[HTTP_METHODS]] | None = None  # type: ignore[valid-type]
+    allow_headers: list[str] = Field(default_factory=lambda: list(CORS_DEFAULT_HEADERS))
+    expose_headers: list[str] = Field(default_factory=list)
+    max_age: Annotated[int, Field(ge=0, le=86400)] | None = None
+    allow_credentials: bool = False
+
+    @field_validator("allow_origin")
+    @classmethod
+    def _origin(cls, value: str) -> str:
+        if value != "*" and not ORIGIN_RE.match(value):
+            raise ValueError(
+                f"{_shown(value)} is not an origin: use '*' or scheme://host[:port] such as "
+                "'https://app.example.com' (no path, no trailing slash; one origin)"
+            )
+        return value
+
+    @field_validator("allow_methods", mode="before")
+    @classmethod
+    def _upper_methods(cls, value: Any) -> Any:
+        return [v.upper() if isinstance(v, str) else v for v in value] if isinstance(value, list) else value
+
+    @field_validator("allow_headers", "expose_headers")
+    @classmethod
+    def _header_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name != "*" and not HEADER_NAME_RE.match(name):
+                raise ValueError(f"{_shown(name)} is not a valid HTTP header name")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials_need_an_origin(self) -> Cors:
+        if self.allow_credentials and self.allow_origin == "*":
+            raise ValueError(
+                "allow_credentials: true needs a named allow_origin: browsers refuse credentialed "
+                "responses whose Access-Control-Allow-Origin is '*'"
+            )
+        return self
+
+
+CorsSetting = bool | Cors
+"""`cors: true` (the defaults, or the API's settings on a route), `false`, or settings."""
+
+
+def _host_name(value: str) -> str:
+    labels = value.split(".")
+    if len(value) > 253 or len(labels) < 2 or not all(HOST_LABEL_RE.match(label) for label in labels):
+        raise ValueError(
+            f"{_shown(value)} is not a valid host name: labels of letters, digits and inner hyphens "
+            "(1-63 characters each) joined by dots, at least two labels, no trailing dot"
+        )
+    if labels[-1].isdigit():
+        raise ValueError(f"{_shown(value)} is not a valid host name: the last label cannot be a number")
+    return value.lower()
+
+
+HostName = Annotated[str, AfterValidator(_host_name)]
+
+
+class Domain(_Strict):
+    """A custom domain name for the stage, with its TLS certificate (ACM).
+
+    Either `certificate_arn` (an existing certificate) or `create_certificate: true` with the
+    Route 53 `hosted_zone` the domain lives in (DNS validation and an alias record).
+    https://docs.aws.amazon.com/apigateway/latest/developerguide/how-to-custom-domains.html
+    """
+
+    name: HostName
+    base_path: str = ""
+    endpoint_type: Literal["REGIONAL", "EDGE"] = "REGIONAL"
+    security_policy: Literal["TLS_1_2", "TLS_1_0"] = "TLS_1_2"
+    certificate_arn: str | None = None
+    create_certificate: bool = False
+    hosted_zone: HostName | None = None
+
+    @field_validator("base_path")
+    @classmethod
+    def _one_segment(cls, value: str) -> str:
+        if value and not BASE_PATH_RE.match(value):
+            raise ValueError(
+                f"{_shown(value)} is not one path segment: letters, digits and '._~-' only, no "
+                "slashes (empty: the whole domain serves this stage)"
+            )
+        return value
+
+    @field_validator("certificate_arn")
+    @classmethod
+    def _acm_arn(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        found = ACM_ARN_RE.match(value)
+        if not found:
+            raise ValueError(
+                f"{_shown(value)} is not an ACM certificate ARN "
+                "(arn:aws:acm:<region>:<account>:certificate/<id>)"
+            )
+        if info.data.get("endpoint_type") == "EDGE" and found.group("region") != "us-east-1":
+            raise ValueError(
+                f"an EDGE domain needs a certificate in us-east-1 (CloudFront's region), but this one is "
+                f"in {found.group('region')}; request one in us-east-1, or use endpoint_type: REGIONAL"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _certificate(self) -> Domain:
+        if self.create_certificate == (self.certificate_arn is not None):
+            raise ValueError("set either certificate_arn or create_certificate: true (exactly one)")
+        if self.create_certificate and self.hosted_zone is None:
+            raise ValueError("create_certificate needs hosted_zone: the Route 53 zone that validates it")
+        if self.hosted_zone is not None and not (
+            self.name == self.hosted_zone or self.name.endswith("." + self.hosted_zone)
+        ):
+            raise ValueError(f"domain {self.name!r} is not inside hosted_zone {self.hosted_zone!r}")
+        return self
+
+    @property
+    def certificate_region(self) -> str | None:
+        """The region of `certificate_arn` (None when orch creates the certificate)."""
+        found = ACM_ARN_RE.match(self.certificate_arn or "")
+        return found.group("region") if found else None
+
+    @property
+    def url(self) -> str:
+        """The stage's URL on this domain (https://name[/base_path])."""
+        return f"https://{self.name}" + (f"/{self.base_path}" if self.base_path else "")
+
+
+class Docs(_Strict):
+    """Where `orch docs STAGE --publish` puts the stage's documentation page."""
+
+    bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+    key: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+
+
 class Route(_Strict):
     method: Literal[HTTP_METHODS]  # type: ignore[valid-type]
     path: str = "/"
     parameters: Parameters = Field(default_factory=Parameters)
     integration: Integration = Field(default_factory=Integration)
     errors: list[ErrorMapping] = Field(default_factory=list)
+    description: Annotated[str, Field(max_length=4096)] = ""  # the route's text in `orch openapi`/`docs`
+    cors: CorsSetting | None = None  # None: the API's `cors`
 
     @field_validator("method", mode="before")
     @classmethod
@@ -310,6 +475,7 @@ class ApiConfig(_Strict):
     routes: Annotated[list[Route], Field(min_length=1)] = Field(
         default_factory=lambda: [Route(method="POST", path="/")]
     )
+    cors: CorsSetting = False
 
     @model_validator(mode="after")
     def _unique_routes(self) -> ApiConfig:
@@ -319,7 +485,67 @@ class ApiConfig(_Strict):
             if key in seen:
                 raise ValueError(f"route {key!r} is defined twice")
             seen.add(key)
+        self._cors_per_path()
         return self
+
+    def route_cors(self, route: Route) -> Cors | None:
+        """The CORS settings of one route: its own (over the API's), the API's, or None (off)."""
+        own, api = route.cors, self.cors
+        base = api if isinstance(api, Cors) else Cors()
+        if own is None:
+            return base if api is not False else None
+        if own is False:
+            return None
+        if own is True:
+            return base
+        return base.model_copy(update={k: getattr(own, k) for k in own.model_fields_set})
+
+    def preflights(self) -> dict[str, Cors]:
+        """Resource path -> the CORS settings its OPTIONS preflight answers with, for every path
+        with a CORS route. `allow_methods` unset: the methods of that path's CORS routes."""
+        out: dict[str, Cors] = {}
+        for route in self.routes:
+            cors = self.route_cors(route)
+            if cors is None:
+                continue
+            if cors.allow_methods is None:
+                methods = [r.method for r in self.routes if r.path == route.path and self.route_cors(r) is not None]
+                cors = cors.model_copy(update={"allow_methods": methods})
+            out.setdefault(route.path, cors)
+        return out
+
+    def error_cors(self) -> Cors | None:
+        """The settings of the Access-Control headers on API Gateway's own 4XX/5XX answers:
+        the API's, else the one setting every CORS route shares; None without CORS."""
+        if isinstance(self.cors, Cors):
+            return self.cors
+        return next((c for c in (self.route_cors(r) for r in self.routes) if c is not None), None)
+
+    def _cors_per_path(self) -> None:
+        by_path: dict[str, tuple[str, Cors]] = {}
+        origins: set[tuple[str, bool]] = set()
+        for route in self.routes:
+            cors = self.route_cors(route)
+            if cors is None:
+                continue
+            key = f"{route.method} {route.path}"
+            origins.add((cors.allow_origin, cors.allow_credentials))
+            if any(r.method == "OPTIONS" and r.path == route.path for r in self.routes):
+                raise ValueError(
+                    f"route {key!r} has CORS on, and path {route.path!r} has its own OPTIONS route: "
+                    "the preflight would be the function's; turn CORS off for that path or drop the route"
+                )
+            first = by_path.setdefault(route.path, (key, cors))
+            if first[1] != cors:
+                raise ValueError(
+                    f"routes {first[0]!r} and {key!r} share the path {route.path!r} (one preflight) but "
+                    "have different CORS settings; give them the same"
+                )
+        if len(origins) > 1 and not isinstance(self.cors, Cors):
+            raise ValueError(
+                "routes have different CORS allow_origin/allow_credentials, but API Gateway's own error "
+                "answers (DEFAULT_4XX, DEFAULT_5XX) carry one: set them once in api.cors"
+            )
 
 
 class Throttling(_Strict):
@@ -485,6 +711,8 @@ class StageConfig(_Strict):
     tags: dict[str, str] = Field(default_factory=dict)
     backend: Backend = Field(default_factory=Backend)
     artifacts: Artifacts = Field(default_factory=Artifacts)
+    domain: Domain | None = None
+    docs: Docs | None = None
     smoke: SmokeSettings = Field(default_factory=SmokeSettings)
     # `orch apply` of this stage refuses a package that did not pass this stage's smoke checks
     promote_from: Annotated[str | None, Field(pattern=STAGE_NAME_RE.pattern)] = None
@@ -751,6 +979,7 @@ def load_stage(project_dir: Path, name: str) -> Stage:
         raise ConfigError(_format_errors(exc, layers, name)) from None
     stage = Stage(name=name, config=config, project_dir=project_dir, files=tuple(p for p, _ in layers))
     _check_files(stage, layers)
+    _check_domain(stage, layers)
     _check_promote_from(stage, known, layers)
     return replace(stage, secret_origins=_secret_origins(stage, layers))
 
@@ -776,6 +1005,29 @@ def _secret_origins(stage: Stage, layers: list[tuple[Path, dict[str, Any]]]) -> 
                 hint="Keep secret files outside stages/ (and out of version control), or use `{env: VARIABLE}`.",
             )
     return origins
+
+
+def _check_domain(stage: Stage, layers: list[tuple[Path, dict[str, Any]]]) -> None:
+    """What a custom domain must agree on with the rest of the stage (AWS refuses it only
+    when it creates the domain name): a REGIONAL domain's certificate is in the stage's region,
+    and a PRIVATE API cannot be mapped to a public domain."""
+    domain = stage.config.domain
+    if domain is None:
+        return
+    region = domain.certificate_region
+    if domain.endpoint_type == "REGIONAL" and region is not None and region != stage.config.region:
+        loc = ("domain", "certificate_arn")
+        raise ConfigError(
+            f"stage {stage.name!r} is not valid:\n  {_locate(loc, layers) or 'stage files'}: {_dotted(loc)}: "
+            f"a REGIONAL domain needs a certificate in the stage's region ({stage.config.region}), but this "
+            f"one is in {region}"
+        )
+    if stage.config.api.endpoint_type == "PRIVATE":
+        loc = ("domain",)
+        raise ConfigError(
+            f"stage {stage.name!r} is not valid:\n  {_locate(loc, layers) or 'stage files'}: domain: "
+            "a PRIVATE API cannot be mapped to a public custom domain; use api.endpoint_type REGIONAL or EDGE"
+        )
 
 
 def _project_path(stage: Stage, value: str, loc: tuple[Any, ...], layers: list[tuple[Path, dict[str, Any]]],

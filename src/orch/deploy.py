@@ -187,8 +187,11 @@ class Deployer:
             self.reporter.note("no release record matches what is deployed: expecting the stage files' values")
             tfvars = json.loads(render_only(self.stage, self.target == "sandbox")[render_mod.TFVARS_FILE])
             package = None
+        domain = None
+        if info is not None and info.gateway_endpoint and outputs.get("custom_domain_url"):
+            domain = sandbox_mod.custom_domain_request(info.gateway_endpoint, outputs["custom_domain_url"])
         deployed = smoke_mod.Deployed.from_terraform(self.stage.name, self.target, outputs, tfvars,
-                                                     package_sha256=package)
+                                                     package_sha256=package, custom_domain=domain)
         bounded = getattr(aws(), "with_config", None)
         client = bounded(smoke_mod.CONTROL_CLIENT_CONFIG) if callable(bounded) else aws()
         return self.collaborators.verify(self.stage, deployed, aws=client, purpose="manual")
@@ -238,10 +241,24 @@ class Deployer:
         if info is not None and info.gateway_endpoint and outputs.get("rest_api_id"):
             outputs = {**outputs, "invoke_url": sandbox_invoke_url(
                 info.gateway_endpoint, outputs["rest_api_id"], outputs.get("stage_name", self.stage.stage_name))}
+        if info is not None and info.gateway_endpoint and outputs.get("custom_domain_url"):
+            outputs["custom_domain_url"] = sandbox_domain_url(info.gateway_endpoint, outputs["custom_domain_url"])
         return outputs
 
 
 sandbox_invoke_url = sandbox_mod.invoke_url
+
+
+def sandbox_domain_url(gateway_endpoint: str, custom_url: str) -> str:
+    """A custom domain URL (https://api.example.com/v1) as the local gateway serves it: the
+    domain's name on the gateway's port (http://api.example.com:<port>/v1). The gateway picks
+    the stage by the Host header, so a client reaches it by resolving the name to the gateway
+    (`curl --resolve api.example.com:<port>:127.0.0.1 ...`)."""
+    import urllib.parse
+
+    gateway = urllib.parse.urlsplit(gateway_endpoint)
+    custom = urllib.parse.urlsplit(custom_url)
+    return urllib.parse.urlunsplit(("http", f"{custom.hostname}:{gateway.port}", custom.path, "", ""))
 
 
 class _Sandbox:

@@ -39,6 +39,7 @@ from orch.steps import (
     DeployPlan,
     EndLeftovers,
     EnsureBucket,
+    EnsureHostedZone,
     FindOrphans,
     FindRollbackTarget,
     ForceUnlock,
@@ -207,6 +208,9 @@ class Executor:
 
     def _do_EnsureBucket(self, step: EnsureBucket) -> bool:
         return self._aws(step.sandbox, step.region).ensure_bucket(step.bucket, step.region)
+
+    def _do_EnsureHostedZone(self, step: EnsureHostedZone) -> bool:
+        return self._aws(step.sandbox, self.stage.config.region).ensure_hosted_zone(step.zone)
 
     def _do_WriteProviderConfig(self, step: WriteProviderConfig) -> None:
         from orch.terraform import ProviderConfig
@@ -411,13 +415,16 @@ class Executor:
                   package_sha256: str | None = None) -> smoke_mod.Deployed:
         outputs = dict(applied.outputs)
         info = self._get(sandbox_ref)
-        url = None
+        url = domain = None
         if info is not None and info.gateway_endpoint:
-            from orch.sandbox import invoke_url
+            from orch.sandbox import custom_domain_request, invoke_url
 
             url = invoke_url(info.gateway_endpoint, outputs["rest_api_id"], outputs["stage_name"])
+            if outputs.get("custom_domain_url"):
+                domain = custom_domain_request(info.gateway_endpoint, outputs["custom_domain_url"])
         return smoke_mod.Deployed.from_terraform(self.stage.name, "sandbox" if info is not None else "aws", outputs,
-                                                 tfvars, invoke_url=url, package_sha256=package_sha256)
+                                                 tfvars, invoke_url=url, package_sha256=package_sha256,
+                                                 custom_domain=domain)
 
     def _show_smoke(self, report: smoke_mod.SmokeReport) -> None:
         show = getattr(self.reporter, "smoke_report", None)

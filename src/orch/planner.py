@@ -28,6 +28,7 @@ from orch.steps import (
     DeployPlan,
     EndLeftovers,
     EnsureBucket,
+    EnsureHostedZone,
     FindOrphans,
     FindRollbackTarget,
     ForceUnlock,
@@ -298,6 +299,9 @@ def _connect(stage: Stage, facts: Facts) -> list[Step]:
     backend = stage.config.backend
     if backend.type == "s3" and backend.bucket:
         steps.append(EnsureBucket(backend.bucket, backend.region or stage.config.region, "state", Ref("sandbox")))
+    domain = stage.config.domain
+    if domain is not None and domain.hosted_zone is not None:
+        steps.append(EnsureHostedZone(domain.hosted_zone, Ref("sandbox")))
     return steps
 
 

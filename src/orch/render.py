@@ -19,7 +19,7 @@ from typing import Any
 import jinja2
 
 from orch.aws import SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY
-from orch.config import Stage, TemplateFile, TemplateInline
+from orch.config import ALL_METHODS, Cors, Stage, TemplateFile, TemplateInline
 from orch.errors import ConfigError
 from orch.resources import modules_dir, passthrough_template, template_search_path
 
@@ -39,11 +39,13 @@ ROOT_OUTPUTS = (
     "deployment_id",
     "execution_arn",
     "log_group_name",
+    "custom_domain_url",
+    "custom_domain_target",
 )
 PROVIDER_MAX_RETRIES = 5
 """The aws provider's `max_retries` orch renders (the provider's default is 25)."""
 SANDBOX_SERVICES = (
-    "acm", "apigateway", "cloudwatch", "iam", "lambda", "logs", "s3", "sts",
+    "acm", "apigateway", "cloudwatch", "iam", "lambda", "logs", "route53", "s3", "sts",
 )
 
 
@@ -122,6 +124,15 @@ class ResponseVars:
 
 
 @dataclass(frozen=True)
+class RouteCorsVars:
+    """`api.routes[].cors`: the Access-Control headers of a route's responses (modules/integration)."""
+
+    allow_origin: str
+    expose_headers: list[str]
+    allow_credentials: bool
+
+
+@dataclass(frozen=True)
 class RouteVars:
     """One entry of `api.routes` of modules/stack."""
 
@@ -133,6 +144,30 @@ class RouteVars:
     passthrough_behavior: str
     timeout_milliseconds: int
     responses: list[ResponseVars]
+    cors: RouteCorsVars | None = None
+
+
+@dataclass(frozen=True)
+class PreflightVars:
+    """`api.preflights[]`: what the OPTIONS method of one path answers (modules/cors)."""
+
+    path: str
+    allow_origin: str
+    allow_methods: list[str]
+    allow_headers: list[str]
+    expose_headers: list[str]
+    max_age: int | None
+    allow_credentials: bool
+
+
+@dataclass(frozen=True)
+class ErrorCorsVars:
+    """`api.error_cors`: the Access-Control headers of DEFAULT_4XX/DEFAULT_5XX (modules/cors)."""
+
+    allow_origin: str
+    allow_headers: list[str]
+    expose_headers: list[str]
+    allow_credentials: bool
 
 
 @dataclass(frozen=True)
@@ -143,6 +178,21 @@ class ApiVars:
     description: str
     endpoint_type: str
     routes: list[RouteVars]
+    preflights: list[PreflightVars]
+    error_cors: ErrorCorsVars | None
+
+
+@dataclass(frozen=True)
+class DomainVars:
+    """`domain` of modules/stack (modules/domain)."""
+
+    name: str
+    base_path: str
+    endpoint_type: str
+    security_policy: str
+    certificate_arn: str | None
+    create_certificate: bool
+    hosted_zone: str | None
 
 
 @dataclass(frozen=True)
@@ -174,6 +224,7 @@ class TfVars:
     function: FunctionVars
     api: ApiVars
     stage: StageVars
+    domain: DomainVars | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -216,8 +267,10 @@ def tfvars(stage: Stage, package: PackageRef) -> TfVars:
                 passthrough_behavior=integ.passthrough_behavior,
                 timeout_milliseconds=integ.timeout_milliseconds,
                 responses=responses if integ.type == "AWS" else [],
+                cors=_route_cors(cfg.api.route_cors(route)),
             )
         )
+    domain = cfg.domain
     return TfVars(
         region=cfg.region,
         stage_name=stage.stage_name,
@@ -238,6 +291,8 @@ def tfvars(stage: Stage, package: PackageRef) -> TfVars:
             description=cfg.api.description,
             endpoint_type=cfg.api.endpoint_type,
             routes=routes,
+            preflights=[_preflight(path, cors) for path, cors in cfg.api.preflights().items()],
+            error_cors=_error_cors(cfg.api.error_cors()),
         ),
         stage=StageVars(
             variables=dict(cfg.stage.variables),
@@ -250,7 +305,44 @@ def tfvars(stage: Stage, package: PackageRef) -> TfVars:
             enable_access_logs=cfg.stage.logging.access_logs,
             access_log_retention_days=fn.log_retention_days,
         ),
+        domain=None if domain is None else DomainVars(**domain.model_dump()),
     )
+
+
+def allowed_methods(cors: Cors) -> list[str]:
+    """Access-Control-Allow-Methods of a preflight: the configured methods (ANY as every
+    method) and OPTIONS, in API Gateway console order."""
+    methods = set(cors.allow_methods or ())
+    if "ANY" in methods:
+        methods |= set(ALL_METHODS)
+    methods.discard("ANY")
+    methods.add("OPTIONS")
+    return sorted(methods)
+
+
+def _route_cors(cors: Cors | None) -> RouteCorsVars | None:
+    if cors is None:
+        return None
+    return RouteCorsVars(cors.allow_origin, list(cors.expose_headers), cors.allow_credentials)
+
+
+def _preflight(path: str, cors: Cors) -> PreflightVars:
+    return PreflightVars(
+        path=path,
+        allow_origin=cors.allow_origin,
+        allow_methods=allowed_methods(cors),
+        allow_headers=list(cors.allow_headers),
+        expose_headers=list(cors.expose_headers),
+        max_age=cors.max_age,
+        allow_credentials=cors.allow_credentials,
+    )
+
+
+def _error_cors(cors: Cors | None) -> ErrorCorsVars | None:
+    if cors is None:
+        return None
+    return ErrorCorsVars(cors.allow_origin, list(cors.allow_headers), list(cors.expose_headers),
+                         cors.allow_credentials)
 
 
 def _path_params(path: str) -> list[str]:
@@ -307,6 +399,7 @@ def render(stage: Stage, target: Target, package: PackageRef) -> dict[str, str]:
         "function": data["function"],
         "api": data["api"],
         "stage_settings": data["stage"],
+        "domain": data["domain"],
         "stage": stage.name,
         "target": target.name,
         "backend": backend,

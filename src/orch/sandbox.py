@@ -343,3 +343,15 @@ def mark_changed(project_dir: Path) -> str:
 def invoke_url(gateway_endpoint: str, rest_api_id: str, stage_name: str) -> str:
     """The local gateway's URL for a deployed stage (AWS's own execute-api host is unreachable)."""
     return f"{gateway_endpoint}/restapis/{rest_api_id}/{stage_name}/_user_request_"
+
+
+def custom_domain_request(gateway_endpoint: str, custom_url: str) -> tuple[str, str]:
+    """How to reach a custom domain URL (`https://api.example.com/v1`, or the sandbox form
+    `http://api.example.com:<port>/v1`) on the local gateway: (the gateway's address under
+    the base path, the Host header naming the domain). The gateway picks the stage by Host
+    and base path mapping, as API Gateway does."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    gateway, custom = urlsplit(gateway_endpoint), urlsplit(custom_url)
+    return (urlunsplit((gateway.scheme, gateway.netloc, custom.path, "", "")),
+            f"{custom.hostname}:{gateway.port}")

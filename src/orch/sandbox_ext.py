@@ -1,12 +1,13 @@
 """What the sandbox adds to moto: the API Gateway update calls Terraform needs.
 
-moto (5.2.x) implements creating and deleting API Gateway methods, integrations and their
-responses, but not `UpdateMethod`, `UpdateMethodResponse`, `UpdateIntegration` and
-`UpdateIntegrationResponse`: it answers HTTP 500, which the AWS provider retries for many
-minutes. Terraform changes those resources in place (a new request template, parameter or
-selection pattern), so without these a second `orch apply` in the sandbox hangs.
+moto (5.2.x) implements creating and deleting API Gateway methods, integrations, their
+responses and custom domain names, but not `UpdateMethod`, `UpdateMethodResponse`,
+`UpdateIntegration`, `UpdateIntegrationResponse` and `UpdateDomainName`: it answers HTTP
+500, which the AWS provider retries for many minutes. Terraform changes those resources in
+place (a new request template, parameter, selection pattern, a domain's security policy or
+certificate), so without these a second `orch apply` in the sandbox hangs.
 
-`install()` adds the four actions to moto's API Gateway response class, applying the JSON
+`install()` adds the five actions to moto's API Gateway response class, applying the JSON
 Patch operations the API defines (op add/replace/remove, path `/requestTemplates/<type>`,
 `/selectionPattern`, ...). It only runs inside the sandbox daemon. Remove a handler here
 once moto implements it (`install` skips actions moto already has).
@@ -42,6 +43,13 @@ _SCALARS: dict[str, dict[str, str]] = {
         "requestValidatorId": "request_validator_id",
     },
     "method_response": {},
+    "domain_name": {
+        "securityPolicy": "security_policy",
+        "certificateArn": "certificate_arn",
+        "certificateName": "certificate_name",
+        "regionalCertificateArn": "regional_certificate_arn",
+        "regionalCertificateName": "regional_certificate_name",
+    },
 }
 # API field -> moto attribute, for maps addressed as /field/<escaped key>.
 _MAPS = {
@@ -80,6 +88,11 @@ def apply_patch(obj: Any, kind: str, operations: list[dict[str, Any]] | None) ->
             setattr(obj, attr, current if (current or kind == "integration_response") else None)
         elif field in _SCALARS[kind]:
             setattr(obj, _SCALARS[kind][field], None if removing else value)
+        elif kind == "domain_name" and field == "endpointConfiguration" and key.startswith("types/") and not removing:
+            types = list((obj.endpoint_configuration or {}).get("types") or [])
+            index = int(key.split("/", 1)[1]) if key.split("/", 1)[1].isdigit() else len(types)
+            types[index:index + 1] = [value]
+            obj.endpoint_configuration = {**(obj.endpoint_configuration or {}), "types": types}
         else:
             raise UnsupportedPatch(f"patch path {op['path']!r} is not supported for {kind}")
 
@@ -107,11 +120,27 @@ def _make(kind: str, getter: str):
     return action
 
 
+def _update_domain_name(self: Any) -> tuple[int, dict[str, str], str]:
+    # /domainnames/{domain_name}
+    name = self.path.split("?")[0].rstrip("/").split("/")[-1]
+    obj = self.backend.get_domain_name(name)
+    try:
+        apply_patch(obj, "domain_name", self._get_param("patchOperations"))
+    except UnsupportedPatch as exc:
+        from moto.apigateway.exceptions import BadRequestException
+
+        raise BadRequestException(str(exc)) from None
+    return 200, {}, json.dumps(obj.to_json())
+
+
 def install() -> list[str]:
     """Add the missing actions to moto; return the names added."""
     from moto.apigateway.responses import APIGatewayResponse
 
     added = []
+    if not hasattr(APIGatewayResponse, "update_domain_name"):
+        APIGatewayResponse.update_domain_name = _update_domain_name
+        added.append("update_domain_name")
     for kind, getter in (
         ("integration", "get_integration"),
         ("integration_response", "get_integration_response"),

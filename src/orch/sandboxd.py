@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     daemonlock.publish(lock_fd, {"pid": os.getpid()})
 
     os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    # ACM issues a DNS-validated certificate once its records exist; moto marks it ISSUED
+    # after this many seconds (default 60), so a custom domain's first apply does not wait.
+    os.environ.setdefault("MOTO_ACM_VALIDATION_WAIT", "0")
     from moto.server import ThreadedMotoServer
 
     from orch import sandbox_ext

@@ -65,12 +65,25 @@ class Deployed:
     stage_variables: Mapping[str, str] = field(default_factory=dict)
     routes: tuple[tuple[str, str], ...] = ()  # (method, path)
     package_sha256: str | None = None
+    # `api.preflights[]` as applied (orch.render.PreflightVars as dicts): one CORS preflight check each
+    preflights: tuple[Mapping[str, Any], ...] = ()
+    # the custom domain's URL to request (https://api.example.com/v1; in the sandbox the local
+    # gateway's address under the base path) and the Host header to send there (None: the URL's)
+    custom_domain_url: str | None = None
+    custom_domain_host: str | None = None
 
     @classmethod
     def from_terraform(cls, stage: str, target: str, outputs: Mapping[str, Any], tfvars: Mapping[str, Any], *,
-                       invoke_url: str | None = None, package_sha256: str | None = None) -> Deployed:
-        """From root outputs and the applied tfvars (KeyError when an output is missing)."""
-        routes = tuple((str(r["method"]), str(r["path"])) for r in (tfvars.get("api") or {}).get("routes") or ())
+                       invoke_url: str | None = None, package_sha256: str | None = None,
+                       custom_domain: tuple[str, str | None] | None = None) -> Deployed:
+        """From root outputs and the applied tfvars (KeyError when an output is missing).
+        `custom_domain`: (URL, Host header) to reach the custom domain by; default the
+        `custom_domain_url` output and its own host."""
+        api = tfvars.get("api") or {}
+        routes = tuple((str(r["method"]), str(r["path"])) for r in api.get("routes") or ())
+        if custom_domain is None and outputs.get("custom_domain_url"):
+            custom_domain = (str(outputs["custom_domain_url"]), None)
+        domain_url, domain_host = custom_domain or (None, None)
         if package_sha256 is None:
             package = (tfvars.get("function") or {}).get("package") or {}
             package_sha256 = sha256_hex_of(package.get("source_code_hash"))
@@ -82,6 +95,8 @@ class Deployed:
             execution_arn=str(outputs["execution_arn"]),
             stage_variables=dict((tfvars.get("stage") or {}).get("variables") or {}),
             routes=routes, package_sha256=package_sha256,
+            preflights=tuple(dict(p) for p in api.get("preflights") or ()),
+            custom_domain_url=domain_url, custom_domain_host=domain_host,
         )
 
 
@@ -373,8 +388,7 @@ def _permission(ctx: Context) -> tuple[bool, str]:
 
 
 def _request_arn(d: Deployed, method: str, path: str) -> str:
-    concrete = "/".join("x" if part.startswith("{") else part for part in path.split("/"))
-    return f"{d.execution_arn}/{d.stage_name}/{'GET' if method == 'ANY' else method}{concrete}"
+    return f"{d.execution_arn}/{d.stage_name}/{'GET' if method == 'ANY' else method}{_concrete(path)}"
 
 
 def _arn_like(arn: str, pattern: str) -> bool:
@@ -384,18 +398,28 @@ def _arn_like(arn: str, pattern: str) -> bool:
 # ---------------------------------------------------------------------------- data plane
 
 
-def http_checks(checks: Mapping[str, SmokeRequest], deployed: Deployed) -> list[Check]:
-    """The stage's declared requests (`smoke.checks`) against its invoke URL, `${stage}` filled in."""
+def http_checks(checks: Mapping[str, SmokeRequest], deployed: Deployed, *, via_domain: bool = False) -> list[Check]:
+    """The stage's declared requests (`smoke.checks`) against its invoke URL, `${stage}` filled in.
+    `via_domain`: against its custom domain instead (`deployed.custom_domain_url`, with
+    `custom_domain_host` as Host), each check's name ending in " via <domain>/<base path>"."""
     found: list[Check] = []
+    base, host, suffix = deployed.invoke_url, None, ""
+    if via_domain:
+        if not deployed.custom_domain_url:
+            return found
+        base, host = deployed.custom_domain_url, deployed.custom_domain_host
+        suffix = f" via {domain_label(deployed)}"
     for name, request in checks.items():
         if not request.enabled:
             continue
         values = {"stage": deployed.stage_name}
-        url = deployed.invoke_url.rstrip("/") + (request.path if request.path != "/" else "/")
+        url = base.rstrip("/") + (request.path if request.path != "/" else "/")
         query = _fill(dict(request.query), values)
         if query:
             url += "?" + urlencode(query)
         headers = _fill(dict(request.headers), values)
+        if host is not None:
+            headers = {**headers, "Host": host}
         body = _fill(request.body, values)
         data: bytes | None = None
         if isinstance(body, str):
@@ -405,7 +429,7 @@ def http_checks(checks: Mapping[str, SmokeRequest], deployed: Deployed) -> list[
             headers = {"Content-Type": "application/json", **headers}
         expect = request.expect
         found.append(HttpCheck(
-            name=name, method=request.method, url=url, headers=headers, body=data, expect_status=expect.status,
+            name=name + suffix, method=request.method, url=url, headers=headers, body=data, expect_status=expect.status,
             expect_json=_fill(dict(expect.json_), values), expect_headers=_fill(dict(expect.headers), values),
             max_latency_ms=expect.max_latency_ms,
         ))
@@ -422,16 +446,65 @@ def _fill(value: Any, values: Mapping[str, str]) -> Any:
     return value
 
 
+def domain_label(deployed: Deployed) -> str:
+    """The custom domain as a check's name shows it: `api.example.com/v1` (no scheme, no port)."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(deployed.custom_domain_url or "")
+    host = urlsplit(f"//{deployed.custom_domain_host}").hostname if deployed.custom_domain_host else url.hostname
+    return f"{host}{url.path.rstrip('/')}"
+
+
+# An Origin for a preflight when the API allows any ('*'): a browser always sends one.
+PREFLIGHT_ORIGIN = "https://smoke.orch.invalid"
+
+
+def cors_preflights(stage: Stage, deployed: Deployed) -> list[Check]:
+    """One check per CORS preflight Terraform applied (`api.preflights[]`): OPTIONS on the
+    path with `Origin` and `Access-Control-Request-Method` (as a browser sends it) must answer
+    200 with the configured Access-Control headers, as modules/cors maps them. API Gateway
+    answers it from a MOCK integration, not the function:
+    https://docs.aws.amazon.com/apigateway/latest/developerguide/how-to-cors.html"""
+    found: list[Check] = []
+    for preflight in deployed.preflights:
+        origin = str(preflight["allow_origin"])
+        methods = [str(m) for m in preflight["allow_methods"]]
+        expect = {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": ",".join(methods),
+                  "Access-Control-Allow-Headers": ",".join(preflight.get("allow_headers") or ())}
+        if preflight.get("expose_headers"):
+            expect["Access-Control-Expose-Headers"] = ",".join(preflight["expose_headers"])
+        if preflight.get("max_age") is not None:
+            expect["Access-Control-Max-Age"] = str(preflight["max_age"])
+        if preflight.get("allow_credentials"):
+            expect["Access-Control-Allow-Credentials"] = "true"
+        path = _concrete(str(preflight["path"]))
+        asked = next((m for m in methods if m != "OPTIONS"), "GET")
+        found.append(HttpCheck(
+            name=f"CORS preflight {preflight['path']}", method="OPTIONS",
+            url=deployed.invoke_url.rstrip("/") + path,
+            headers={"Origin": PREFLIGHT_ORIGIN if origin == "*" else origin, "Access-Control-Request-Method": asked},
+            expect_headers=expect,
+        ))
+    return found
+
+
+def _concrete(path: str) -> str:
+    """A request path for a resource path: each `{param}`/`{proxy+}` segment becomes `x`."""
+    return "/".join("x" if part.startswith("{") else part for part in path.split("/"))
+
+
 # Checks generated from a stage's configuration rather than declared in `smoke.checks`:
-# functions (stage, deployed) -> checks, run after the declared ones. Add one here (a CORS
-# preflight for `cors:`, the custom domain's URL for `domain:`); build HttpChecks.
-GENERATED: tuple[Callable[[Stage, Deployed], Iterable[Check]], ...] = ()
+# functions (stage, deployed) -> checks, run after the declared ones (and after the declared
+# ones again through the custom domain, when the stage has one). Build HttpChecks.
+GENERATED: tuple[Callable[[Stage, Deployed], Iterable[Check]], ...] = (cors_preflights,)
 
 
 def build_checks(stage: Stage, deployed: Deployed, settings: SmokeSettings | None = None) -> list[Check]:
-    """Every check of one run: control plane, the declared requests, the generated ones."""
+    """Every check of one run: control plane, the declared requests (against the invoke URL,
+    then the custom domain's URL), the generated ones."""
     settings = settings or stage.config.smoke
-    checks: list[Check] = [*control_plane_checks(deployed), *http_checks(settings.checks, deployed)]
+    checks: list[Check] = [*control_plane_checks(deployed), *http_checks(settings.checks, deployed),
+                           *http_checks(settings.checks, deployed, via_domain=True)]
     for generate in GENERATED:
         checks += list(generate(stage, deployed))
     return checks

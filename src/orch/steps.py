@@ -298,6 +298,18 @@ class EnsureBucket(Step):
 
 
 @dataclass(frozen=True)
+class EnsureHostedZone(Step):
+    """Create a public Route 53 hosted zone in the sandbox's emulator unless one of that name
+    exists (on AWS the zone is the user's and Terraform looks it up)."""
+
+    zone: str
+    sandbox: Ref
+
+    def title(self) -> str:
+        return f"ensure the Route 53 hosted zone {self.zone} in the sandbox"
+
+
+@dataclass(frozen=True)
 class WriteProviderConfig(Step):
     """Write `.orch/terraformrc` so Terraform installs providers from a filesystem mirror."""
 

@@ -2,15 +2,16 @@
 
 One throwaway project goes through a stage's life in order (the tests below share it and
 run top to bottom): refuse an unconfirmed protected apply, refuse prod a package dev never
-passed, deploy dev (access logs on, smoke checks), a dry run that changes nothing, a no-op
-plan, the prototype's request through the local gateway, `orch smoke`, `logs` and
-`invoke`, the prod confirmation through a pseudo-terminal, the promotion guard, deploy prod
-beside dev, `orch ci` on a pull request (both stages planned, one PR comment, nothing
-applied) and on a push to main (dev applied and smoke-checked, Slack told), a bad release
-rolled back through Terraform, detect and apply changes, refuse a stale plan, a rollback by
-hand, destroy dev only (its URL answers 403 at once), survive a sandbox stop, deploy a
-package over 50 MB through the sandbox's S3, converge after a kill -9 during an apply, and
-keep a secret out of every output.
+passed, deploy dev (access logs on, CORS on, smoke checks), a dry run that changes nothing, a
+no-op plan, the prototype's request through the local gateway, dev's CORS and OpenAPI
+document (issue 9), `orch smoke`, `logs` and `invoke`, the prod confirmation through a
+pseudo-terminal, the promotion guard, deploy prod beside dev with its custom domain (issue
+9), `orch ci` on a pull request (both stages planned, one PR comment, nothing applied) and
+on a push to main (dev applied and smoke-checked, Slack told), a bad release rolled back
+through Terraform, detect and apply changes, refuse a stale plan, a rollback by hand,
+destroy dev only (its URL answers 403 at once), survive a sandbox stop, deploy a package
+over 50 MB through the sandbox's S3, converge after a kill -9 during an apply, and keep a
+secret out of every output.
 Terraform runs are counted: each is 5-15 s.
 """
 
@@ -104,7 +105,7 @@ def test_promotion_refuses_prod_a_package_dev_never_passed(proj: Path) -> None:
 def test_apply_dev_deploys_and_prints_the_invoke_url(proj: Path) -> None:
     result = orch("apply", "dev", "--sandbox", cwd=proj)
     assert result.code == 0, result.output
-    assert "smoke checks passed: 8/8" in result.stderr  # orch apply ran its checks
+    assert "smoke checks passed: 9/9" in result.stderr  # orch apply ran its checks (CORS preflight: the 9th)
     assert "passed its smoke checks" in result.stderr
     url = result.stdout.strip().splitlines()[-1]
     api_id = apis(proj)["orch-loopback-dev"]
@@ -179,6 +180,66 @@ def test_prototype_request_reaches_the_function_as_documented(proj: Path) -> Non
     assert requests.post(url, json={"fail": "internal"}, timeout=30).status_code == 500
 
 
+# --- issue 9 on dev (CORS on in stages/dev.yaml) -----------------------------------------
+
+ORIGIN = "https://app.example.com"
+
+
+def test_cors_preflight_post_and_403_carry_the_configured_headers(proj: Path) -> None:
+    """Acceptance 3, CORS on: the preflight (a MOCK Terraform deployed), the function's
+    response and API Gateway's own 403 all carry Access-Control-Allow-Origin."""
+    url = outputs(proj, "dev")["invoke_url"]
+    preflight = requests.options(url, headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+                                               "Access-Control-Request-Headers": "Content-Type"}, timeout=30)
+    assert preflight.status_code == 200, preflight.text
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert preflight.headers["Access-Control-Allow-Methods"] == "OPTIONS,POST"
+    assert "Content-Type" in preflight.headers["Access-Control-Allow-Headers"].split(",")
+    assert preflight.headers["Access-Control-Max-Age"] == "600"
+    post = requests.post(url, json={"a": 1}, headers={"Origin": ORIGIN}, timeout=30)
+    assert post.status_code == 200 and post.headers["Access-Control-Allow-Origin"] == "*"
+    unknown = requests.get(url + "/unknown", headers={"Origin": ORIGIN}, timeout=30)
+    assert unknown.status_code == 403 and unknown.headers["Access-Control-Allow-Origin"] == "*"
+    failed = requests.post(url, json={"fail": "internal"}, headers={"Origin": ORIGIN}, timeout=30)
+    assert failed.status_code == 500 and failed.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def deployed_routes(proj: Path, rest_api_id: str) -> set[tuple[str, str]]:
+    """(METHOD, path) of every method of the deployed API, read through boto3."""
+    items = aws(proj, "apigateway").get_resources(restApiId=rest_api_id, embed=["methods"])["items"]
+    return {(method, item["path"]) for item in items for method in item.get("resourceMethods", {})}
+
+
+def test_openapi_of_dev_lists_the_deployed_routes(proj: Path) -> None:
+    """Acceptance 4: `orch openapi dev` validates and lists what API Gateway holds (the
+    sandbox's get_export is a skeleton, so the resources and methods are compared)."""
+    from openapi_spec_validator import OpenAPIV30SpecValidator
+
+    from orch.openapi import routes
+
+    result = orch("openapi", "dev", cwd=proj)
+    assert result.code == 0, result.output
+    document = json.loads(result.stdout)
+    assert list(OpenAPIV30SpecValidator(document).iter_errors()) == []
+    deployed = deployed_routes(proj, outputs(proj, "dev")["rest_api_id"])
+    assert routes(document) == deployed == {("POST", "/"), ("OPTIONS", "/")}
+
+
+def test_docs_page_is_published_to_the_stages_docs_bucket(proj: Path) -> None:
+    """`orch docs STAGE --publish --sandbox`: the page goes to `docs.bucket` in the emulator's S3
+    (a bucket orch creates there, as for state), under `<project>/<stage>/index.html`."""
+    (proj / "stages" / "site.yaml").write_text("docs: {bucket: orch-docs}\n")
+    try:
+        result = orch("docs", "site", "--publish", "--sandbox", cwd=proj)
+    finally:
+        (proj / "stages" / "site.yaml").unlink()
+    assert result.code == 0, result.output
+    assert "published s3://orch-docs/orch/site/index.html" in result.stderr
+    page = aws(proj, "s3").get_object(Bucket="orch-docs", Key="orch/site/index.html")
+    assert page["ContentType"] == "text/html; charset=utf-8"
+    assert page["Body"].read().decode() == Path(result.stdout.strip()).read_text()
+
+
 def test_smoke_passes_with_json_and_junit(proj: Path, tmp_path: Path) -> None:
     """Issue 7 acceptance 1: after the apply (which ran its checks), `orch smoke --json` passes
     every check, and `--junit` writes a file that parses and names every check."""
@@ -192,6 +253,7 @@ def test_smoke_passes_with_json_and_junit(proj: Path, tmp_path: Path) -> None:
     assert report["passed"] is True and all(check["passed"] for check in report["checks"]), report
     assert {"alias points at the released version", "API may invoke the function",
             "prototype request comes back", "error mapping gives 400"} <= set(names)
+    assert "CORS preflight /" in names  # issue 9: dev has CORS on, so a preflight is checked too
     cases = [case for suite in JUnitXml.fromfile(str(junit)) for case in suite]
     assert [case.name for case in cases] == names and all(case.is_passed for case in cases)
     records = list((proj / ".orch/work/sandbox/dev/releases").glob("*.json"))
@@ -300,6 +362,71 @@ def test_prod_is_a_separate_function_api_and_stage(proj: Path) -> None:
     assert (proj / ".orch/work/sandbox/prod/terraform.tfstate").exists()
     resp = requests.post(prod["invoke_url"], json={"a": 1}, timeout=30)
     assert resp.status_code == 200 and resp.json()["stage"] == "prod"
+
+
+# --- issue 9 on prod (a custom domain with create_certificate in stages/prod.yaml) -------
+
+DOMAIN, ZONE = "api.orch.example.com", "orch.example.com"
+
+
+def test_prod_custom_domain_exists_with_its_certificate_mapping_and_records(proj: Path) -> None:
+    """Acceptance 1: the certificate, the domain name, the base path mapping and the alias
+    record exist in the emulator (the zone was created by orch, as in the sandbox it must)."""
+    prod = outputs(proj, "prod")
+    certificates = aws(proj, "acm").list_certificates()["CertificateSummaryList"]
+    arn = next(c["CertificateArn"] for c in certificates if c["DomainName"] == DOMAIN)
+    assert aws(proj, "acm").describe_certificate(CertificateArn=arn)["Certificate"]["Status"] == "ISSUED"
+    apigw = aws(proj, "apigateway")
+    domain = apigw.get_domain_name(domainName=DOMAIN)
+    assert domain["regionalCertificateArn"] == arn and domain["securityPolicy"] == "TLS_1_2"
+    mappings = apigw.get_base_path_mappings(domainName=DOMAIN)["items"]
+    assert [(m["basePath"], m["restApiId"], m["stage"]) for m in mappings] == [("v1", prod["rest_api_id"], "prod")]
+    route53 = aws(proj, "route53")
+    zone = route53.list_hosted_zones_by_name(DNSName=ZONE)["HostedZones"][0]
+    records = route53.list_resource_record_sets(HostedZoneId=zone["Id"])["ResourceRecordSets"]
+    alias = [r for r in records if r["Name"].rstrip(".") == DOMAIN and r["Type"] == "A"]
+    assert alias and alias[0]["AliasTarget"]["DNSName"].rstrip(".") == domain["regionalDomainName"]
+    assert any(r["Type"] == "CNAME" and r["Name"].endswith(f"{DOMAIN}.") for r in records)  # DNS validation
+    assert prod["custom_domain_target"] == domain["regionalDomainName"]
+
+
+def test_a_request_to_the_custom_domain_under_the_base_path_reaches_the_function(proj: Path) -> None:
+    """Acceptance 1: `orch output` shows the custom URL; a request with Host: <domain> under
+    the base path reaches prod's function, another base path is API Gateway's 403."""
+    prod = outputs(proj, "prod")
+    url = prod["custom_domain_url"]  # http://api.orch.example.com:<gateway port>/v1 in the sandbox
+    assert url.startswith(f"http://{DOMAIN}:") and url.endswith("/v1")
+    port = url.split(":")[2].split("/")[0]
+    direct = f"http://127.0.0.1:{port}"
+    response = requests.post(f"{direct}/v1", json={"a": 1}, headers={"Host": f"{DOMAIN}:{port}"}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["stage"] == "prod" and response.json()["event"]["body-json"] == {"a": 1}
+    other = requests.post(f"{direct}/v2", json={}, headers={"Host": DOMAIN}, timeout=30)
+    assert other.status_code == 403
+
+
+def test_prod_smoke_checks_pass_on_both_urls(proj: Path) -> None:
+    """Acceptance 1: the smoke checks (which passed in the apply above) run each declared request
+    against the invoke URL and again through the custom domain (the gateway, Host: <domain>)."""
+    result = orch("smoke", "prod", "--sandbox", "--json", cwd=proj)
+    assert result.code == 0, result.output
+    checks = {check["name"]: check for check in json.loads(result.stdout)["checks"]}
+    for name in ("prototype request comes back", "error mapping gives 400"):
+        assert checks[name]["passed"] and checks[f"{name} via {DOMAIN}/v1"]["passed"], checks
+    assert not [name for name in checks if name.startswith("CORS")]  # CORS is off on prod
+
+
+def test_cors_off_on_prod_means_no_access_control_headers(proj: Path) -> None:
+    """Acceptance 3, CORS off: no preflight method, and no Access-Control headers anywhere."""
+    url = outputs(proj, "prod")["invoke_url"]
+    answers = [
+        requests.options(url, headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"}, timeout=30),
+        requests.post(url, json={"a": 1}, headers={"Origin": ORIGIN}, timeout=30),
+        requests.get(url + "/unknown", headers={"Origin": ORIGIN}, timeout=30),
+    ]
+    assert [a.status_code for a in answers] == [403, 200, 403]
+    for answer in answers:
+        assert not [h for h in answer.headers if h.lower().startswith("access-control-")], answer.headers
 
 
 # ---------------------------------------------------------------------------- orch ci (issue 8)
@@ -453,7 +580,10 @@ def _set_dev(proj: Path, *, greeting: str = "hello-from-dev", memory: int | None
     text = text.replace("hello-from-dev", greeting)
     if memory is not None:
         text = text.replace("function:\n", f"function:\n  memory_size: {memory}\n")
-    (proj / "stages" / "dev.yaml").write_text(text + api)
+    if api:  # under dev's own `api:` (its CORS settings), not a second one
+        assert api.startswith("api:\n") and text.count("api:\n") == 1
+        text = text.replace("api:\n", api, 1)
+    (proj / "stages" / "dev.yaml").write_text(text)
 
 
 def test_changes_are_planned_applied_and_a_stale_plan_refused(proj: Path, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from orch.render import ROOT_OUTPUTS
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES_DIR = REPO / "modules"
-MODULES = ("lambda", "rest_api", "integration", "stage", "stack")
+MODULES = ("lambda", "rest_api", "integration", "stage", "cors", "domain", "stack")
 STANDARD_FILES = ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md")
 WELL_KNOWN_MIRRORS = (
     "/opt/tf-plugins",
@@ -164,7 +164,7 @@ def test_stack_variables_are_the_tfvars_contract() -> None:
     variables = set(_blocks((MODULES_DIR / "stack" / "variables.tf").read_text(), "variable"))
     # secret_environment never goes through terraform.tfvars.json: orch.secrets hands it over
     # as TF_VAR_secret_environment
-    assert variables == {"region", "stage_name", "tags", "function", "api", "stage", "secret_environment"}
+    assert variables == {"region", "stage_name", "tags", "function", "api", "stage", "domain", "secret_environment"}
 
 
 @pytest.mark.terraform
@@ -176,6 +176,11 @@ def test_modules_are_fmt_clean(terraform: Terraform) -> None:
 @pytest.mark.parametrize("module", MODULES)
 @pytest.mark.terraform
 def test_module_validates(terraform: Terraform, module: str) -> None:
+    if "configuration_aliases" in (MODULES_DIR / module / "versions.tf").read_text():
+        # `terraform validate` alone reports an aliased provider the caller passes as
+        # "not present"; the module's own `terraform test` validates it with the alias given.
+        assert any((MODULES_DIR / module / "tests").glob("*.tftest.hcl")), f"modules/{module} needs a terraform test"
+        pytest.skip(f"modules/{module} takes aws.us_east_1 from its caller: validated by its terraform test")
     terraform.init(module)
     result = terraform.run(module, "validate", "-no-color")
     assert result.returncode == 0, f"modules/{module} is invalid:\n{result.stderr}{result.stdout}"

@@ -106,3 +106,37 @@ run "aws_route_without_default_response_is_rejected" {
   }
   expect_failures = [var.routes]
 }
+
+run "cors_routes_carry_access_control_headers_on_every_response" {
+  command = apply
+  variables {
+    routes = [
+      {
+        method = "POST"
+        path   = "/"
+        responses = [
+          { status_code = "200" },
+          { status_code = "400", selection_pattern = ".*\\[BadRequest\\].*" },
+        ]
+        cors = { allow_origin = "https://app.example.com", expose_headers = ["X-Request-Id"], allow_credentials = true }
+      },
+      { method = "GET", path = "/items/{id}" },
+      { method = "ANY", path = "/{proxy+}", integration_type = "AWS_PROXY", cors = { allow_origin = "*" } },
+    ]
+  }
+
+  assert {
+    condition     = aws_api_gateway_integration_response.this["POST / 400"].response_parameters["method.response.header.Access-Control-Allow-Origin"] == "'https://app.example.com'" && aws_api_gateway_integration_response.this["POST / 200"].response_parameters["method.response.header.Access-Control-Allow-Credentials"] == "'true'" && aws_api_gateway_method_response.this["POST / 200"].response_parameters["method.response.header.Access-Control-Expose-Headers"] == false
+    error_message = "Every response of a CORS route must declare and map the Access-Control headers."
+  }
+
+  assert {
+    condition     = aws_api_gateway_integration_response.this["GET /items/{id} 200"].response_parameters == null
+    error_message = "A route without CORS must get no Access-Control headers."
+  }
+
+  assert {
+    condition     = output.fingerprints["POST /"] != run.baseline.fingerprints["POST /"] && output.fingerprints["GET /items/{id}"] == run.baseline.fingerprints["GET /items/{id}"] && output.fingerprints["ANY /{proxy+}"] == run.baseline.fingerprints["ANY /{proxy+}"]
+    error_message = "Turning CORS on must redeploy for that route only (an AWS_PROXY function sets its own headers)."
+  }
+}

@@ -27,6 +27,11 @@ mock_provider "aws" {
   }
 }
 
+# The us-east-1 provider the rendered root passes for an EDGE domain's certificate.
+mock_provider "aws" {
+  alias = "us_east_1"
+}
+
 variables {
   region     = "ap-northeast-2"
   stage_name = "dev"
@@ -81,6 +86,11 @@ variables {
 }
 
 run "contract_tfvars_plan" {
+  providers = {
+    aws           = aws
+    aws.us_east_1 = aws.us_east_1
+  }
+
   command = plan
 
   assert {
@@ -90,6 +100,11 @@ run "contract_tfvars_plan" {
 }
 
 run "wiring_integrates_every_route_with_the_alias" {
+  providers = {
+    aws           = aws
+    aws.us_east_1 = aws.us_east_1
+  }
+
   command = apply
 
   assert {
@@ -99,9 +114,71 @@ run "wiring_integrates_every_route_with_the_alias" {
 }
 
 run "region_must_match_the_provider" {
+  providers = {
+    aws           = aws
+    aws.us_east_1 = aws.us_east_1
+  }
+
   command = plan
   variables {
     region = "us-east-1"
   }
   expect_failures = [data.aws_region.current]
+}
+
+run "cors_preflights_and_error_headers_are_wired_and_redeploy" {
+  command = apply
+  providers = {
+    aws           = aws
+    aws.us_east_1 = aws.us_east_1
+  }
+
+  variables {
+    api = {
+      name          = "orch-test-dev"
+      endpoint_type = "REGIONAL"
+      routes = [
+        { method = "POST", path = "/", cors = { allow_origin = "*" } },
+        { method = "GET", path = "/items/{id}" },
+      ]
+      preflights = [{ path = "/", allow_origin = "*", allow_methods = ["OPTIONS", "POST"], allow_headers = ["Content-Type"] }]
+      error_cors = { allow_origin = "*" }
+    }
+  }
+
+  assert {
+    condition     = module.cors.preflight_method_ids["/"] != "" && output.deployment_id != ""
+    error_message = "The stack must create the preflight of every CORS path."
+  }
+
+  assert {
+    condition     = toset(keys(module.cors.fingerprints)) == toset(["OPTIONS /", "gateway_responses"])
+    error_message = "The preflight and the gateway responses must be fingerprinted for the stage's redeployment."
+  }
+
+  assert {
+    condition     = output.custom_domain_url == null
+    error_message = "Without a domain there is no custom URL."
+  }
+}
+
+run "domain_maps_the_stage" {
+  command = apply
+  providers = {
+    aws           = aws
+    aws.us_east_1 = aws.us_east_1
+  }
+
+  variables {
+    domain = {
+      name            = "api.example.com"
+      base_path       = "v1"
+      certificate_arn = "arn:aws:acm:ap-northeast-2:123456789012:certificate/mine"
+    }
+  }
+
+  assert {
+    condition     = output.custom_domain_url == "https://api.example.com/v1" && module.domain[0].domain_name == "api.example.com"
+    error_message = "A stage with a domain must output its custom URL."
+  }
 }

@@ -319,6 +319,7 @@ def build_process(
             reuse_port=reuse_port,
             limits=limits,
             health=lambda: {"generation": built["app"].warmed_generation},
+            by_host=registry.route_domain,
             service=LambdaInvokeApi(registry, worker_pool, log=log),
         )
     except SandboxError:

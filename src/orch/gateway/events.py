@@ -34,6 +34,9 @@ class GatewayRequest:
     server_port: int = 0
     protocol: str = "HTTP/1.1"
     scheme: str = "http"
+    # Through a custom domain name: the base path its mapping matched ("" for the whole
+    # domain); None through the invoke URL.
+    base_path: str | None = None
     _header_index: dict[str, str] | None = field(default=None, repr=False)
 
     def header(self, name: str) -> str | None:

@@ -1,8 +1,10 @@
-"""What is deployed in the emulator, read once and cached: REST API stages and their functions.
+"""What is deployed in the emulator, read once and cached: REST API stages, their functions and
+the custom domain names that map to them.
 
 This module owns reading an API Gateway REST API stage (resources, methods, integrations,
-integration and method responses, stage variables, deployment id) and the Lambda function
-behind an integration URI from the emulator with boto3, turning the function into a
+integration and method responses, stage variables, deployment id), the custom domain names
+and their base path mappings, and the Lambda function behind an integration URI from the
+emulator with boto3, turning the function into a
 ``FunctionSpec`` whose code is the unpacked ``.orch/packages/<hex>.zip``. It must not serve
 HTTP or run handlers. ``ApiRegistry`` keeps the warm path free of boto3 calls: it caches
 what it read for one generation of the deployed state (``orch.gateway.generation``) and
@@ -14,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import os
 import re
 import shutil
@@ -108,6 +111,85 @@ class DeployedApi:
 
 class ApiNotFound(SandboxError):
     """No such REST API or stage in the emulator."""
+
+
+# --- custom domain names ---------------------------------------------------------------
+
+NO_BASE_PATH = "(none)"
+"""What API Gateway lists as the base path of a mapping for the whole domain."""
+
+
+@dataclass(frozen=True)
+class BasePathMapping:
+    """One base path mapping of a custom domain name to a REST API stage."""
+
+    domain_name: str
+    base_path: str  # "" for the whole domain
+    rest_api_id: str
+    stage: str
+
+
+@dataclass(frozen=True)
+class DomainRoute:
+    """Where a request to a custom domain goes: the stage, the path after the base path
+    (``raw_path`` as the invoke URL's ``_user_request_`` tail) and the base path it matched.
+    An empty ``rest_api_id`` means the domain exists but no mapping matches (AWS: 403)."""
+
+    rest_api_id: str
+    stage: str
+    raw_path: str
+    base_path: str
+
+
+@dataclass(frozen=True)
+class CustomDomains:
+    """Every custom domain name's base path mappings, by lower-case domain name."""
+
+    mappings: Mapping[str, tuple[BasePathMapping, ...]] = field(default_factory=dict)
+
+    def route(self, host: str | None, path: str) -> DomainRoute | None:
+        """The stage a request to ``host`` (a Host header, port allowed) for ``path`` reaches:
+        the mapping whose base path is the path's first segment, else the domain's ``(none)``
+        mapping. None when ``host`` is no custom domain name.
+        https://docs.aws.amazon.com/apigateway/latest/developerguide/rest-api-mappings.html"""
+        if not host or not self.mappings:
+            return None
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        found = self.mappings.get(name.strip().rstrip(".").lower())
+        if found is None:
+            return None
+        first = path.lstrip("/").split("/", 1)[0]
+        for mapping in found:
+            if mapping.base_path and mapping.base_path == first:
+                rest = path.lstrip("/")[len(first):]
+                return DomainRoute(mapping.rest_api_id, mapping.stage, rest, mapping.base_path)
+        for mapping in found:
+            if not mapping.base_path:
+                return DomainRoute(mapping.rest_api_id, mapping.stage, path, "")
+        return DomainRoute("", "", path, "")
+
+
+def load_domains(apigw_client: Any) -> CustomDomains:
+    """Every custom domain name and its base path mappings in the emulator."""
+    mappings: dict[str, tuple[BasePathMapping, ...]] = {}
+    for domain in _paginate(apigw_client.get_domain_names, "items"):
+        name = domain.get("domainName")
+        if not name:
+            continue
+        try:
+            items = _paginate(functools.partial(apigw_client.get_base_path_mappings, domainName=name), "items")
+        except apigw_client.exceptions.NotFoundException:
+            continue
+        mappings[name.lower()] = tuple(
+            BasePathMapping(
+                domain_name=name,
+                base_path="" if item.get("basePath") in (None, "", NO_BASE_PATH) else item["basePath"],
+                rest_api_id=item.get("restApiId", ""),
+                stage=item.get("stage", ""),
+            )
+            for item in items
+        )
+    return CustomDomains(mappings)
 
 
 def _parts(path: str) -> tuple[str, ...]:
@@ -437,6 +519,7 @@ class ApiRegistry:
         self._epoch = 0  # bumped whenever the caches are emptied
         self._apis: dict[tuple[str, str], _Entry] = {}
         self._functions: dict[FunctionRef, _Entry] = {}
+        self._domains: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self._key_locks: dict[Any, threading.Lock] = {}
 
@@ -460,6 +543,7 @@ class ApiRegistry:
         self._epoch += 1
         self._apis = {}
         self._functions = {}
+        self._domains = {}
 
     def _key_lock(self, key: Any) -> threading.Lock:
         with self._lock:
@@ -548,6 +632,20 @@ class ApiRegistry:
         return stage.get("deploymentId") == api.deployment_id and dict(stage.get("variables") or {}) == dict(
             api.stage_variables
         )
+
+    # custom domain names
+    def route_domain(self, host: str | None, path: str) -> DomainRoute | None:
+        """Where a request whose Host is a custom domain name goes (``CustomDomains.route``);
+        None for any other host. The domain names are read once per generation."""
+        if not host:
+            return None
+        self.sync()
+        try:
+            domains = self._cached("_domains", "all", lambda: load_domains(self.apigw), (SandboxError,))
+        except Exception as exc:  # noqa: BLE001 - an emulator hiccup: serve as if no domain matched
+            self.log(f"gateway: could not read the custom domain names: {exc!r}")
+            return None
+        return domains.route(host, path)
 
     # functions
     def get_function(self, ref: FunctionRef) -> FunctionSpec:

@@ -266,6 +266,26 @@ def _request_time(second: int) -> str:
     return text
 
 
+def _context_path(request: GatewayRequest, stage: str, raw: str) -> str:
+    """``$context.path``: the path the client asked for. Through the invoke URL it starts
+    with the stage (AWS's example: ``/{stage}/root/child``); through a custom domain name it
+    is the request's own path, base path included, and so is an AWS_PROXY event's ``path``
+    (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-mapping-template-reference.html;
+    why serverless-http has a ``basePath`` option)."""
+    if request.base_path is None:
+        return f"/{stage}{raw if raw else '/'}"
+    prefix = f"/{request.base_path}" if request.base_path else ""
+    return f"{prefix}{raw}" or "/"
+
+
+def _domain_prefix(request: GatewayRequest, api: DeployedApi) -> str:
+    """``$context.domainPrefix``: the first label of the host the client called (the API id
+    on an execute-api host, the custom domain's first label otherwise)."""
+    if request.base_path is None:
+        return api.rest_api_id
+    return (request.header("Host") or "").split(":", 1)[0].split(".", 1)[0]
+
+
 def _lambda_payload_error(payload: str) -> str | None:
     """Why Lambda would refuse this payload (``Could not parse request body into json``),
     or None when it is a JSON document. An empty payload is sent as ``{}``."""
@@ -442,6 +462,10 @@ class Gateway:
     ) -> GatewayResponse:
         if len(request.body) > MAX_BODY_BYTES:
             raise GatewayError("REQUEST_TOO_LARGE", "Request Too Long")
+        if not rest_api_id or not stage:  # a custom domain name without a matching base path
+            return _json_error(
+                403, "Forbidden", request_id, "ForbiddenException", detail="no base path mapping matches"
+            )
         try:
             api = self.registry.get_api(rest_api_id, stage)
         except SandboxError as exc:
@@ -478,11 +502,11 @@ class Gateway:
                 "http_method": request.method,
                 "extended_request_id": extended_id,
                 "request_time": _request_time(int(now)),
-                "path": f"/{stage}{raw if raw else '/'}",
+                "path": _context_path(request, stage, raw),
                 "account_id": api.account_id,
                 "protocol": request.protocol,
                 "stage": stage,
-                "domain_prefix": api.rest_api_id,
+                "domain_prefix": _domain_prefix(request, api),
                 "request_time_epoch": int(now * 1000),
                 "request_id": request_id,
                 "identity": {
@@ -617,7 +641,7 @@ class Gateway:
         event = events.build_proxy_event(
             request=inv.request,
             resource_path=inv.match.resource.path,
-            path=inv.path,
+            path=inv.path if inv.request.base_path is None else inv.common["path"],
             path_parameters=inv.match.path_parameters,
             stage_variables=inv.api.stage_variables,
             request_context=request_context,

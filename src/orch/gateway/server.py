@@ -3,7 +3,8 @@
 This module owns HTTP and nothing else: reading requests with llhttp (through httptools, the
 parser uvicorn uses) so malformed framing is refused rather than guessed at, the limits
 (10 MB bodies, header size, idle and read timeouts), keep-alive and pipelining, the URL
-scheme ``/restapis/<api_id>/<stage>/_user_request_/<path>`` from docs/design.md, ``GET
+scheme ``/restapis/<api_id>/<stage>/_user_request_/<path>`` from docs/design.md (and, for
+any other path, the ``by_host`` lookup of a custom domain name it is given), ``GET
 /_orch/health`` and one log line per request. It must not know API Gateway semantics, build
 the gateway's parts or start processes: every invoke-URL request goes to the ``handle``
 callable it is given (``orch.gateway.app`` wires it to ``pipeline.Gateway.handle``).
@@ -270,9 +271,14 @@ class HttpServer:
         reuse_port: bool = False,
         limits: HttpLimits | None = None,
         health: Callable[[], dict[str, Any]] | None = None,
+        by_host: Callable[[str | None, str], Any] | None = None,
         service: Service | None = None,
     ) -> None:
+        """``by_host(host, path)``: for a path outside the invoke-URL scheme, the stage a
+        custom domain name maps it to (an object with ``rest_api_id``, ``stage``,
+        ``raw_path``, ``base_path``) or None when the host is no custom domain."""
         self.handle = handle
+        self.by_host = by_host
         self.service = service
         self.log = log
         self.flush_log: Callable[[], None] | None = getattr(log, "flush", None)
@@ -466,6 +472,13 @@ class HttpServer:
         status, request_id, detail = 500, "-", ""
         try:
             routed = _route(path)
+            base_path = None
+            if routed is None and path != HEALTH_PATH and self.by_host is not None:
+                host = next((v for k, v in request.headers if k.lower() == "host"), None)
+                domain = self.by_host(host, path)
+                if domain is not None:
+                    routed = (domain.rest_api_id, domain.stage, domain.raw_path)
+                    base_path = domain.base_path
             served = None
             if routed is None and self.service is not None and path != HEALTH_PATH:
                 served = self.service(method, path, query, dict(request.headers), request.body)
@@ -500,6 +513,7 @@ class HttpServer:
                         source_ip=client_ip,
                         server_port=port,
                         protocol=f"HTTP/{request.version}",
+                        base_path=base_path,
                     ),
                 )
                 status, request_id, detail = response.status, response.request_id, response.detail
