@@ -1,7 +1,7 @@
 """Everything orch prints passes through here: one Console per process, one Reporter per stage.
 
-The Console owns the output streams and the one place a filter (secret redaction, later)
-sees every line. A Reporter prints what one stage run says: step starts and ends with
+The Console owns the output streams and the one place a filter sees every line: secrets
+registered with orch.redact are masked there. A Reporter prints what one stage run says: step starts and ends with
 elapsed time, Terraform's lines, orch's notes and the closing summary, optionally prefixed
 with the stage's name (several stages at once). Plain lines; a live status display can
 replace ConsoleReporter without the engine noticing. No module-level mutable state.
@@ -14,15 +14,18 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
+from orch import redact as redact_mod
+
 
 class Console:
-    """Writes lines to stdout/stderr through `redact` (identity by default); thread-safe."""
+    """Writes lines to stdout/stderr through `redact` (orch.redact's registry by default);
+    thread-safe."""
 
     def __init__(self, stdout: TextIO | None = None, stderr: TextIO | None = None,
                  redact: Callable[[str], str] | None = None) -> None:
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
-        self.redact = redact or (lambda text: text)
+        self.redact = redact or redact_mod.redact
         self._lock = threading.Lock()
 
     def out(self, text: str) -> None:
