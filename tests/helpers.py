@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,3 +164,42 @@ def stop_sandboxes_under(root: Path, timeout: float = 10.0) -> list[int]:
         sandbox_mod._wait_exit(pid, timeout)
         stopped.append(pid)
     return stopped
+
+
+STS_IDENTITY = (b'<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult>'
+                b"<Arn>arn:aws:iam::123456789012:user/orch-test</Arn><UserId>AIDAORCHTEST</UserId>"
+                b"<Account>123456789012</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>1"
+                b"</RequestId></ResponseMetadata></GetCallerIdentityResponse>")
+STS_REFUSED = (b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+               b"<Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid."
+               b"</Message></Error><RequestId>1</RequestId></ErrorResponse>")
+
+
+@contextlib.contextmanager
+def fake_sts(accept: bool = True) -> Iterator[str]:
+    """A local stand-in for STS on 127.0.0.1 (its URL): GetCallerIdentity answers as AWS does
+    to known (`accept`) or unknown credentials. Point AWS_ENDPOINT_URL_STS at it so orch's
+    credentials check passes or fails without leaving the machine."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Sts(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = STS_IDENTITY if accept else STS_REFUSED
+            self.send_response(200 if accept else 403)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Sts)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -109,3 +109,30 @@ def test_the_dummy_credentials_live_only_in_orch_aws() -> None:
                 spelled.append(f"{path.relative_to(SRC)}:{number}")
     assert spelled == []
     assert credential.search('Credentials("test", "test")') and credential.search('aws_access_key_id="test",')
+
+
+def test_the_adoption_lookups_answer_against_a_real_moto_server(moto_endpoint: str) -> None:
+    """orch.adopt's lookups through real botocore calls: found with tags, or None/empty when
+    absent (IAM's NoSuchEntity, Lambda's and API Gateway's NotFound)."""
+    import json
+
+    import boto3
+
+    aws = Aws.for_sandbox(moto_endpoint, "us-east-1")
+    assert aws.find_role("orch-adopt-none") is None and aws.find_function("orch-adopt-none") is None
+    assert aws.find_log_group("/aws/lambda/orch-adopt-none") is None and aws.find_rest_apis("orch-adopt-none") == []
+    kwargs = {"endpoint_url": moto_endpoint, "region_name": "us-east-1", "aws_access_key_id": "test",
+              "aws_secret_access_key": "test"}
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                     "Principal": {"Service": "lambda.amazonaws.com"}}]}
+    boto3.client("iam", **kwargs).create_role(RoleName="orch-adopt", AssumeRolePolicyDocument=json.dumps(trust),
+                                              Tags=[{"Key": "orch-stage", "Value": "dev"}])
+    boto3.client("logs", **kwargs).create_log_group(logGroupName="/aws/lambda/orch-adopt",
+                                                    tags={"orch-stage": "dev"})
+    api = boto3.client("apigateway", **kwargs).create_rest_api(name="orch-adopt", tags={"orch-stage": "dev"})
+    assert aws.find_role("orch-adopt").tags == {"orch-stage": "dev"}
+    assert not aws.has_role_policy("orch-adopt", "logs")
+    assert aws.find_log_group("/aws/lambda/orch-adopt").tags == {"orch-stage": "dev"}
+    [found] = aws.find_rest_apis("orch-adopt")
+    assert found.id == api["id"] and found.tags == {"orch-stage": "dev"}
+    assert "/" in aws.rest_api_tree(api["id"]).resources

@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 
 import receivers
+from orch import redact as redact_mod
 from orch.ci.run import CiOptions, CiRun
-from orch.ci.secrets import MASK, ci_secrets, masking
+from orch.ci.secrets import ci_secrets
 from orch.deploy import PlanOutcome
 from orch.errors import ConfigError, ExitCode, TerraformError
+from orch.redact import MASK
 from orch.releases import Verdict
 from orch.reporter import Console
 from orch.tfplan import PlanView
@@ -76,10 +78,15 @@ def test_ci_secrets_names_the_webhook_its_path_and_the_tokens() -> None:
            "HOME": "/root"}
     assert ci_secrets(env) == {"https://hooks.slack.com" + HOOK_PATH: "Slack webhook URL",
                                HOOK_PATH: "Slack webhook URL", TOKEN: "GitHub token"}  # "abc": too short
-    redact = masking(ci_secrets(env), str.upper)
-    assert redact(f"a {TOKEN} b") == f"A {MASK} B"  # then the Console's own hook
-    assert redact("x%2Fservices%2FT0FAKE%2FB0FAKE%2FfakeWebhookSecret42") == f"X{MASK}"  # URL-encoded too
-    assert masking({}, str.upper)("same") == "SAME"
+    CiRun(Path("."), env, Console(io.StringIO(), io.StringIO(), str.upper), CiOptions(), stage_work=lambda **kw: None)
+    assert redact_mod.redact(f"a {TOKEN} b") == f"a {MASK} b"  # in the one registry from now on
+    assert redact_mod.redact("x%2Fservices%2FT0FAKE%2FB0FAKE%2FfakeWebhookSecret42") == f"x{MASK}"  # URL-encoded too
+
+
+@pytest.fixture(autouse=True)
+def _forget_registered_secrets() -> Any:
+    yield
+    redact_mod.REGISTRY.clear()
 
 
 def test_a_pull_request_build_masks_the_token_and_webhook_everywhere(project: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import assert_clean_failure, cli, orch
+from helpers import assert_clean_failure, cli, fake_sts, orch
 
 CONFIG, TERRAFORM, AWS, SANDBOX, USAGE = 3, 4, 5, 7, 64
 
@@ -114,8 +114,9 @@ def test_provider_not_installable(project: Path, tmp_path: Path) -> None:
         'provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' % (tmp_path / "empty-mirror")
     )
     creds = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_EC2_METADATA_DISABLED": "true"}
-    result = cli("plan", "dev", cwd=project,
-                  env=creds | {"TF_CLI_CONFIG_FILE": str(rc), "ORCH_PROVIDER_MIRROR": None})
+    with fake_sts() as sts:  # orch's credentials check passes without leaving the machine
+        result = cli("plan", "dev", cwd=project, env=creds | {
+            "TF_CLI_CONFIG_FILE": str(rc), "ORCH_PROVIDER_MIRROR": None, "AWS_ENDPOINT_URL_STS": sts})
     assert_clean_failure(result, TERRAFORM, "could not install the hashicorp/aws provider", "ORCH_PROVIDER_MIRROR")
     assert not (project / ".orch" / "work" / "aws" / "dev" / "terraform.tfstate").exists()
 

@@ -126,8 +126,8 @@ def test_regions_come_from_botocore_in_every_partition(project: Path) -> None:
          None),
         ("function:\n  zzz: 1\n", "function.zzz: unknown key (known here: environment, handler,", None),
         ("function:\n  environment:\n    PORT: 8080\n",
-         "function.environment.PORT: should be text, but YAML read the unquoted value as the number 8080; "
-         "put it in quotes", "valid string"),
+         "function.environment.PORT: should be text, but YAML read the unquoted value as a number; "
+         "put it in quotes", "valid string"),  # an environment value may be a secret: never shown
         ("stage:\n  variables:\n    debug: yes\n",
          "stage.variables.debug: should be text, but YAML read the unquoted value as the boolean true", None),
         ("function: 5\n", "function: should be a mapping of settings (`key: value` lines), not a number",

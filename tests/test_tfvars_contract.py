@@ -97,7 +97,9 @@ def test_a_missing_required_key_and_a_wrong_type_are_caught(project: Path) -> No
 
 def test_the_reader_sees_the_module_types() -> None:
     """Guard against a reader that finds nothing (and so could never fail)."""
-    assert set(VARIABLES) == {"region", "stage_name", "tags", "function", "api", "stage", "domain"}
+    assert set(VARIABLES) == {"region", "stage_name", "tags", "function", "api", "stage", "domain",
+                              "secret_environment"}
+    assert VARIABLES["secret_environment"][1]  # optional: orch passes it as TF_VAR_, never in the tfvars
     stage_type, has_default = VARIABLES["stage"]
     assert has_default and "enable_access_logs" in stage_type.attributes
     routes = VARIABLES["api"][0].attributes["routes"][0]

@@ -47,7 +47,7 @@ resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_117:The function calls no private resources, so it does not run in a VPC.
   #checkov:skip=CKV_AWS_116:Invoked synchronously by API Gateway only; a DLQ applies to asynchronous invocations.
   #checkov:skip=CKV_AWS_272:Packages are content-addressed by orch and checked by source_code_hash; code signing is not used.
-  #checkov:skip=CKV_AWS_173:Environment variables hold no secrets; the AWS-managed key encrypts them at rest.
+  #checkov:skip=CKV_AWS_173:Secret values (secret_environment) are encrypted at rest with Lambda's AWS-managed key, not a customer-managed one; they are also in Terraform state, which must be kept encrypted.
   function_name = var.function_name
   description   = var.description
   role          = aws_iam_role.this.arn
@@ -64,10 +64,11 @@ resource "aws_lambda_function" "this" {
 
   reserved_concurrent_executions = var.reserved_concurrency
 
+  # for_each may not depend on a sensitive value: only the number of secrets is revealed.
   dynamic "environment" {
-    for_each = length(var.environment) > 0 ? [var.environment] : []
+    for_each = length(var.environment) + nonsensitive(length(var.secret_environment)) > 0 ? [true] : []
     content {
-      variables = environment.value
+      variables = merge(var.environment, var.secret_environment)
     }
   }
 

@@ -73,6 +73,13 @@ variable "environment" {
   default     = {}
 }
 
+variable "secret_environment" {
+  description = "Environment variables of the function whose values are secret: merged into environment, shown as (sensitive value) in plans. Terraform still stores them in its state."
+  type        = map(string)
+  default     = {}
+  sensitive   = true
+}
+
 variable "reserved_concurrency" {
   description = "Reserved concurrent executions; -1 means unreserved, 0 disables the function."
   type        = number

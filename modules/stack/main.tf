@@ -24,6 +24,7 @@ module "lambda" {
   memory_size          = var.function.memory_size
   timeout              = var.function.timeout
   environment          = var.function.environment
+  secret_environment   = var.secret_environment
   log_retention_days   = var.function.log_retention_days
   reserved_concurrency = var.function.reserved_concurrency
   tracing_mode         = var.function.tracing_mode

@@ -47,6 +47,13 @@ variable "function" {
   })
 }
 
+variable "secret_environment" {
+  description = "Environment variables of the function whose values are secret (orch passes them as TF_VAR_secret_environment, never in a file); see modules/lambda."
+  type        = map(string)
+  default     = {}
+  sensitive   = true
+}
+
 variable "api" {
   description = "The REST API and its routes, as in the tfvars contract (docs/design.md); see modules/rest_api and modules/integration for each attribute's rules. A null request_templates means the Method Request passthrough template. CORS: routes[].cors (headers on the real methods' responses), preflights and error_cors (see modules/cors)."
   type = object({

@@ -8,6 +8,8 @@ needed, so importing it is cheap. It knows nothing about stages, Terraform or th
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,11 @@ SANDBOX_CREDENTIALS_ENV = {
 }
 
 
+CHECK_TIMEOUTS = {"connect_timeout": 5, "read_timeout": 10, "retries": {"max_attempts": 2, "mode": "standard"}}
+"""botocore Config of the reachability check: at most two attempts of 5 s to connect and 10 s to
+answer (so about 30 s when AWS answers nothing at all; a refused connection fails at once)."""
+
+
 def sandbox_client_kwargs(endpoint: str, region: str) -> dict[str, str]:
     """boto3 client keyword arguments for the sandbox emulator at `endpoint`."""
     return {
@@ -33,6 +40,40 @@ def sandbox_client_kwargs(endpoint: str, region: str) -> dict[str, str]:
         "aws_access_key_id": SANDBOX_ACCESS_KEY_ID,
         "aws_secret_access_key": SANDBOX_SECRET_ACCESS_KEY,
     }
+
+
+@dataclass(frozen=True)
+class Found:
+    """An AWS object found by name: its id, its tags, when it was created (epoch seconds)."""
+
+    id: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    created: float = 0.0
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """One method of an API Gateway resource: whether it has an integration, and the status
+    codes of its method responses and integration responses."""
+
+    integration: bool = False
+    method_responses: frozenset[str] = frozenset()
+    integration_responses: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ApiTree:
+    """What a REST API holds: resource path -> (resource id, HTTP method -> MethodInfo), its
+    request validators (name -> id) and its stage names."""
+
+    resources: Mapping[str, tuple[str, Mapping[str, MethodInfo]]] = field(default_factory=dict)
+    validators: Mapping[str, str] = field(default_factory=dict)
+    stages: frozenset[str] = frozenset()
+
+
+NOT_FOUND_CODES = frozenset({"NoSuchEntity", "ResourceNotFoundException", "NotFoundException", "404", "NotFound",
+                             "NoSuchKey", "NoSuchBucket"})
+"""AWS error codes that mean "no such thing" (IAM, Lambda, API Gateway, S3)."""
 
 
 @dataclass
@@ -78,26 +119,59 @@ class Aws:
         return self._clients[service]
 
     def check_credentials(self) -> None:
-        """Fail (AwsError) when the standard credential chain finds nothing; no network call.
+        """Fail (AwsError, exit 5) unless AWS is reachable and accepts the credentials, within
+        seconds, before Terraform starts (whose provider would retry for minutes).
 
-        The chain: https://boto3.amazonaws.com/v1/documentation/api/latest/guide/credentials.html
+        Finds credentials through the standard chain
+        (https://boto3.amazonaws.com/v1/documentation/api/latest/guide/credentials.html), then
+        calls STS GetCallerIdentity, which needs no permission
+        (https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html), with
+        CHECK_TIMEOUTS. The error names the endpoint it could not reach.
         """
         if self.sandbox:
             return
         import boto3
         import botocore.exceptions
+        from botocore.config import Config
 
+        from orch.redact import register_aws_credentials
+
+        session = boto3.Session(region_name=self.region)
         try:
-            creds = boto3.Session(region_name=self.region).get_credentials()
+            creds = session.get_credentials()
+            frozen = creds.get_frozen_credentials() if creds is not None else None
         except botocore.exceptions.BotoCoreError as exc:
             raise AwsError(f"could not read AWS credentials: {exc}.") from None
-        if creds is None:
+        if frozen is None:
             raise AwsError(
                 "no AWS credentials found (checked the environment, AWS_PROFILE, shared "
                 "config/credentials files, SSO and instance metadata).",
                 hint="Run `aws configure` or `aws sso login`, or export AWS_PROFILE / "
                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. To try orch without AWS, add --sandbox.",
             )
+        register_aws_credentials(more=(frozen.access_key, frozen.secret_key, frozen.token),
+                                 dummies=SANDBOX_CREDENTIALS_ENV.values())
+        sts = session.client("sts", config=Config(**CHECK_TIMEOUTS))
+        endpoint = sts.meta.endpoint_url
+        try:
+            sts.get_caller_identity()
+        except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
+                botocore.exceptions.ReadTimeoutError, botocore.exceptions.ProxyConnectionError,
+                botocore.exceptions.SSLError, botocore.exceptions.ConnectionClosedError) as exc:
+            raise AwsError(
+                f"cannot reach AWS at {endpoint} (region {self.region}): {type(exc).__name__}; orch stopped "
+                "before Terraform started.",
+                hint="Check the network, a proxy (HTTPS_PROXY) or firewall, and AWS_ENDPOINT_URL* settings; "
+                "to try orch without AWS, add --sandbox.",
+            ) from None
+        except botocore.exceptions.ClientError as exc:
+            raise AwsError(
+                f"AWS at {endpoint} refused the credentials: {error_code(exc)}: "
+                f"{exc.response.get('Error', {}).get('Message', '')}",
+                hint="Renew them (`aws sso login`, new keys) or pick another AWS_PROFILE.",
+            ) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise AwsError(f"checking the credentials at {endpoint} failed: {exc}.") from None
 
     def ensure_bucket(self, bucket: str, region: str | None = None) -> bool:
         """Create `bucket` unless it exists; True when it was created.
@@ -278,6 +352,123 @@ class Aws:
         return {**answer, "Payload": body.read() if hasattr(body, "read") else (body or b"")}
 
     # -- code-only releases (orch sync) --------------------------------------------------
+
+    # ------------------------------------------------------------------ lookups (orch.adopt)
+    # Each answers None / False / empty when the object does not exist, and raises AwsError
+    # naming the call for any other failure (no permission, unreachable).
+
+    def _ask(self, what: str, call: Any, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return call(**kwargs)
+        except ClientError as exc:
+            if error_code(exc) in NOT_FOUND_CODES:
+                return None
+            raise aws_error(f"looking up {what} failed", exc) from None
+        except BotoCoreError as exc:
+            raise aws_error(f"looking up {what} failed", exc) from None
+
+    def read_object(self, bucket: str, key: str) -> bytes | None:
+        """The body of s3://bucket/key, or None when it does not exist (S3 GetObject)."""
+        answer = self._ask(f"s3://{bucket}/{key}", self.client("s3").get_object, Bucket=bucket, Key=key)
+        return None if answer is None else answer["Body"].read()
+
+    def find_role(self, name: str) -> Found | None:
+        """IAM GetRole (its Tags are part of the answer):
+        https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetRole.html"""
+        answer = self._ask(f"IAM role {name}", self.client("iam").get_role, RoleName=name)
+        if answer is None:
+            return None
+        role = answer["Role"]
+        return Found(role["RoleName"], {t["Key"]: t["Value"] for t in role.get("Tags", [])})
+
+    def has_role_policy(self, role: str, policy: str) -> bool:
+        """IAM GetRolePolicy: whether `role` has the inline policy `policy`."""
+        return self._ask(f"policy {policy} of role {role}", self.client("iam").get_role_policy,
+                         RoleName=role, PolicyName=policy) is not None
+
+    def find_log_group(self, name: str) -> Found | None:
+        """CloudWatch Logs DescribeLogGroups (exact name) and ListTagsForResource."""
+        logs = self.client("logs")
+        answer = self._ask(f"log group {name}", logs.describe_log_groups, logGroupNamePrefix=name)
+        groups = [g for g in (answer or {}).get("logGroups", []) if g.get("logGroupName") == name]
+        if not groups:
+            return None
+        arn = str(groups[0].get("arn", "")).removesuffix(":*")
+        tags = self._ask(f"tags of log group {name}", logs.list_tags_for_resource, resourceArn=arn) or {}
+        return Found(name, dict(tags.get("tags", {})), groups[0].get("creationTime", 0) / 1000)
+
+    def find_function(self, name: str) -> Found | None:
+        """Lambda GetFunction (with the function's Tags)."""
+        answer = self._ask(f"Lambda function {name}", self.client("lambda").get_function, FunctionName=name)
+        if answer is None:
+            return None
+        return Found(answer["Configuration"]["FunctionName"], dict(answer.get("Tags") or {}))
+
+    def has_alias(self, function: str, alias: str) -> bool:
+        return self._ask(f"alias {alias} of {function}", self.client("lambda").get_alias,
+                         FunctionName=function, Name=alias) is not None
+
+    def permission_ids(self, function: str, qualifier: str) -> frozenset[str]:
+        """The statement ids of the resource policy of `function:qualifier` (Lambda GetPolicy)."""
+        answer = self._ask(f"policy of {function}:{qualifier}", self.client("lambda").get_policy,
+                           FunctionName=function, Qualifier=qualifier)
+        if answer is None:
+            return frozenset()
+        return frozenset(s.get("Sid", "") for s in json.loads(answer["Policy"]).get("Statement", []))
+
+    def find_rest_apis(self, name: str) -> list[Found]:
+        """Every REST API named `name` (names are not unique), with tags and creation time."""
+        apigw = self.client("apigateway")
+        found = []
+        position = None
+        while True:
+            kwargs = {"limit": 500, **({"position": position} if position else {})}
+            page = self._ask("REST APIs", apigw.get_rest_apis, **kwargs) or {}
+            for item in page.get("items", []):
+                if item.get("name") == name:
+                    created = item.get("createdDate")
+                    stamp = created.timestamp() if hasattr(created, "timestamp") else 0.0
+                    found.append(Found(item["id"], dict(item.get("tags") or {}), stamp))
+            position = page.get("position")
+            if not position:
+                return found
+
+    def rest_api_tree(self, api_id: str) -> ApiTree:
+        """The resources, methods (with their integration and responses), request validators
+        and stages of a REST API (GetResources, GetMethod, GetRequestValidators, GetStages)."""
+        apigw = self.client("apigateway")
+        resources: dict[str, tuple[str, dict[str, MethodInfo]]] = {}
+        position = None
+        while True:
+            kwargs = {"restApiId": api_id, "limit": 500, **({"position": position} if position else {})}
+            page = self._ask(f"resources of REST API {api_id}", apigw.get_resources, **kwargs) or {}
+            for item in page.get("items", []):
+                methods = {}
+                for http_method in item.get("resourceMethods") or {}:
+                    method = self._ask(f"method {http_method} {item['path']}", apigw.get_method, restApiId=api_id,
+                                       resourceId=item["id"], httpMethod=http_method)
+                    if method is None:
+                        continue
+                    integration = method.get("methodIntegration")
+                    methods[http_method] = MethodInfo(
+                        integration is not None,
+                        frozenset(method.get("methodResponses") or {}),
+                        frozenset((integration or {}).get("integrationResponses") or {}),
+                    )
+                resources[item["path"]] = (item["id"], methods)
+            position = page.get("position")
+            if not position:
+                break
+        validators = self._ask(f"request validators of REST API {api_id}", apigw.get_request_validators,
+                               restApiId=api_id) or {}
+        stages = self._ask(f"stages of REST API {api_id}", apigw.get_stages, restApiId=api_id) or {}
+        return ApiTree(
+            resources,
+            {v["name"]: v["id"] for v in validators.get("items", []) if "name" in v},
+            frozenset(s["stageName"] for s in stages.get("item", [])),
+        )
 
     def live_code(self, function_name: str, alias: str) -> LiveCode:
         """What ``function_name``'s alias serves now: its version and that version's

@@ -12,14 +12,16 @@ from __future__ import annotations
 import enum
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from orch.errors import ConfigError, ExitCode, OrchError, SandboxError
+from orch.errors import ConfigError, ExitCode, OrchError, SandboxError, Terminated
 
 app = typer.Typer(
     name="orch",
@@ -433,6 +435,31 @@ def sync(
     except KeyboardInterrupt:
         pass
     _log("stopped watching")
+    return ExitCode.OK
+
+
+@app.command()
+def unlock(
+    stage: StageArg,
+    lock_id: Annotated[str, typer.Argument(metavar="LOCK_ID", help="The lock's ID, as orch's lock error names it.",
+                                           show_default=False)],
+    sandbox: SandboxOpt = False, yes: YesOpt = False, dry_run: DryRunOpt = False, project: ProjectOpt = None,
+) -> int:
+    """Force open STAGE's state lock that a killed Terraform run left (`terraform force-unlock`).
+
+    Refused when the lock is not LOCK_ID, or a Terraform process of this project still holds
+    it. Asks first unless --yes. The next plan or apply then adopts whatever the killed run
+    left in AWS outside Terraform's state.
+    """
+    from orch.statelock import NotLocked
+
+    try:
+        _deployer(project, stage, sandbox, yes=yes).unlock(lock_id, dry_run=dry_run)
+    except NotLocked as exc:
+        _log(exc.message)
+        return ExitCode.OK
+    if not dry_run:
+        _log(f"the state lock {lock_id} of stage {stage!r} is open")
     return ExitCode.OK
 
 
@@ -898,8 +925,10 @@ def _function_target(project: Path | None, stage: str, sandbox: bool, *, gateway
     from orch.config import load_stage
     from orch.deploy import project_dir_from
     from orch.facts import running_sandbox
+    from orch.secrets import register_available
 
     st = load_stage(project_dir_from(project), stage)
+    register_available(st)  # a handler that prints its secret: masked in logs and answers
     region = st.config.region
     if not sandbox:
         aws = Aws.for_aws(region)
@@ -983,8 +1012,31 @@ def _stop_sandbox_started_here() -> None:
     sandbox_mod.stop_started_here()
 
 
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run a command, turning expected failures into messages and exit codes."""
+    """Entry point: run a command, turning expected failures into messages and exit codes.
+
+    SIGTERM (how CI cancels a job) unwinds like Ctrl-C and exits 143 with a message; while
+    Terraform runs, orch.terraform passes both on to it instead.
+    """
+    from orch.aws import SANDBOX_CREDENTIALS_ENV
+    from orch.redact import register_aws_credentials
+
+    register_aws_credentials(dummies=SANDBOX_CREDENTIALS_ENV.values())  # masked in all orch prints
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="orch", standalone_mode=False)
@@ -1008,6 +1060,9 @@ def main(argv: list[str] | None = None) -> int:
         if type(exc).__name__ == "NoArgsIsHelpError":
             return int(ExitCode.OK)
         return int(ExitCode.USAGE)
+    except Terminated:
+        _err("orch: interrupted: SIGTERM")
+        return int(ExitCode.TERMINATED)
     except KeyboardInterrupt:
         _err("orch: interrupted")
         return int(ExitCode.ABORTED)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -111,6 +112,39 @@ ProjectPath = Annotated[str, AfterValidator(_plain_path)]
 Region = Annotated[str, AfterValidator(check_region)]
 
 
+ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SecretSource(_Strict):
+    """Where a secret's value comes from: an environment variable of the orch process, or a
+    file outside `stages/` (relative to the project, or absolute, `~` allowed). Never the
+    value itself: a stage file is committed, so it holds no secrets."""
+
+    env: str | None = None
+    file: str | None = None
+
+    @field_validator("env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not ENV_VAR_RE.match(value):
+            raise ValueError("must be the name of an environment variable ([A-Za-z_][A-Za-z0-9_]*)")
+        return value
+
+    @field_validator("file")
+    @classmethod
+    def _file(cls, value: str | None) -> str | None:
+        return _plain_path(value) if value is not None else None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretSource:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of `env: VARIABLE` or `file: PATH`")
+        return self
+
+    def describe(self) -> str:
+        return f"environment variable {self.env}" if self.env is not None else f"file {self.file}"
+
+
 class FunctionConfig(_Strict):
     """The Lambda function."""
 
@@ -123,21 +157,51 @@ class FunctionConfig(_Strict):
     memory_size: Annotated[int, Field(ge=128, le=10240)] = 128
     timeout: Annotated[int, Field(ge=1, le=900)] = 10
     environment: dict[str, str] = Field(default_factory=dict)
+    # Environment variables whose values are secret: name -> {env: VAR} or {file: PATH}.
+    secrets: dict[str, SecretSource] = Field(default_factory=dict)
     log_retention_days: Literal[LOG_RETENTION_DAYS] = 14  # type: ignore[valid-type]
     reserved_concurrency: Annotated[int, Field(ge=-1, le=INT32_MAX)] = -1
 
     @field_validator("environment")
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", key):
-                raise ValueError(f"environment variable name {key!r} must match [A-Za-z][A-Za-z0-9_]*")
-            if key.startswith("AWS_") or key.startswith("LAMBDA_"):
-                raise ValueError(f"environment variable {key!r} is reserved by Lambda")
+        _check_variable_names(value)
         size = sum(len(k.encode()) + len(v.encode()) for k, v in value.items())
         if size > ENVIRONMENT_MAX_BYTES:
             raise ValueError(f"the variables take {size} bytes; Lambda allows {ENVIRONMENT_MAX_BYTES} in all")
         return value
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _no_literals(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for key, source in value.items():
+                if not isinstance(source, dict):
+                    raise ValueError(
+                        f"{key}: a secret's value is never written in a stage file; give where it comes from, "
+                        f"`{key}: {{env: VARIABLE}}` or `{key}: {{file: PATH}}` (outside stages/)")
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: dict[str, SecretSource]) -> dict[str, SecretSource]:
+        _check_variable_names(value)
+        return value
+
+    @model_validator(mode="after")
+    def _secret_or_plain(self) -> FunctionConfig:
+        both = sorted(set(self.secrets) & set(self.environment))
+        if both:
+            raise ValueError(f"{', '.join(both)}: in both `environment` and `secrets`; keep it in `secrets` only")
+        return self
+
+
+def _check_variable_names(value: dict[str, Any]) -> None:
+    for key in value:
+        if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", key):
+            raise ValueError(f"environment variable name {key!r} must match [A-Za-z][A-Za-z0-9_]*")
+        if key.startswith("AWS_") or key.startswith("LAMBDA_"):
+            raise ValueError(f"environment variable {key!r} is reserved by Lambda")
 
 
 class Parameters(_Strict):
@@ -668,12 +732,14 @@ class StageConfig(_Strict):
 
 @dataclass(frozen=True)
 class Stage:
-    """A validated stage and where its values came from."""
+    """A validated stage and where its values came from (`secret_origins`: secret name ->
+    `file: field` that declares it, for messages about its value)."""
 
     name: str
     config: StageConfig
     project_dir: Path
     files: tuple[Path, ...]
+    secret_origins: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def stage_name(self) -> str:
@@ -818,20 +884,32 @@ def _unknown_key(loc: tuple[Any, ...]) -> str:
     return "unknown key (check the spelling; see the README for the known keys)"
 
 
+SECRET_FIELDS = (("function", "environment"), ("function", "secrets"))
+"""Values under these are never shown in an error (an environment value may be a password
+someone has not yet moved to `secrets`)."""
+
+
+def _is_secret_field(loc: tuple[Any, ...]) -> bool:
+    return any(loc[: len(prefix)] == prefix for prefix in SECRET_FIELDS)
+
+
 def _explain(err: Any) -> str:
     """One validation error in orch's words (pydantic's wording rewritten where it speaks
-    of Python types rather than of the YAML a person wrote)."""
+    of Python types rather than of the YAML a person wrote). Values under SECRET_FIELDS are
+    described, never shown."""
     kind, loc = err["type"], tuple(err["loc"])
     value = err.get("input")
+    secret = _is_secret_field(loc)
     if kind == "extra_forbidden":
         return _unknown_key(loc)
     if kind == "missing":
         return "required but missing"
     if kind == "string_type" and isinstance(value, (bool, int, float)):
         if isinstance(value, bool):
-            reads = f"the boolean {_shown(value)} (YAML reads unquoted yes/no/on/off/true/false so)"
+            shown = "" if secret else f" {_shown(value)}"
+            reads = f"the boolean{shown} (YAML reads unquoted yes/no/on/off/true/false so)"
         else:
-            reads = f"the number {_shown(value)}"
+            reads = "a number" if secret else f"the number {_shown(value)}"
         return f"should be text, but YAML read the unquoted value as {reads}; put it in quotes"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return f"should be a mapping of settings (`key: value` lines), not {_yaml_kind(value)}"
@@ -840,7 +918,7 @@ def _explain(err: Any) -> str:
     message = str(err["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
-    if value is not None and not isinstance(value, (dict, list)) and kind != "value_error":
+    if value is not None and not isinstance(value, (dict, list)) and kind != "value_error" and not secret:
         message += f" (got {_shown(value)})"
     return message
 
@@ -903,7 +981,30 @@ def load_stage(project_dir: Path, name: str) -> Stage:
     _check_files(stage, layers)
     _check_domain(stage, layers)
     _check_promote_from(stage, known, layers)
-    return stage
+    return replace(stage, secret_origins=_secret_origins(stage, layers))
+
+
+def secret_file(stage: Stage, source: SecretSource) -> Path:
+    """The file a `{file: PATH}` secret is read from: `~` expanded, relative to the project."""
+    path = Path(str(source.file)).expanduser()
+    return (path if path.is_absolute() else stage.project_dir / path).resolve()
+
+
+def _secret_origins(stage: Stage, layers: list[tuple[Path, dict[str, Any]]]) -> dict[str, str]:
+    """Where each secret is declared; ConfigError for a secret file inside stages/ (stage
+    files are committed: a secret kept beside them is not kept secret)."""
+    origins = {}
+    stages = (stage.project_dir / "stages").resolve()
+    for name, source in stage.config.function.secrets.items():
+        loc = ("function", "secrets", name)
+        where = f"{_locate(loc, layers) or 'stage files'}: {_dotted(loc)}"
+        origins[name] = where
+        if source.file is not None and secret_file(stage, source).is_relative_to(stages):
+            raise ConfigError(
+                f"{where}: the file {source.file} is inside stages/, beside the committed stage files.",
+                hint="Keep secret files outside stages/ (and out of version control), or use `{env: VARIABLE}`.",
+            )
+    return origins
 
 
 def _check_domain(stage: Stage, layers: list[tuple[Path, dict[str, Any]]]) -> None:

@@ -21,7 +21,7 @@ from orch import planner
 from orch import releases as releases_mod
 from orch import sandbox as sandbox_mod
 from orch.config import Stage
-from orch.errors import ConfigError, OrchError, SandboxError, TerraformError
+from orch.errors import ConfigError, Interrupted, OrchError, SandboxError, TerraformError
 from orch.executor import Collaborators, DisplayExecutor, Executor
 from orch.releases import Verdict
 from orch.reporter import Reporter
@@ -91,13 +91,25 @@ class Deployer:
             return None
         self.collaborators.preflight()
         executor = Executor(self.stage, self.collaborators, self.reporter)
-        executor.execute(plan)
+        try:
+            executor.execute(plan)
+        except Interrupted as exc:
+            if exc.hint is None and plan.command in ("apply", "destroy"):
+                exc.hint = (f"Run `{self.command_line(plan.command)}` again to finish; it adopts whatever the "
+                            "interruption left in AWS outside Terraform's state."
+                            if plan.command == "apply" else f"Run `{self.command_line(plan.command)}` again to finish.")
+            raise
         return executor
+
+    def command_line(self, verb: str) -> str:
+        """The orch command that runs `verb` on this stage and target (for hints)."""
+        return f"orch {verb} {self.stage.name}{' --sandbox' if self.target == 'sandbox' else ''}"
 
     # ------------------------------------------------------------------ commands
 
     def plan(self, out: Path | None = None) -> PlanOutcome:
         """Plan the stage; Terraform's human plan is streamed, the counts come from `show -json`."""
+        self.collaborators.load_secrets()
         deploy_plan = planner.plan_plan(self.stage, self.gather(plan_out=out))
         executor = self.run(deploy_plan)
         assert executor is not None
@@ -114,6 +126,8 @@ class Deployer:
             plan_file = plan_file.resolve()
             if not plan_file.is_file():
                 raise ConfigError(f"--plan {plan_file}: no such plan file.")
+        elif not dry_run:
+            self.collaborators.load_secrets()
         options = planner.ReleaseOptions(smoke=smoke and self.stage.config.smoke.enabled,
                                          promotion_source=self._promotion_source(),
                                          skip_promotion_check=skip_promotion_check)
@@ -193,6 +207,11 @@ class Deployer:
                 waiting = False
                 on_watching()
 
+    def unlock(self, lock_id: str, *, dry_run: bool = False) -> None:
+        """Force open the stage's state lock `lock_id` (`terraform force-unlock`), after checking
+        it is that lock and no process of this project holds it, and asking unless --yes."""
+        self.run(planner.plan_unlock(self.stage, self.gather(), lock_id), dry_run=dry_run)
+
     # ------------------------------------------------------------------ verified releases
 
     def _promotion_source(self) -> releases_mod.Location | None:
@@ -204,6 +223,8 @@ class Deployer:
     def rollback(self, *, to_version: str | None = None, dry_run: bool = False) -> Verdict | None:
         """Roll the stage back through Terraform to its last good release (or the release that
         served `to_version`), check it again and record it. ConfigError when there is none."""
+        if not dry_run:
+            self.collaborators.load_secrets()  # else Terraform would apply the function without them
         executor = self.run(planner.plan_rollback(self.stage, self.gather(), to_version), dry_run=dry_run)
         return None if executor is None else executor.values.get("verdict")
 
@@ -351,7 +372,7 @@ def create_deployer(
     Loads (and so validates) the stage first: ConfigError naming file and field.
     """
     from orch.aws import Aws
-    from orch.terraform import Terraform, base_env, find_binary, provider_config
+    from orch.terraform import Terraform, base_env, find_binary, lock_timeout, provider_config
 
     stage = config_mod.load_stage(project_dir, stage_name)
     target = "sandbox" if sandbox else "aws"
@@ -359,11 +380,25 @@ def create_deployer(
     env_extra = cli.env() if cli is not None else {}
     cli_file = env_extra.get("TF_CLI_CONFIG_FILE") or os.environ.get("TF_CLI_CONFIG_FILE") or None
     binary: list[str] = []
+    if os.environ.get("TF_LOG"):
+        reporter.note(f"TF_LOG={os.environ['TF_LOG']} is set: Terraform's debug log can hold secret values and "
+                      "credentials. orch masks them in what it prints, not in TF_LOG_PATH or in the logs under "
+                      ".orch-runs/ of a run orch did not see end.")
+
+    from orch import secrets
+
+    secrets.register_available(stage)  # masked in whatever any command prints, Terraform run or not
+
+    def load_secrets() -> None:
+        env_extra.update(secrets.terraform_env(secrets.resolve(stage)))
+
+    waits = lock_timeout()
 
     def terraform(workdir: Path) -> Terraform:
         if not binary:
             binary.append(find_binary())
-        return Terraform(workdir, binary=binary[0], env=base_env(env_extra), echo=reporter.terraform, is_tty=color)
+        return Terraform(workdir, binary=binary[0], env=base_env(env_extra), echo=reporter.terraform, is_tty=color,
+                         lock_timeout=waits)
 
     def aws(endpoint: str | None, region: str) -> Aws:
         return Aws.for_sandbox(endpoint, region) if endpoint else Aws.for_aws(region)
@@ -372,7 +407,7 @@ def create_deployer(
         if not binary:
             binary.append(find_binary())  # missing terraform: an error before anything is written
 
-    collaborators = Collaborators(terraform, aws, _Sandbox(reporter.note), ask, cli_file, preflight)
+    collaborators = Collaborators(terraform, aws, _Sandbox(reporter.note), ask, cli_file, preflight, load_secrets)
     return Deployer(stage, target, collaborators, reporter, interactive=interactive, yes=yes,
                     allow_destroy=allow_destroy)
 

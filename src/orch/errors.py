@@ -8,6 +8,7 @@ message that says where, what went wrong and what to do next; the CLI boundary p
 from __future__ import annotations
 
 import enum
+import signal
 
 
 class ExitCode(enum.IntEnum):
@@ -22,7 +23,8 @@ class ExitCode(enum.IntEnum):
     SMOKE = 6  # post-deploy smoke checks failed
     SANDBOX = 7  # the embedded emulator or the local gateway could not start/serve
     USAGE = 64  # bad command line (unknown option, missing argument)
-    ABORTED = 130  # the user declined a confirmation or pressed Ctrl-C
+    ABORTED = 130  # the user declined a confirmation or pressed Ctrl-C (SIGINT: 128 + 2)
+    TERMINATED = 143  # SIGTERM (128 + 15), as a shell reports a process it ended (CI cancelling a job)
 
 
 class OrchError(Exception):
@@ -90,6 +92,28 @@ class Aborted(OrchError):
 
     exit_code = ExitCode.ABORTED
     title = "aborted"
+
+
+class Interrupted(OrchError):
+    """SIGINT (Ctrl-C) or SIGTERM ended the command while orch could still say what happened:
+    exit 130 for SIGINT, 143 for SIGTERM."""
+
+    title = "interrupted"
+
+    def __init__(self, message: str, *, signum: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.signum = signum
+        self.exit_code = exit_code_for_signal(signum)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so the same
+    clean-up runs; the CLI turns it into exit 143."""
+
+
+def exit_code_for_signal(signum: int) -> ExitCode:
+    """130 for SIGINT, 143 for SIGTERM (what orch exits with when a signal ends it)."""
+    return ExitCode.TERMINATED if signum == signal.SIGTERM else ExitCode.ABORTED
 
 
 class Refused(Aborted):

@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from orch import adopt as adopt_mod
 from orch import facts as facts_mod
 from orch import package as package_mod
 from orch import releases as releases_mod
 from orch import render as render_mod
 from orch import smoke as smoke_mod
+from orch import statelock, tfruns
 from orch.config import SmokeSettings, Stage
-from orch.errors import Aborted, AwsError, ConfigError, Refused, SandboxError
+from orch.errors import Aborted, AwsError, ConfigError, Refused, SandboxError, TerraformError
 from orch.reporter import Reporter
 from orch.steps import (
     FAILED,
@@ -35,14 +37,18 @@ from orch.steps import (
     ConcludeRelease,
     Confirm,
     DeployPlan,
+    EndLeftovers,
     EnsureBucket,
     EnsureHostedZone,
+    FindOrphans,
     FindRollbackTarget,
+    ForceUnlock,
     ForgetLostState,
     Init,
     MarkSandboxChanged,
     PublishVersion,
     ReadLiveCode,
+    ReadLock,
     ReadPlan,
     ReadReleases,
     RecordRelease,
@@ -55,6 +61,7 @@ from orch.steps import (
     RevertAlias,
     RunSmokeChecks,
     RunSyncChecks,
+    SettleRuns,
     StartSandbox,
     Step,
     TerraformApply,
@@ -64,9 +71,14 @@ from orch.steps import (
     UpdateFunctionCode,
     UploadPackage,
     UseSandbox,
+    WaitForRun,
+    WriteImports,
     WriteProviderConfig,
     WriteRollbackVars,
 )
+
+LOCKING_STEPS = (Init, TerraformApply, TerraformPlan, ApplySavedPlan, TerraformDestroy)
+"""Steps whose Terraform run takes the state lock (and may fail waiting for it)."""
 
 
 class SandboxControl(Protocol):
@@ -92,6 +104,7 @@ class Collaborators:
     ask: Callable[[str], bool]
     cli_config_file: str | None = None
     preflight: Callable[[], None] = lambda: None  # checks before a real run (terraform installed)
+    load_secrets: Callable[[], None] = lambda: None  # read the stage's secrets for Terraform's environment
     verify: Callable[..., Any] = smoke_mod.verify  # runs a stage's smoke checks (orch.smoke.verify)
 
 
@@ -127,7 +140,15 @@ class Executor:
         self.reporter.step_started(index, total, step.title())
         started = time.monotonic()
         try:
-            result = self._dispatch(step)
+            try:
+                result = self._dispatch(step)
+            except TerraformError as exc:
+                if not isinstance(step, LOCKING_STEPS) or isinstance(exc, statelock.StateLocked):
+                    raise
+                locked = self._locked(step.workdir)  # type: ignore[attr-defined]
+                if locked is None:
+                    raise
+                raise locked from None
         except BaseException:
             self.reporter.step_failed(index, total, step.title(), time.monotonic() - started)
             if cleanup:
@@ -167,6 +188,8 @@ class Executor:
         if step.plan is not None:
             plan = self._get(step.plan)
             question = question.replace("{changes}", plan.text())
+        if step.about is not None:
+            question = question.replace("{about}", self._get(step.about).text())
         if not self.tools.ask(question):
             raise Aborted(step.refusal)
         return True
@@ -237,9 +260,13 @@ class Executor:
         return self.tools.terraform(step.workdir).init(fingerprint)
 
     def _do_TerraformApply(self, step: TerraformApply) -> Any:
+        options: dict[str, Any] = {"replace": step.replace}
+        adoption = self._get(step.targets_from)
+        if adoption is not None:
+            options["target"] = [item.address for item in adoption.imports]
         if step.var_file is not None:
-            return self.tools.terraform(step.workdir).apply(replace=step.replace, var_file=step.var_file)
-        return self.tools.terraform(step.workdir).apply(replace=step.replace)
+            options["var_file"] = step.var_file
+        return self.tools.terraform(step.workdir).apply(**options)
 
     def _do_TerraformPlan(self, step: TerraformPlan) -> Any:
         return self.tools.terraform(step.workdir).plan(step.plan_file)
@@ -301,6 +328,110 @@ class Executor:
 
     def _do_RemoveFile(self, step: RemoveFile) -> None:
         step.path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ the state lock
+
+    def _read_lock(self, workdir: Path) -> statelock.LockInfo | None:
+        backend = render_mod.state_backend(self.stage)
+        if backend["type"] != "s3":
+            return statelock.read_local(workdir)
+        sandbox = self.values.get("sandbox")
+        aws = self.tools.aws(sandbox.endpoint if sandbox is not None else None, backend["region"])
+        return statelock.read_s3(aws, backend["bucket"], backend["key"])
+
+    def _unlock_command(self, lock_id: str) -> str:
+        where = " --sandbox" if self.values.get("sandbox") is not None else ""
+        return f"orch unlock {self.stage.name} {lock_id}{where}"
+
+    def _locked(self, workdir: Path) -> statelock.StateLocked | None:
+        """After a Terraform run failed: the error naming the lock's holder when someone
+        holds the lock now (a run that failed for another reason has released its own)."""
+        try:
+            lock = self._read_lock(workdir)
+        except Exception:  # noqa: BLE001 - the original error says more than a failed look
+            return None
+        if lock is None:
+            return None
+        waited = getattr(self.tools.terraform(workdir), "lock_timeout", "the -lock-timeout")
+        return statelock.locked_error(self.stage.name, lock, statelock.local_holders(workdir),
+                                      self._unlock_command(lock.id or "LOCK_ID"), waited)
+
+    def _do_ReadLock(self, step: ReadLock) -> statelock.LockInfo:
+        lock = self._read_lock(step.workdir)
+        if lock is None:
+            raise statelock.NotLocked(f"the state of stage {self.stage.name!r} is not locked: nothing to unlock.")
+        if lock.id != step.lock_id:
+            raise ConfigError(f"the state of stage {self.stage.name!r} is locked as {lock.id!r}, not "
+                              f"{step.lock_id!r}: {lock.text()}.",
+                              hint=f"Check who holds it before you run `{self._unlock_command(lock.id)}`.")
+        holders = statelock.local_holders(step.workdir)
+        if lock.holder_pid is not None:
+            holders.append(f"process {lock.holder_pid}")
+        if holders:
+            raise statelock.StateLocked(
+                f"refusing to force open the state lock of stage {self.stage.name!r}: {lock.text()}, and "
+                f"{'; '.join(holders)} of this project still runs.",
+                hint="Wait for it to end, or stop it gracefully (`kill -INT PID`): Terraform then saves "
+                "the state and releases the lock itself.",
+            )
+        self.reporter.note(lock.text())
+        return lock
+
+    def _do_ForceUnlock(self, step: ForceUnlock) -> None:
+        self.tools.terraform(step.workdir).force_unlock(step.lock_id)
+        tfruns.record_unlock(step.workdir, step.lock_id)
+        self.reporter.note("the next `orch plan` or `orch apply` of this stage looks for what the interrupted run "
+                           "left in AWS outside the state, and adopts it")
+
+    def _record(self, workdir: Path, run_id: str) -> tfruns.RunRecord | None:
+        return next((r for r in tfruns.records(workdir) if r.run_id == run_id), None)
+
+    def _do_WaitForRun(self, step: WaitForRun) -> None:
+        record = self._record(step.workdir, step.run_id)
+        if record is None or not record.alive:
+            return
+        self.reporter.note(f"{step.description} is still going in {step.workdir}; its output follows")
+        if not self.tools.terraform(step.workdir).follow(record, step.timeout):
+            raise TerraformError(
+                f"the {step.description} is still running after {step.timeout / 60:.0f} minutes.",
+                hint=f"It holds the stage's state lock. Wait for it, or stop it gracefully with "
+                f"`kill -INT {record.pid}` and run the command again.",
+            )
+
+    def _do_EndLeftovers(self, step: EndLeftovers) -> None:
+        for run_id in step.run_ids:
+            record = self._record(step.workdir, run_id)
+            if record is not None:
+                ended = tfruns.end_leftovers(record)
+                if ended:
+                    self.reporter.note(f"ended {len(ended)} process(es) that {record.describe()} left behind "
+                                       f"(pid {', '.join(map(str, ended))})")
+
+    def _do_FindOrphans(self, step: FindOrphans) -> Any:
+        from orch.resources import modules_dir
+
+        terraform = self.tools.terraform(step.workdir)
+        state = terraform.show_state()
+        # A creation interrupted half-way leaves its object tainted. Replacing it cannot work:
+        # names are fixed and the API deployment's create_before_destroy reaches the function,
+        # so Terraform would create a second function of the same name and wait for minutes.
+        # The object exists: untainted, Terraform updates it in place to the configuration.
+        for address in adopt_mod.tainted_resources(state):
+            terraform.untaint(address)
+            self.reporter.note(f"{address}: its creation was interrupted; kept and updated in place, not replaced")
+        managed = adopt_mod.state_resources(state)
+        aws = self._aws(step.sandbox, self.stage.config.region)
+        adoption = adopt_mod.find_orphans(self.stage, managed, aws, modules_dir=modules_dir(self.stage.project_dir))
+        for line in adoption.notes() or ["nothing to adopt: AWS holds nothing of this stage outside its state"]:
+            self.reporter.note(line)
+        return adoption
+
+    def _do_WriteImports(self, step: WriteImports) -> Any:
+        return adopt_mod.write_imports(self._get(step.adoption), step.workdir)
+
+    def _do_SettleRuns(self, step: SettleRuns) -> None:
+        tfruns.settle(step.workdir)
+        (step.workdir / adopt_mod.ADOPT_FILE).unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ verified releases
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from orch import render as render_mod
 from orch import sandbox as sandbox_mod
+from orch import tfruns
 from orch.config import Stage
 from orch.resources import module_sources
 from orch.terraform import ProviderConfig, init_fingerprint, init_needed, provider_config
@@ -38,6 +39,7 @@ class Facts:
     init_reason: str | None = "first run in this working folder"  # None: initialised
     provider_config: ProviderConfig | None = None  # orch's own Terraform CLI config, if it uses one
     provider_config_written: bool = True  # ... and whether the file already holds it
+    runs: tfruns.Leftovers = tfruns.Leftovers()  # Terraform runs earlier orch processes left behind
     allow_destroy: bool = False  # --allow-destroy: a protected stage's plan may destroy its API or function
 
     @property
@@ -110,6 +112,7 @@ def gather(
         init_reason=_init_reason(stage, target, workdir, sandbox, files["backend.tf"], config, env_cli_config),
         provider_config=config,
         provider_config_written=config is None or config.current,
+        runs=tfruns.leftovers(workdir),
         allow_destroy=allow_destroy,
     )
 

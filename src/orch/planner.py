@@ -27,10 +27,14 @@ from orch.steps import (
     ConcludeRelease,
     Confirm,
     DeployPlan,
+    EndLeftovers,
     EnsureBucket,
     EnsureHostedZone,
+    FindOrphans,
     FindRollbackTarget,
+    ForceUnlock,
     ForgetLostState,
+    HasImports,
     Init,
     MarkSandboxChanged,
     PackageNeedsS3,
@@ -38,6 +42,7 @@ from orch.steps import (
     PlanRemovesRoutes,
     PublishVersion,
     ReadLiveCode,
+    ReadLock,
     ReadPlan,
     ReadReleases,
     RecordRelease,
@@ -49,10 +54,12 @@ from orch.steps import (
     RevertAlias,
     RunSmokeChecks,
     RunSyncChecks,
+    SettleRuns,
     SmokeFailed,
     StartSandbox,
     Step,
     Stored,
+    Succeeded,
     TerraformApply,
     TerraformDestroy,
     TerraformPlan,
@@ -60,6 +67,8 @@ from orch.steps import (
     UpdateFunctionCode,
     UploadPackage,
     UseSandbox,
+    WaitForRun,
+    WriteImports,
     WriteProviderConfig,
     WriteRollbackVars,
 )
@@ -70,6 +79,9 @@ DEPLOYMENT_ADDRESS = "module.stack.module.stage.aws_api_gateway_deployment.this"
 REDEPLOY = "redeploy the API without the removed routes"
 CONFIRM_PLAN = "orch-confirm.tfplan"
 PLAN_TMP = "orch-plan.tfplan"
+RUN_WAIT_TIMEOUT = 900.0
+"""Seconds orch waits for a Terraform run an interrupted orch left going (it holds the lock)."""
+ADOPT = "adopt them first, so that destroy removes them too"
 # What a protected stage must not lose without --allow-destroy: its API, its API stage (the
 # invoke URL) and its function. Replacing one changes ids and URLs and drops what AWS holds.
 GUARDED_TYPES = ("aws_api_gateway_rest_api", "aws_api_gateway_stage", "aws_lambda_function")
@@ -111,6 +123,7 @@ def plan_apply(stage: Stage, facts: Facts, options: ReleaseOptions | None = None
                 hint="Make the plan with `orch plan STAGE --out FILE` first.",
             )
         steps += _connect(stage, facts)
+        steps += _settle(facts)
         steps += _init(facts)
         plan = ReadPlan(facts.workdir, facts.saved_plan)
         steps.append(plan)
@@ -124,7 +137,9 @@ def plan_apply(stage: Stage, facts: Facts, options: ReleaseOptions | None = None
     else:
         steps.append(_check_handler(stage))
         steps += _connect(stage, facts)
+        steps += _settle(facts)
         steps += _prepare(stage, facts, after_package=_promotion(stage, facts, options, Ref("package")))
+        steps += _adopt(facts)
         if protected or guarded:
             plan_file = facts.workdir / CONFIRM_PLAN
             plan = ReadPlan(facts.workdir, plan_file)
@@ -146,6 +161,8 @@ def plan_apply(stage: Stage, facts: Facts, options: ReleaseOptions | None = None
     verify, after = _verify_release(stage, facts, options)
     steps += verify
     cleanup += after
+    if facts.runs.any:
+        cleanup.append(SettleRuns(facts.workdir, when=Succeeded()))
     return DeployPlan("apply", stage.name, facts.target, tuple(steps), tuple(cleanup))
 
 
@@ -154,8 +171,10 @@ def plan_plan(stage: Stage, facts: Facts) -> DeployPlan:
     plan_file = facts.plan_out or facts.workdir / PLAN_TMP
     steps: list[Step] = [_check_handler(stage)]
     steps += _connect(stage, facts)
+    steps += _settle(facts)
     steps.append(_read_releases(stage, facts))
     steps += _prepare(stage, facts)
+    steps += _adopt(facts)
     steps += [TerraformPlan(facts.workdir, plan_file), ReadPlan(facts.workdir, plan_file)]
     cleanup = () if facts.plan_out else (RemoveFile(plan_file),)
     return DeployPlan("plan", stage.name, facts.target, tuple(steps), cleanup)
@@ -181,10 +200,39 @@ def plan_destroy(stage: Stage, facts: Facts) -> DeployPlan:
         return DeployPlan("destroy", stage.name, facts.target, tuple(steps), (),
                           (f"nothing to destroy: stage {stage.name!r} has no state in {facts.workdir}",))
     steps += _connect(stage, facts)
+    steps += _settle(facts)
     steps += _prepare(stage, facts)
+    adopt = _adopt(facts)
+    if adopt:  # import blocks are not read by `terraform destroy`: adopt with a targeted apply first
+        steps += adopt
+        steps.append(TerraformApply(facts.workdir, purpose=ADOPT, output="adopt", targets_from=Ref("adoption"),
+                                    when=HasImports(Ref("adoption"))))
     steps.append(TerraformDestroy(facts.workdir))
-    cleanup = (MarkSandboxChanged(stage.project_dir, when=Changed((Ref("destroy"),))),) if facts.on_sandbox else ()
-    return DeployPlan("destroy", stage.name, facts.target, tuple(steps), cleanup)
+    cleanup: list[Step] = []
+    if facts.on_sandbox:
+        cleanup.append(MarkSandboxChanged(stage.project_dir, when=Changed((Ref("adopt"), Ref("destroy")))))
+    if facts.runs.any:
+        cleanup.append(SettleRuns(facts.workdir, when=Succeeded()))
+    return DeployPlan("destroy", stage.name, facts.target, tuple(steps), tuple(cleanup))
+
+
+def plan_unlock(stage: Stage, facts: Facts, lock_id: str) -> DeployPlan:
+    """`orch unlock STAGE LOCK_ID`: read the lock (refused when it is another lock, or a process
+    of this project still holds it), ask (unless --yes), `terraform force-unlock`. Raises
+    Aborted without a terminal and without --yes."""
+    if not facts.yes:
+        _refuse_without_terminal(stage, facts, "force open the state lock of")
+    steps: list[Step] = []
+    s3 = stage.config.backend.type == "s3"
+    if s3:  # the lock lives in the backend: connect, and initialise the folder force-unlock runs in
+        steps += _connect(stage, facts)
+        steps += _prepare(stage, facts)
+    steps.append(ReadLock(facts.workdir, lock_id, sandbox=Ref("sandbox") if facts.on_sandbox and s3 else None))
+    if not facts.yes:
+        steps.append(Confirm(f"Force open the state lock of stage {stage.name!r} ({{about}})?",
+                             f"the state lock of stage {stage.name!r} was left as it is.", about=Ref("lock")))
+    steps.append(ForceUnlock(facts.workdir, lock_id))
+    return DeployPlan("unlock", stage.name, facts.target, tuple(steps))
 
 
 def plan_sync(stage: Stage, facts: Facts, *, smoke: bool = True) -> DeployPlan:
@@ -288,6 +336,31 @@ def _check_handler(stage: Stage) -> CheckHandler:
     return CheckHandler(stage.source_dir, fn.runtime, fn.handler)
 
 
+def _fresh(facts: Facts) -> bool:
+    """The stage starts clean in a sandbox that was (re)started: its old resources are gone."""
+    return facts.on_sandbox and (
+        not facts.sandbox_running or facts.sandbox is None or facts.recorded_epoch != facts.sandbox.epoch)
+
+
+def _settle(facts: Facts) -> list[Step]:
+    """What earlier, interrupted orch processes left running: wait for a Terraform run still
+    going (it holds the state lock), end providers a killed Terraform left behind."""
+    steps: list[Step] = [WaitForRun(facts.workdir, r.run_id, r.describe(), RUN_WAIT_TIMEOUT)
+                         for r in facts.runs.running]
+    if facts.runs.stray:
+        steps.append(EndLeftovers(facts.workdir, tuple(r.run_id for r in facts.runs.stray)))
+    return steps
+
+
+def _adopt(facts: Facts) -> list[Step]:
+    """After a state-changing run that did not finish well (or one still running): find what
+    it left in AWS outside the state and write import blocks for it (orch.adopt)."""
+    if not (facts.runs.unfinished or facts.runs.running) or _fresh(facts):
+        return []
+    sandbox = Ref("sandbox") if facts.on_sandbox else None
+    return [FindOrphans(facts.workdir, sandbox=sandbox), WriteImports(facts.workdir, Ref("adoption"))]
+
+
 def _connect(stage: Stage, facts: Facts) -> list[Step]:
     if not facts.on_sandbox:
         return [CheckCredentials(stage.config.region)]
@@ -296,7 +369,7 @@ def _connect(stage: Stage, facts: Facts) -> list[Step]:
         steps.append(UseSandbox(stage.project_dir))
     else:
         steps.append(StartSandbox(stage.project_dir, stage.config.region))
-    fresh = not facts.sandbox_running or facts.sandbox is None or facts.recorded_epoch != facts.sandbox.epoch
+    fresh = _fresh(facts)
     if facts.state_present and fresh:
         steps.append(ForgetLostState(facts.workdir, "the sandbox was restarted"))
     if fresh:

@@ -187,8 +187,10 @@ def open_store(location: Location, aws: Callable[[str | None], Any]) -> Store:
 
 def record_document(release: Release) -> dict[str, Any]:
     """What is stored for `release`: the one place every record passes on its way out (so
-    redaction of secret values belongs here)."""
-    return release.as_dict()
+    redaction of secret values belongs here: every registered secret is masked)."""
+    from orch.redact import redact_data
+
+    return redact_data(release.as_dict())
 
 
 class Releases:

@@ -42,6 +42,8 @@ ROOT_OUTPUTS = (
     "custom_domain_url",
     "custom_domain_target",
 )
+PROVIDER_MAX_RETRIES = 5
+"""The aws provider's `max_retries` orch renders (the provider's default is 25)."""
 SANDBOX_SERVICES = (
     "acm", "apigateway", "cloudwatch", "iam", "lambda", "logs", "route53", "s3", "sts",
 )
@@ -358,6 +360,17 @@ def _environment(project_dir: Path) -> jinja2.Environment:
     )
 
 
+def state_backend(stage: Stage) -> dict[str, Any]:
+    """The stage's backend settings with orch's defaults filled in: for S3, `key`
+    (orch/<project>/<stage>/terraform.tfstate, so stages never share state) and `region`
+    (the stage's). In the sandbox the bucket lives in the emulator's S3."""
+    backend = stage.config.backend.model_dump()
+    if backend["type"] == "s3":
+        backend["key"] = backend["key"] or f"orch/{stage.config.project}/{stage.name}/terraform.tfstate"
+        backend["region"] = backend["region"] or stage.config.region
+    return backend
+
+
 def render(stage: Stage, target: Target, package: PackageRef) -> dict[str, str]:
     """Render every file of the working folder in memory (name -> text); nothing is written.
 
@@ -371,10 +384,7 @@ def render(stage: Stage, target: Target, package: PackageRef) -> dict[str, str]:
         modules_source = "./" + modules_source
     values = tfvars(stage, package)
     data = values.as_dict()
-    backend = stage.config.backend.model_dump()
-    if backend["type"] == "s3":  # in the sandbox: a bucket in the emulator's S3
-        backend["key"] = backend["key"] or f"orch/{stage.config.project}/{stage.name}/terraform.tfstate"
-        backend["region"] = backend["region"] or stage.config.region
+    backend = state_backend(stage)
     sandbox = None
     if target.sandbox:
         sandbox = {
@@ -397,6 +407,7 @@ def render(stage: Stage, target: Target, package: PackageRef) -> dict[str, str]:
         "sandbox_services": SANDBOX_SERVICES,
         "modules_source": modules_source,
         "outputs": ROOT_OUTPUTS,
+        "max_retries": PROVIDER_MAX_RETRIES,
     }
     env = _environment(stage.project_dir)
     files: dict[str, str] = {}

@@ -1,7 +1,7 @@
 """Everything orch prints passes through here: one Console per process, one Reporter per stage.
 
-The Console owns the output streams and the one place a filter (secret redaction, later)
-sees every line. A Reporter prints what one stage run says: step starts and ends with
+The Console owns the output streams and the one place a filter sees every line: secrets
+registered with orch.redact are masked there. A Reporter prints what one stage run says: step starts and ends with
 elapsed time, Terraform's lines, orch's notes and the closing summary, optionally prefixed
 with the stage's name (several stages at once). ConsoleReporter writes plain lines (logs,
 CI); LiveReporter, which the CLI swaps in when stderr is a terminal, keeps a live status
@@ -17,15 +17,18 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TextIO
 
+from orch import redact as redact_mod
+
 
 class Console:
-    """Writes lines to stdout/stderr through `redact` (identity by default); thread-safe."""
+    """Writes lines to stdout/stderr through `redact` (orch.redact's registry by default);
+    thread-safe."""
 
     def __init__(self, stdout: TextIO | None = None, stderr: TextIO | None = None,
                  redact: Callable[[str], str] | None = None) -> None:
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
-        self.redact = redact or (lambda text: text)
+        self.redact = redact or redact_mod.redact
         self._lock = threading.Lock()
 
     def out(self, text: str) -> None:

@@ -672,17 +672,21 @@ def to_json(report: SmokeReport) -> str:
 
 def write_junit(reports: Sequence[SmokeReport], path: Path) -> None:
     """A JUnit XML file: one testsuite per report, one testcase per check (a failure
-    element with the check's message when it failed), written with junitparser."""
+    element with the check's message when it failed), written with junitparser; registered
+    secrets are masked (orch.redact) before anything reaches the file."""
     from junitparser import Failure, JUnitXml, TestCase, TestSuite
+
+    from orch.redact import redact
 
     xml = JUnitXml("orch smoke")
     for report in reports:
         suite = TestSuite(f"orch smoke {report.stage} ({report.target}, {report.purpose})")
         suite.timestamp = report.started_at
         for check in report.checks:
-            case = TestCase(check.name, classname=f"orch.smoke.{report.stage}.{check.kind}", time=check.seconds)
+            case = TestCase(redact(check.name), classname=f"orch.smoke.{report.stage}.{check.kind}",
+                            time=check.seconds)
             if not check.passed:
-                case.result = [Failure(check.message)]
+                case.result = [Failure(redact(check.message))]
             suite.add_testcase(case)
         xml.add_testsuite(suite)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -112,6 +112,30 @@ class CodeDiffers(Condition):
         return f"if {self.package} is not the code {self.live} serves"
 
 
+@dataclass(frozen=True)
+class HasImports(Condition):
+    """The stored adoption (orch.adopt.Adoption) found resources to import."""
+
+    adoption: Ref
+
+    def holds(self, values: dict[str, Any]) -> bool:
+        return bool(values[self.adoption.name].imports)
+
+    def describe(self) -> str:
+        return f"if {self.adoption} found resources to adopt"
+
+
+@dataclass(frozen=True)
+class Succeeded(Condition):
+    """Every step of the command succeeded (checked by cleanup steps)."""
+
+    def holds(self, values: dict[str, Any]) -> bool:
+        return FAILED not in values
+
+    def describe(self) -> str:
+        return "if every step succeeded"
+
+
 FAILED = "failed"  # the executor stores the step that failed under this name
 
 
@@ -212,6 +236,7 @@ class Confirm(Step):
     refusal: str
     plan: Ref | None = None
     when: Condition | None = None
+    about: Ref | None = None  # a stored value whose text() replaces {about} in the question
 
     def title(self) -> str:
         return "ask for confirmation"
@@ -374,6 +399,7 @@ class Init(Step):
 class TerraformApply(Step):
     """One Terraform run that plans and applies (`apply -auto-approve -json`); stores an
     ApplyResult whose `plan` is the plan as data and whose `outputs` are the root outputs.
+    `targets_from` limits it to the resources a stored adoption imports (`-target`);
     `var_file`: values that override terraform.tfvars.json (a rollback's)."""
 
     workdir: Path
@@ -381,6 +407,7 @@ class TerraformApply(Step):
     purpose: str = ""
     output: str = "apply"
     when: Condition | None = None
+    targets_from: Ref | None = None
     var_file: Path | None = None
 
     changes_state = True
@@ -390,6 +417,8 @@ class TerraformApply(Step):
             return f"{self.purpose or 'terraform apply'} (terraform apply -var-file={self.var_file.name})"
         if self.replace:
             return f"{self.purpose or 'terraform apply'} (terraform apply -replace=" + ",".join(self.replace) + ")"
+        if self.targets_from is not None:
+            return f"{self.purpose or 'terraform apply'} (terraform apply -target=each of {self.targets_from})"
         return "terraform apply (plan and apply in one run)"
 
 
@@ -590,6 +619,95 @@ class MarkSandboxChanged(Step):
 
     def title(self) -> str:
         return "tell the local gateway the deployment changed"
+
+
+@dataclass(frozen=True)
+class WaitForRun(Step):
+    """A Terraform run an earlier, interrupted orch left going in this working folder: show
+    its output and wait for it to end (it holds the state lock)."""
+
+    workdir: Path
+    run_id: str
+    description: str
+    timeout: float
+
+    def title(self) -> str:
+        return f"wait for the {self.description} an interrupted orch left running"
+
+
+@dataclass(frozen=True)
+class EndLeftovers(Step):
+    """End the provider processes that killed Terraform runs left behind (they never exit
+    on their own)."""
+
+    workdir: Path
+    run_ids: tuple[str, ...]
+
+    def title(self) -> str:
+        return "end the provider processes a killed terraform left running"
+
+
+@dataclass(frozen=True)
+class FindOrphans(Step):
+    """After an interrupted or failed run: what exists in AWS for this stage but not in its
+    state (`terraform show -json` against AWS lookups, orch.adopt); stores an Adoption."""
+
+    workdir: Path
+    sandbox: Ref | None = None
+    output: str = "adoption"
+
+    def title(self) -> str:
+        return "look for resources an interrupted run left in AWS outside Terraform's state"
+
+
+@dataclass(frozen=True)
+class WriteImports(Step):
+    """Write Terraform import blocks for the stored adoption into the working folder."""
+
+    workdir: Path
+    adoption: Ref
+    when: Condition | None = None
+
+    def title(self) -> str:
+        return "write import blocks to adopt them (orch-adopt.tf)"
+
+
+@dataclass(frozen=True)
+class SettleRuns(Step):
+    """After a successful apply or destroy: forget the records of earlier interrupted runs
+    and remove orch-adopt.tf (what they left is in the state now)."""
+
+    workdir: Path
+    when: Condition | None = None
+
+    def title(self) -> str:
+        return "forget the interrupted runs, now settled"
+
+
+@dataclass(frozen=True)
+class ReadLock(Step):
+    """Read the stage's state lock (orch.statelock) and check it may be forced open: it is
+    `lock_id`, and no process of this project still holds it; stores a LockInfo."""
+
+    workdir: Path
+    lock_id: str
+    sandbox: Ref | None = None
+    output: str = "lock"
+
+    def title(self) -> str:
+        return f"read the state lock and check that {self.lock_id} is held by no process of this project"
+
+
+@dataclass(frozen=True)
+class ForceUnlock(Step):
+    """`terraform force-unlock -force LOCK_ID`, then remember that the lock's holder was
+    interrupted (the next plan or apply adopts what it left)."""
+
+    workdir: Path
+    lock_id: str
+
+    def title(self) -> str:
+        return f"terraform force-unlock {self.lock_id}"
 
 
 @dataclass(frozen=True)

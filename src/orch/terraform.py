@@ -11,9 +11,12 @@ for meaning: human output is only streamed to the person watching.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -21,13 +24,16 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from orch.errors import ConfigError, TerraformError
+from orch import tfruns
+from orch.errors import ConfigError, Interrupted, TerraformError
 from orch.tfplan import Diagnostic, JsonStream, PlanView, render_message
 
 INIT_STAMP = "orch-init.sha256"
 LOCK_TIMEOUT = "60s"
+"""How long a Terraform run waits for the state lock (`-lock-timeout`); ORCH_LOCK_TIMEOUT
+overrides it (a Terraform duration: 30s, 5m). Never `-lock=false`."""
 MIN_VERSION = (1, 9)  # `terraform init -json` (1.9.0); S3 native locking needs 1.10 (documented)
 
 # Which verbs take which flags, checked against Terraform 1.11's `-help` and pinned by
@@ -66,10 +72,11 @@ def command_line(
     options: Mapping[str, Any] | None = None,
     *,
     is_tty: bool,
+    lock_timeout: str = LOCK_TIMEOUT,
 ) -> list[str]:
     """The argv of `terraform <verb>`: pure, so tests pin every command orch runs.
 
-    Adds `-input=false` to every verb in INPUT_VERBS, `-lock-timeout=60s` (unless given) to
+    Adds `-input=false` to every verb in INPUT_VERBS, `-lock-timeout=<lock_timeout>` (unless given) to
     every verb in LOCK_VERBS (and refuses `lock=False` there: ValueError), and `-no-color` when
     orch's output is not a terminal. `options` use python-terraform's spelling (underscores
     become dashes): `True` -> `-flag`, `False` -> `-flag=false` (kept, never dropped), `None` ->
@@ -85,7 +92,7 @@ def command_line(
     if verb in INPUT_VERBS:
         merged["input"] = False
     if verb in LOCK_VERBS:
-        merged.setdefault("lock_timeout", LOCK_TIMEOUT)
+        merged.setdefault("lock_timeout", lock_timeout)
     if not is_tty:
         merged["no_color"] = True
     converted: dict[str, Any] = {}
@@ -125,50 +132,112 @@ def run_process(
 ) -> int:
     """Start Terraform, hand each output line to the callbacks as it arrives, return its exit code.
 
-    The only place orch starts a Terraform process (process group and signal forwarding for
-    interrupted applies belong here). Terraform handles Ctrl-C itself (it stops gracefully
-    and keeps state consistent), so orch waits for it before re-raising KeyboardInterrupt.
-    Raises TerraformError when the binary cannot be started.
+    The only place orch starts a Terraform process. Terraform leads its own session and
+    writes to files in `cwd/.orch-runs/` that orch follows (orch.tfruns), with a record of
+    the run beside them: if orch dies, even by `kill -9`, Terraform is not sent SIGINT or
+    SIGHUP by a terminal and never meets a closed pipe, so it finishes (or stops) as it
+    would have, saving state; the next orch command finds the record. SIGINT and SIGTERM
+    to orch are passed on as SIGINT (Terraform's graceful stop; a second one stops it at
+    once); orch waits up to INTERRUPT_TIMEOUT seconds for it, then raises Interrupted
+    (exit 130 for SIGINT, 143 for SIGTERM). Raises TerraformError when it cannot start.
     """
+    verb = argv[1] if len(argv) > 1 else "run"
+    runs = cwd / tfruns.RUNS_DIR
+    run_id = _next_run_id(verb)
+    out_path, err_path = runs / f"{run_id}.stdout", runs / f"{run_id}.stderr"
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+        out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        err_fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise TerraformError(f"could not create Terraform's log in {runs}: {exc.strerror or exc}.") from None
     try:
         proc = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
+            list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=out_fd, stderr=err_fd,
+            start_new_session=True,
         )
     except OSError as exc:
+        out_path.unlink(missing_ok=True)
+        err_path.unlink(missing_ok=True)
         raise TerraformError(f"could not start {argv[0]}: {exc.strerror or exc}.") from None
-    threads = [
-        threading.Thread(target=_pump, args=(proc.stdout, on_stdout), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, on_stderr), daemon=True),
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        code = proc.wait()
-    except KeyboardInterrupt:
-        proc.wait()
-        raise
     finally:
-        for thread in threads:
-            thread.join()
+        os.close(out_fd)
+        os.close(err_fd)
+    record = tfruns.new_record(verb, proc.pid, run_id)
+    record.write(cwd)
+    follower = tfruns.Follower({out_path: on_stdout, err_path: on_stderr}).start()
+    received: list[int] = []
+    try:
+        with tfruns.forwarding(proc.pid) as received:
+            code = _wait(proc, received)
+    except tfruns.Forwarded:  # the signal came just as Terraform ended
+        code = proc.poll()
+    finally:
+        follower.stop()
+    if received:
+        _interrupted(record, cwd, received[0], code)
+    assert code is not None
+    record.finished(cwd, code)
     return code
 
 
-def _pump(stream: TextIO | None, sink: Callable[[str], None]) -> None:
-    if stream is None:
-        return
-    for line in stream:
-        sink(line)
-    stream.close()
+INTERRUPT_TIMEOUT = 60.0
+"""Seconds orch waits for Terraform to stop gracefully after passing on SIGINT or SIGTERM;
+after that orch exits and Terraform finishes on its own (the next orch command waits for it)."""
+
+_run_counter = itertools.count(1)
+
+
+def _next_run_id(verb: str) -> str:
+    safe = "".join(c for c in verb if c.isalpha() or c == "-") or "run"
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{next(_run_counter)}-{safe}"
+
+
+def _wait(proc: subprocess.Popen, received: list[int]) -> int | None:
+    """Terraform's exit code; after a forwarded signal, None when it has not stopped within
+    INTERRUPT_TIMEOUT seconds."""
+    deadline: float | None = None
+    while True:
+        try:
+            if deadline is None:
+                return proc.wait()
+            return proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except tfruns.Forwarded:
+            if deadline is None:
+                deadline = time.monotonic() + INTERRUPT_TIMEOUT
+        except subprocess.TimeoutExpired:
+            return None
+
+
+def _interrupted(record: tfruns.RunRecord, cwd: Path, signum: int, code: int | None) -> None:
+    name = signal.Signals(signum).name
+    what = f"{name} during `terraform {record.verb}`"
+    if code is None:
+        raise Interrupted(
+            f"{what}: orch passed it on, and Terraform (pid {record.pid}) is still finishing what it "
+            f"started, in the background.",
+            signum=signum,
+            hint=f"Its output goes to {record.stdout_path(cwd)}; the next orch command for this stage "
+            "waits for it.",
+        )
+    record.finished(cwd, code)
+    how = "finished anyway" if code == 0 else f"stopped gracefully (exit {code})"
+    raise Interrupted(f"{what}: orch passed it on, and Terraform {how}, saving what it did to the state.",
+                      signum=signum)
 
 
 # ---------------------------------------------------------------------------- binary and config
+
+
+def lock_timeout() -> str:
+    """ORCH_LOCK_TIMEOUT (a Terraform duration such as 30s or 5m) or LOCK_TIMEOUT.
+    Raises ConfigError naming the variable when it is not a duration."""
+    value = os.environ.get("ORCH_LOCK_TIMEOUT", "").strip()
+    if not value:
+        return LOCK_TIMEOUT
+    if not re.fullmatch(r"[0-9]+(ms|s|m|h)", value):
+        raise ConfigError(f"ORCH_LOCK_TIMEOUT={value!r} is not a duration Terraform reads (e.g. 30s, 5m).")
+    return value
 
 
 def find_binary() -> str:
@@ -370,15 +439,17 @@ class Terraform:
         env: Mapping[str, str],
         echo: Echo,
         is_tty: bool = False,
+        lock_timeout: str = LOCK_TIMEOUT,
     ) -> None:
         self.workdir = workdir
         self.binary = binary
         self.env = dict(env)
         self.echo = echo
         self.is_tty = is_tty
+        self.lock_timeout = lock_timeout
 
     def argv(self, verb: str, *args: str, **options: Any) -> list[str]:
-        return command_line(self.binary, verb, args, options, is_tty=self.is_tty)
+        return command_line(self.binary, verb, args, options, is_tty=self.is_tty, lock_timeout=self.lock_timeout)
 
     # ------------------------------------------------------------------ running
 
@@ -493,15 +564,16 @@ class Terraform:
         except ValueError:
             raise TerraformError(f"terraform show -json {plan_file} did not print JSON.") from None
 
-    def apply(self, *, replace: Iterable[str] = (), var_file: Path | None = None) -> ApplyResult:
+    def apply(self, *, replace: Iterable[str] = (), target: Iterable[str] = (),
+              var_file: Path | None = None) -> ApplyResult:
         """One run that plans and applies: `apply -auto-approve -json [-replace=ADDR ...]
-        [-var-file=FILE]` (a var file's values override terraform.tfvars.json's).
+        [-target=ADDR ...] [-var-file=FILE]` (a var file's values override terraform.tfvars.json's).
 
         The plan comes back as data (the stream's planned_change and change_summary
         messages), the outputs from its `outputs` message.
         """
         argv = self.argv("apply", auto_approve=True, json=True, replace=list(replace) or None,
-                         var_file=str(var_file) if var_file is not None else None)
+                         target=list(target) or None, var_file=str(var_file) if var_file is not None else None)
         result, stream = self._json(argv)
         if result.exit_code != 0:
             raise self._failed("terraform apply", result, stream)
@@ -525,6 +597,50 @@ class Terraform:
         if result.exit_code != 0:
             raise self._failed("terraform destroy", result, stream)
         return _apply_result(result, stream, "destroy")
+
+    def force_unlock(self, lock_id: str) -> RunResult:
+        """`terraform force-unlock -force LOCK_ID` (orch asked first)."""
+        result = self._human(self.argv("force-unlock", lock_id, force=True))
+        if result.exit_code != 0:
+            raise self._failed("terraform force-unlock", result)
+        return result
+
+    def untaint(self, address: str) -> RunResult:
+        """`terraform untaint ADDRESS`: Terraform updates the object in place instead of
+        replacing it (https://developer.hashicorp.com/terraform/cli/commands/untaint)."""
+        result = self._human(self.argv("untaint", address), echo=False)
+        if result.exit_code != 0:
+            raise self._failed("terraform untaint", result)
+        return result
+
+    def show_state(self) -> dict[str, Any]:
+        """`terraform show -json` of the state (values.root_module...; `{}`-like when empty).
+        Starts the provider to read its schema: seconds, so orch asks only when it must."""
+        result = self._human(self.argv("show", json=True), echo=False)
+        if result.exit_code != 0:
+            raise self._failed("terraform show", result)
+        try:
+            data = json.loads(result.stdout or "{}")
+        except ValueError:
+            raise TerraformError(f"terraform show -json in {self.workdir} did not print JSON.") from None
+        return data if isinstance(data, dict) else {}
+
+    def follow(self, record: tfruns.RunRecord, timeout: float) -> bool:
+        """Echo an earlier orch's still-running Terraform's output (its `-json` messages
+        rendered as they would have been) until it ends; False when `timeout` passed first."""
+        stream = JsonStream()
+
+        def line(text: str) -> None:
+            message = stream.feed(text)
+            if message is None:
+                if text.strip():
+                    self.echo(text.rstrip("\n"), False)
+                return
+            rendered = render_message(message)
+            if rendered is not None:
+                self.echo(rendered, message.get("@level") == "error")
+
+        return tfruns.follow_until_exit(record, self.workdir, line, timeout)
 
     def output(self) -> dict[str, Any]:
         """`terraform output -json`: root output name -> value ({} when nothing is deployed)."""

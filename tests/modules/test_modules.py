@@ -162,7 +162,9 @@ def test_stack_outputs_exactly_the_root_outputs() -> None:
 
 def test_stack_variables_are_the_tfvars_contract() -> None:
     variables = set(_blocks((MODULES_DIR / "stack" / "variables.tf").read_text(), "variable"))
-    assert variables == {"region", "stage_name", "tags", "function", "api", "stage", "domain"}
+    # secret_environment never goes through terraform.tfvars.json: orch.secrets hands it over
+    # as TF_VAR_secret_environment
+    assert variables == {"region", "stage_name", "tags", "function", "api", "stage", "domain", "secret_environment"}
 
 
 @pytest.mark.terraform

@@ -48,6 +48,33 @@ run "alias_is_named_after_the_stage_and_points_at_the_published_version" {
   }
 }
 
+run "secret_environment_is_merged_into_the_environment" {
+  command = apply
+
+  variables {
+    environment        = { LOG_LEVEL = "debug" }
+    secret_environment = { DB_PASSWORD = "from-a-test" }
+  }
+
+  assert {
+    condition     = nonsensitive(aws_lambda_function.this.environment[0].variables) == tomap({ LOG_LEVEL = "debug", DB_PASSWORD = "from-a-test" })
+    error_message = "Secret values must reach the function's environment beside the plain ones."
+  }
+}
+
+run "secrets_alone_still_make_an_environment_block" {
+  command = apply
+
+  variables {
+    secret_environment = { DB_PASSWORD = "from-a-test" }
+  }
+
+  assert {
+    condition     = length(aws_lambda_function.this.environment) == 1
+    error_message = "A function with only secret environment values must still get its environment block."
+  }
+}
+
 run "memory_below_128_mb_is_rejected" {
   command = plan
   variables {

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orch import redact
 from orch.ci import freshness
 from orch.ci.decide import SANDBOX, Decision, decide
 from orch.ci.events import read_event
 from orch.ci.policy import LoadedPolicy, load_policy
-from orch.ci.secrets import ci_secrets, masking
+from orch.ci.secrets import ci_secrets
 from orch.ci.slack import ApplyReport, notify
 from orch.ci.summary import MARKER, StageSummary, markdown, package_change
 from orch.config import load_stage, stage_names
@@ -57,8 +58,12 @@ class CiRun:
         self.project_dir = project_dir
         self.env = env
         # One filter for everything this run prints, writes, comments or posts: the webhook URL
-        # and tokens (orch.ci.secrets), then the Console's own hook (orch.redact's registry there).
-        console = Console(console.stdout, console.stderr, masking(ci_secrets(env), console.redact))
+        # and tokens (orch.ci.secrets) join the registry of stage secrets and AWS credentials.
+        for value, label in ci_secrets(env).items():
+            redact.register(value, label)
+        if console.redact is not redact.redact:  # a Console built with its own hook keeps it, after the registry
+            own = console.redact
+            console = Console(console.stdout, console.stderr, lambda text: own(redact.redact(text)))
         self.console = console
         self.options = options
         self.stage_work = stage_work

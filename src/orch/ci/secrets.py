@@ -1,22 +1,18 @@
 """The secrets a CI build hands `orch ci` itself: the Slack webhook URL (the URL is the
 credential: anyone who has it can post) and the GitHub tokens that may comment.
 
-This module names where they are (`ci_secrets`) and masks them in text (`masking`), so that
-everything `orch ci` prints, writes to the summary, comments or posts goes through one
-filter: the Console's `redact` hook, which CiRun wraps. It does not know the stage's own
-secrets or AWS credentials (those belong to the engine's redaction registry, orch.redact,
-when it exists) and it never prints, logs or writes a value.
+This module names where they are (`ci_secrets`); CiRun registers them in orch.redact, the one
+registry that also holds the stage's secrets and the AWS credentials, so everything `orch ci`
+prints, writes to the summary, comments or posts is masked by one filter. It never prints,
+logs or writes a value.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
-MASK = "***"  # the same mask as orch.redact's
-MIN_LENGTH = 4  # shorter values are not secrets worth garbling every message for
+from orch.redact import MIN_LENGTH
 
 SECRET_VARIABLES = {
     "SLACK_WEBHOOK_URL": "Slack webhook URL",
@@ -42,21 +38,3 @@ def ci_secrets(env: Mapping[str, str]) -> dict[str, str]:
             if len(secret_part.strip("/")) >= MIN_LENGTH:
                 found[secret_part] = label
     return found
-
-
-def masking(secrets: Mapping[str, str], then: Callable[[str], str]) -> Callable[[str], str]:
-    """A redact function: every value of `secrets` (as written, JSON-escaped and URL-encoded)
-    becomes MASK, longest first, then the text goes through `then` (the Console's own hook)."""
-    forms: set[str] = set()
-    for value in secrets:
-        forms |= {value, json.dumps(value)[1:-1], urllib.parse.quote(value, safe=""),
-                  urllib.parse.quote_plus(value)}
-    forms = {form for form in forms if len(form) >= MIN_LENGTH}
-    if not forms:
-        return then
-    pattern = re.compile("|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True)))
-
-    def redact(text: str) -> str:
-        return then(pattern.sub(MASK, text) if text else text)
-
-    return redact
