@@ -570,11 +570,6 @@ class Aws:
             raise aws_error(f"reading the deployed code of {function_name} failed", exc) from None
         return answer["Configuration"]["CodeSha256"], answer["Code"]["Location"]
 
-NOT_FOUND_CODES = frozenset({
-    "ResourceNotFoundException", "NotFoundException", "NotFound", "NoSuchKey", "NoSuchBucket", "404",
-})
-
-
 def error_message(exc: Any) -> str:
     """AWS's code and message of a botocore ClientError."""
     code = error_code(exc)
