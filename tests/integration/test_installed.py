@@ -94,7 +94,9 @@ def test_the_installed_wheel_deploys_a_new_project(wheel: Path, tmp_path: Path) 
     created = run(bin_dir, "init", "demo", cwd=tmp_path)
     assert created.code == 0, created.output
     demo = tmp_path / "demo"
-    assert sorted(p.name for p in demo.iterdir()) == [".gitignore", "functions", "stages"]
+    assert sorted(p.name for p in demo.iterdir()) == [
+        ".github", ".gitignore", ".travis.yml", "functions", "scripts", "stages"]  # the CI files too
+    assert (demo / ".github" / "workflows" / "orch.yml").is_file()
     try:
         applied = run(bin_dir, "apply", "dev", "--sandbox", cwd=demo)
         assert applied.code == 0, applied.output
