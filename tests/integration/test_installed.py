@@ -94,9 +94,9 @@ def test_the_installed_wheel_deploys_a_new_project(wheel: Path, tmp_path: Path) 
     created = run(bin_dir, "init", "demo", cwd=tmp_path)
     assert created.code == 0, created.output
     demo = tmp_path / "demo"
-    from orch.init import PROJECT_FILES  # the CI files join them there (issue 8)
-
-    assert sorted(p.name for p in demo.iterdir()) == sorted({f.path.split("/")[0] for f in PROJECT_FILES})
+    assert sorted(p.name for p in demo.iterdir()) == [
+        ".github", ".gitignore", ".travis.yml", "functions", "scripts", "stages"]  # the CI files too
+    assert (demo / ".github" / "workflows" / "orch.yml").is_file()
     try:
         applied = run(bin_dir, "apply", "dev", "--sandbox", cwd=demo)
         assert applied.code == 0, applied.output
