@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -96,6 +97,17 @@ def cli(*args: str, cwd: Path, env: dict[str, str | None] | None = None, stdin: 
         os.environ.clear()
         os.environ.update(saved_env)
     return Result(int(code or 0), out.getvalue(), err.getvalue())
+
+
+TERMINAL_CODES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def screen_text(raw: str) -> str:
+    """What a terminal shows of a pseudo-terminal transcript, line by line: escape sequences
+    (colours, a live display's cursor moves) removed and, of a line rewritten in place with
+    `\r` (a live status line redrawn, then replaced by the line printed above it), only its
+    last version."""
+    return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in TERMINAL_CODES.sub("", raw).split("\n"))
 
 
 def assert_clean_failure(result: Result, code: int, *needles: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from helpers import cli
 
-COMMANDS = ["plan", "apply", "destroy", "output", "render", "package", "stages", "serve", "sandbox", "init"]
+COMMANDS = ["plan", "apply", "sync", "destroy", "output", "render", "package", "stages", "serve", "sandbox", "init"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -17,6 +17,21 @@ def test_every_command_has_help(command: str, tmp_path: Path) -> None:
     result = cli(command, "--help", cwd=tmp_path)
     assert result.code == 0, result.output
     assert "Usage: orch " + command in result.stdout
+
+
+@pytest.mark.parametrize("args", [("-h",), ("plan", "-h"), ("sandbox", "start", "-h")])
+def test_h_is_help_too(args: tuple[str, ...], tmp_path: Path) -> None:
+    result = cli(*args, cwd=tmp_path)
+    assert result.code == 0, result.output
+    assert result.stdout.startswith("Usage: orch") and "-h, --help" in result.stdout
+
+
+def test_version_prints_the_installed_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    result = cli("--version", cwd=tmp_path)
+    assert result.code == 0, result.output
+    assert result.stdout.strip() == f"orch {version('orch')}"
 
 
 def test_stages_lists_where_each_stage_deploys(project: Path) -> None:

@@ -99,6 +99,32 @@ def test_init_writes_a_project_shaped_like_this_repository(tmp_path: Path) -> No
     assert ".orch/" in (tmp_path / "demo" / ".gitignore").read_text().splitlines()
 
 
+def test_every_project_file_ships_in_the_wheel() -> None:
+    """The hook for the CI files (issue 8): each ProjectFile's source exists in the skeleton
+    and a `[tool.setuptools.package-data]` pattern carries it into the wheel (setuptools'
+    globs, relative to the package, as Path.glob reads them)."""
+    import tomllib
+
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["orch"]
+    shipped = {path.resolve() for pattern in patterns for path in resources.PACKAGE_DIR.glob(pattern)}
+    assert len({f.path for f in PROJECT_FILES}) == len(PROJECT_FILES)
+    for item in PROJECT_FILES:
+        source = resources.SKELETON_DIR / item.source
+        assert source.is_file(), f"{item.path}: no {source}"
+        assert source.resolve() in shipped, f"{item.path}: {item.source} is in no package-data pattern"
+
+
+def test_init_writes_executable_project_files_with_mode_755(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from orch import init
+
+    script = init.ProjectFile(".ci/run", "gitignore", executable=True)  # any skeleton file will do
+    monkeypatch.setattr(init, "PROJECT_FILES", (*init.PROJECT_FILES, script))
+    init_project(tmp_path / "demo")
+    assert (tmp_path / "demo" / ".ci" / "run").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "demo" / ".gitignore").stat().st_mode & 0o111 == 0
+
+
 @pytest.mark.parametrize(
     ("folder", "name"),
     [("demo", "demo"), ("My API_v2", "my-api-v2"), ("2024-shop", "shop"), ("___", "app"), ("x" * 40, "x" * 31)],

@@ -77,3 +77,18 @@ def test_an_interrupted_test_run_leaves_no_sandbox(tmp_path: Path, how: signal.S
         if inner.poll() is None:
             inner.kill()
     assert all(wait_gone(pid, 10) for pid in daemons), f"a sandbox outlived the interrupted run:\n{out}"
+
+
+def test_hot_reload_is_on_unless_turned_off_and_a_running_sandbox_says_which(tmp_path: Path) -> None:
+    import json
+
+    project = make_project(tmp_path / "quiet")
+    try:
+        assert orch("sandbox", "start", cwd=project, env={"ORCH_RELOAD": "0"}).code == 0
+        status = json.loads(orch("sandbox", "status", "--json", cwd=project).stdout)
+        assert status["running"] is True and status["reload"] is False
+        again = orch("sandbox", "start", "--reload", cwd=project)
+        assert again.code == 0 and "already runs with hot reload off" in again.stderr
+        assert "--no-reload" in (Path("/proc") / str(status["pid"]) / "cmdline").read_bytes().decode(errors="replace")
+    finally:
+        orch("sandbox", "stop", cwd=project)

@@ -351,6 +351,7 @@ class Aws:
         body = answer.get("Payload")
         return {**answer, "Payload": body.read() if hasattr(body, "read") else (body or b"")}
 
+    # -- code-only releases (orch sync) --------------------------------------------------
 
     # ------------------------------------------------------------------ lookups (orch.adopt)
     # Each answers None / False / empty when the object does not exist, and raises AwsError
@@ -469,12 +470,92 @@ class Aws:
             frozenset(s["stageName"] for s in stages.get("item", [])),
         )
 
+    def live_code(self, function_name: str, alias: str) -> LiveCode:
+        """What ``function_name``'s alias serves now: its version and that version's
+        CodeSha256 (base64). Raises FunctionNotFound when the function or the alias does not
+        exist, AwsError for other failures.
+        https://docs.aws.amazon.com/lambda/latest/api/API_GetAlias.html
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
 
-def error_message(exc: Any) -> str:
-    """AWS's code and message of a botocore ClientError."""
-    code = error_code(exc)
-    message = getattr(exc, "response", {}).get("Error", {}).get("Message", "") or str(exc)
-    return f"{code}: {message}" if code else message
+        lam = self.client("lambda")
+        try:
+            version = lam.get_alias(FunctionName=function_name, Name=alias)["FunctionVersion"]
+            config = lam.get_function_configuration(FunctionName=function_name, Qualifier=version)
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                raise FunctionNotFound(f"the function {function_name} has no alias {alias!r} here.") from None
+            raise aws_error(f"reading alias {alias!r} of {function_name} failed", exc) from exc
+        except BotoCoreError as exc:
+            raise aws_error(f"reading alias {alias!r} of {function_name} failed", exc) from exc
+        return LiveCode(function_name, alias, str(version), config["CodeSha256"])
+
+    def update_function_code(self, function_name: str, *, zip_file: Any = None,
+                             s3: tuple[str, str] | None = None, timeout: float = 300.0) -> str:
+        """Replace the code of ``function_name``'s $LATEST with a zip (``zip_file``: a path)
+        or an S3 object (``s3``: bucket, key) and wait until Lambda finished the update
+        (LastUpdateStatus Successful, polled every second up to ``timeout`` seconds); return
+        the new CodeSha256 (base64). Terraform's state is not touched. Raises AwsError.
+        https://docs.aws.amazon.com/lambda/latest/api/API_UpdateFunctionCode.html
+        https://docs.aws.amazon.com/lambda/latest/dg/functions-states.html (updates are asynchronous)
+        """
+        from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+
+        lam = self.client("lambda")
+        where = f"updating the code of {function_name}"
+        try:
+            if s3 is not None:
+                answer = lam.update_function_code(FunctionName=function_name, S3Bucket=s3[0], S3Key=s3[1])
+            else:
+                with open(zip_file, "rb") as body:
+                    answer = lam.update_function_code(FunctionName=function_name, ZipFile=body.read())
+            if answer.get("LastUpdateStatus", "Successful") != "Successful":
+                lam.get_waiter("function_updated_v2").wait(
+                    FunctionName=function_name,
+                    WaiterConfig={"Delay": 1, "MaxAttempts": max(1, int(timeout))},
+                )
+        except OSError as exc:
+            raise PackageError(f"cannot read the function package {zip_file}: {exc.strerror or exc}",
+                               hint="build the package again") from exc
+        except WaiterError as exc:
+            raise AwsError(f"{where}: Lambda did not finish the update ({exc}).",
+                           hint="check the function in the Lambda console, then run the command again") from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(where, exc) from exc
+        return str(answer["CodeSha256"])
+
+    def publish_version(self, function_name: str, code_sha256: str, description: str = "") -> str:
+        """Publish $LATEST as a new version, only if its code is ``code_sha256`` (base64; Lambda
+        refuses otherwise, so a concurrent update is never published by mistake); return the
+        version number. Raises AwsError, also when the published code differs.
+        https://docs.aws.amazon.com/lambda/latest/api/API_PublishVersion.html
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        lam = self.client("lambda")
+        try:
+            answer = lam.publish_version(FunctionName=function_name, CodeSha256=code_sha256,
+                                         Description=description)
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(f"publishing a version of {function_name} failed", exc) from exc
+        if answer.get("CodeSha256") != code_sha256:  # what AWS checks itself; an emulator may not
+            raise AwsError(
+                f"publishing a version of {function_name}: version {answer.get('Version')} has code "
+                f"{answer.get('CodeSha256')}, not the package's {code_sha256} (another update got there first?).",
+                hint="run the command again",
+            )
+        return str(answer["Version"])
+
+    def update_alias(self, function_name: str, alias: str, version: str) -> None:
+        """Point ``function_name``'s alias at ``version``. Raises AwsError.
+        https://docs.aws.amazon.com/lambda/latest/api/API_UpdateAlias.html
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client("lambda").update_alias(FunctionName=function_name, Name=alias, FunctionVersion=version)
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(f"moving alias {alias!r} of {function_name} to version {version} failed", exc) from exc
 
 
     def function_code(self, function_name: str) -> tuple[str, str]:
@@ -488,6 +569,27 @@ def error_message(exc: Any) -> str:
         except (ClientError, BotoCoreError) as exc:
             raise aws_error(f"reading the deployed code of {function_name} failed", exc) from None
         return answer["Configuration"]["CodeSha256"], answer["Code"]["Location"]
+
+def error_message(exc: Any) -> str:
+    """AWS's code and message of a botocore ClientError."""
+    code = error_code(exc)
+    message = getattr(exc, "response", {}).get("Error", {}).get("Message", "") or str(exc)
+    return f"{code}: {message}" if code else message
+
+
+@dataclass(frozen=True)
+class LiveCode:
+    """What a function's alias serves: ``version`` and its ``code_sha256`` (base64, as
+    Lambda's CodeSha256 and Terraform's source_code_hash)."""
+
+    function_name: str
+    alias: str
+    version: str
+    code_sha256: str
+
+
+class FunctionNotFound(AwsError):
+    """The function (or its alias) does not exist: the stage is not deployed there."""
 
 
 def error_code(exc: Any) -> str:

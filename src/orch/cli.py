@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,10 +35,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 sandbox_app = typer.Typer(
     help="Start, stop or inspect the sandbox (AWS emulator + local gateway on this machine).",
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(sandbox_app, name="sandbox")
 
@@ -96,6 +99,34 @@ JunitOpt = Annotated[
 FILES = ("backend.tf", "main.tf", "terraform.tfvars.json")
 
 
+def _version() -> str:
+    """orch's installed version (the package metadata; the source tree's when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("orch")
+    except PackageNotFoundError:
+        from orch import __version__
+
+        return __version__
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        _out(f"orch {_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    _version_flag: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print orch's version and exit."),
+    ] = False,
+) -> None:
+    """Deploy a Lambda function behind an API Gateway REST API, one stage at a time."""
+
+
 def _console():
     from orch.reporter import Console
 
@@ -123,7 +154,22 @@ def _interactive() -> bool:
 
 
 def _ask(question: str) -> bool:
+    """The person's yes/no on the terminal (several stages at once and `orch ci`: plain lines)."""
     return typer.confirm(question, default=False, err=True)
+
+
+def _asker(reporter):
+    """The person's yes/no on the terminal, with the live status line lifted meanwhile."""
+
+    def ask(question: str) -> bool:
+        with reporter.paused():
+            return typer.confirm(question, default=False, err=True)
+
+    return ask
+
+
+def _since(started: float) -> str:
+    return f"{time.monotonic() - started:.1f} s"
 
 
 def _require_sandbox() -> None:
@@ -138,11 +184,12 @@ def _deployer(project: Path | None, stage: str, sandbox: bool, *, yes: bool = Fa
     if sandbox:
         _require_sandbox()
     from orch.deploy import create_deployer, project_dir_from
-    from orch.reporter import ConsoleReporter
+    from orch.reporter import for_terminal
 
+    reporter = for_terminal(_console())  # a live status line on a terminal, plain lines elsewhere
     return create_deployer(
-        project_dir_from(project), stage, sandbox=sandbox, reporter=ConsoleReporter(_console()),
-        ask=_ask, interactive=_interactive(), yes=yes, color=_color(), allow_destroy=allow_destroy,
+        project_dir_from(project), stage, sandbox=sandbox, reporter=reporter,
+        ask=_asker(reporter), interactive=_interactive(), yes=yes, color=_color(), allow_destroy=allow_destroy,
     )
 
 
@@ -223,6 +270,7 @@ def plan(
     when needed, then `terraform plan` (saved to a file and read back as JSON for the counts).
     With --all or --stages: those stages concurrently, then a summary table.
     """
+    started = time.monotonic()
     many = _selected(stage, all_stages, stages, project, ("--out", out))
     if many is not None:
         from orch.multistage import exit_code
@@ -230,10 +278,11 @@ def plan(
         runs = _many(project, many, sandbox, "plan", detailed_exitcode=detailed_exitcode)
         return exit_code(runs)
     assert stage is not None
-    outcome = _deployer(project, stage, sandbox).plan(out=out.resolve() if out else None)
-    _log(f"plan for stage {stage!r}: {outcome.plan.text()}")
+    deployer = _deployer(project, stage, sandbox)
+    outcome = deployer.plan(out=out.resolve() if out else None)
+    deployer.reporter.summary(f"plan for stage {stage!r}: {outcome.plan.text()} ({_since(started)})")
     if out:
-        _log(f"saved the plan to {out}; apply exactly it with `orch apply {stage} --plan {out}`")
+        deployer.reporter.summary(f"saved the plan to {out}; apply exactly it with `orch apply {stage} --plan {out}`")
     if detailed_exitcode and outcome.plan.has_changes:
         return ExitCode.CHANGES_PRESENT
     return ExitCode.OK
@@ -276,6 +325,7 @@ def apply(
     stage or function stops the apply unless --allow-destroy. With --all or --stages: those
     stages concurrently (a stage with `promote_from` after that stage), then a summary table.
     """
+    started = time.monotonic()
     many = _selected(stage, all_stages, stages, project, ("--plan", plan_file), ("--dry-run", dry_run),
                      ("--junit", junit))
     if many is not None:
@@ -285,25 +335,25 @@ def apply(
                      smoke=not no_smoke, skip_promotion_check=skip_promotion_check)
         return exit_code(runs)
     assert stage is not None
-    outcome = _deployer(project, stage, sandbox, yes=yes, allow_destroy=allow_destroy).apply(
-        plan_file=plan_file, dry_run=dry_run, smoke=not no_smoke, skip_promotion_check=skip_promotion_check)
+    deployer = _deployer(project, stage, sandbox, yes=yes, allow_destroy=allow_destroy)
+    outcome = deployer.apply(plan_file=plan_file, dry_run=dry_run, smoke=not no_smoke,
+                             skip_promotion_check=skip_promotion_check)
     if outcome.dry_run:
         return ExitCode.OK
     verdict = outcome.verdict
     if junit is not None and verdict is not None:
         _write_junit(junit, [r for r in (verdict.smoke, verdict.recheck) if r is not None])
     outputs = outcome.outputs
+    summary = deployer.reporter.summary
     if verdict is not None and not verdict.ok:
         pass  # the verdict says what happened (below, exit 6)
     elif outcome.plan is not None and not outcome.plan.has_changes:
-        _log(f"stage {stage!r} is up to date: nothing to apply")
+        summary(f"stage {stage!r} is up to date: nothing to apply ({_since(started)})")
     else:
-        _log(f"stage {stage!r} deployed ({outcome.plan.text() if outcome.plan else 'saved plan'}): "
-             f"function {outputs.get('function_name')}, API {outputs.get('rest_api_id')}")
-    if sandbox:
-        _log("invoke URL (served by orch's local gateway):")
-    else:
-        _log("invoke URL:")
+        summary(f"stage {stage!r} deployed in {_since(started)} "
+                f"({outcome.plan.text() if outcome.plan else 'saved plan'}): "
+                f"function {outputs.get('function_name')}, API {outputs.get('rest_api_id')}")
+    summary("invoke URL (served by orch's local gateway):" if sandbox else "invoke URL:")
     _out(outputs.get("invoke_url", ""))
     _raise_unless_ok(verdict)
     return ExitCode.OK
@@ -315,10 +365,76 @@ def destroy(
     project: ProjectOpt = None,
 ) -> int:
     """Delete every resource of STAGE (asks first unless --yes)."""
+    started = time.monotonic()
     deployer = _deployer(project, stage, sandbox, yes=yes)
     destroyed = deployer.destroy(dry_run=dry_run)
     if not dry_run:
-        _log(f"stage {stage!r} destroyed" if destroyed else f"stage {stage!r}: nothing was destroyed")
+        deployer.reporter.summary((f"stage {stage!r} destroyed" if destroyed else f"stage {stage!r}: nothing was "
+                                   "destroyed") + f" ({_since(started)})")
+    return ExitCode.OK
+
+
+@app.command()
+def sync(
+    stage: StageArg,
+    sandbox: SandboxOpt = False,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", help="After the first release, release again whenever a file in the function's "
+                     "source folder is saved (Ctrl-C stops)."),
+    ] = False,
+    dry_run: DryRunOpt = False,
+    no_smoke: Annotated[
+        bool, typer.Option("--no-smoke", help="Do not run the stage's smoke checks after releasing.")
+    ] = False,
+    project: ProjectOpt = None,
+) -> int:
+    """Release STAGE's code in seconds, without Terraform (unprotected stages only).
+
+    Packages the function and, when that is not the code the stage's alias serves, updates
+    the function's code, publishes a version and moves the stage's alias to it, then runs the
+    stage's smoke checks: when they fail, the alias moves back and orch exits 6. Terraform's
+    state is not edited: `orch plan STAGE` shows the release as pending until the next
+    `orch apply STAGE`, which converges. Refused (exit 3) for protected stages.
+    """
+    started = time.monotonic()
+    deployer = _deployer(project, stage, sandbox)
+    where = " --sandbox" if sandbox else ""
+
+    def report(outcome, error) -> None:
+        nonlocal started
+        if error is not None:
+            _err(f"orch: {error.title}: {error.message}")
+            if error.hint:
+                _err(error.hint)
+        elif outcome.release is None:
+            deployer.reporter.summary(
+                f"stage {stage!r} already serves this code (version {outcome.live.version} of "
+                f"{outcome.live.function_name}): nothing to release ({_since(started)})")
+        else:
+            release = outcome.release
+            deployer.reporter.summary(
+                f"stage {stage!r}: released version {release.version} of {release.function_name} (was "
+                f"{release.previous_version}) in {_since(started)}, without Terraform; `orch plan {stage}{where}` "
+                f"shows it as pending until `orch apply {stage}{where}`")
+        started = time.monotonic()
+
+    def watching() -> None:
+        nonlocal started
+        _log(f"watching {deployer.stage.source_dir} for saved changes (Ctrl-C stops)")
+        started = time.monotonic()
+
+    if dry_run:
+        deployer.sync(dry_run=True, smoke=not no_smoke)
+        return ExitCode.OK
+    if not watch:
+        report(deployer.sync(smoke=not no_smoke), None)
+        return ExitCode.OK
+    try:
+        deployer.watch_sync(report, on_watching=watching, smoke=not no_smoke)
+    except KeyboardInterrupt:
+        pass
+    _log("stopped watching")
     return ExitCode.OK
 
 
@@ -558,12 +674,18 @@ def serve(
     stage: StageArg,
     sandbox: SandboxOpt = False,
     port: Annotated[int, typer.Option("--port", help="Port of the foreground gateway (0: a free one).")] = 0,
+    reload: Annotated[
+        bool,
+        typer.Option("--reload/--no-reload", help="Run the stages' source folders, so a saved edit answers at "
+                     "once (hot reload); --no-reload serves the deployed packages."),
+    ] = True,
     project: ProjectOpt = None,
 ) -> int:
     """Serve STAGE's invoke URL in the foreground with request logs (sandbox deployments).
 
     The sandbox already serves every deployed stage in the background; this runs a gateway
-    you can watch, on a port you choose.
+    you can watch, on a port you choose. Routes, templates and settings are what was
+    deployed; with hot reload (the default) the code is the stage's source folder.
     """
     if not sandbox:
         raise ConfigError(
@@ -582,13 +704,25 @@ def serve(
 
     def ready(server) -> None:
         url = sandbox_invoke_url(server.url, values["rest_api_id"], values["stage_name"])
+        _route_table(server.registry.get_api(values["rest_api_id"], values["stage_name"]))
         _log(f"serving stage {stage!r} at {url} (Ctrl-C stops)")
 
     run_foreground(
         "127.0.0.1", port, aws_endpoint=info.endpoint, region=deployer.stage.config.region,
-        project_dir=deployer.stage.project_dir, log=_err, ready=ready,
+        project_dir=deployer.stage.project_dir, log=_err, ready=ready, reload=reload,
     )
     return ExitCode.OK
+
+
+def _route_table(api) -> None:
+    """The deployed stage's routes, one a line: what `orch serve` answers (anything else is 403)."""
+    from orch.gateway.model import routes
+
+    rows = routes(api)
+    _log(f"routes of stage {api.stage_name!r} as deployed (`orch apply` changes them; any other is 403):")
+    width = max((len(path) for _verb, path, _target in rows), default=1)
+    for verb, path, target in rows:
+        _log(f"  {verb:<7} {path:<{width}}  {target}")
 
 
 @app.command()
@@ -641,13 +775,23 @@ def sandbox_start(
     gateway_port: Annotated[
         int | None, typer.Option("--gateway-port", envvar="ORCH_GATEWAY_PORT", help="Local gateway port.")
     ] = None,
+    reload: Annotated[
+        bool | None,
+        typer.Option("--reload/--no-reload", help="Hot reload: the background gateway runs the stages' source "
+                     "folders, so a saved edit answers at once (default; ORCH_RELOAD=0 turns it off). "
+                     "--no-reload serves the deployed packages.", show_default=False),
+    ] = None,
 ) -> int:
     """Start the sandbox in the background (no-op when it is already running)."""
     from orch import sandbox as sandbox_mod
     from orch.deploy import project_dir_from
 
     _require_sandbox()
-    info = sandbox_mod.ensure_running(project_dir_from(project), port=port, gateway_port=gateway_port, log=_log)
+    info = sandbox_mod.ensure_running(project_dir_from(project), port=port, gateway_port=gateway_port, log=_log,
+                                      reload=reload)
+    if reload is not None and info.reload != reload:
+        _log(f"the sandbox already runs with hot reload {'on' if info.reload else 'off'}; "
+             "`orch sandbox stop` first to change that (a stopped sandbox loses its resources)")
     _out(info.endpoint)
     return ExitCode.OK
 

@@ -21,7 +21,7 @@ from orch import planner
 from orch import releases as releases_mod
 from orch import sandbox as sandbox_mod
 from orch.config import Stage
-from orch.errors import ConfigError, Interrupted, SandboxError, TerraformError
+from orch.errors import ConfigError, Interrupted, OrchError, SandboxError, TerraformError
 from orch.executor import Collaborators, DisplayExecutor, Executor
 from orch.releases import Verdict
 from orch.reporter import Reporter
@@ -29,6 +29,8 @@ from orch.steps import DeployPlan
 from orch.tfplan import PlanView
 
 FactsSource = Callable[..., facts_mod.Facts]
+WATCH_STEP_MS = 200  # `orch sync --watch`: release this long after the last save event ...
+WATCH_DEBOUNCE_MS = 2000  # ... or at most this long after the first, while saves keep coming
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,18 @@ class ApplyOutcome:
     outputs: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
     verdict: Verdict | None = None  # how the smoke checks (and any rollback) ended
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    """`orch sync`: what the stage's alias served before, and the release (None: the package
+    was already what it served, nothing was changed)."""
+
+    live: Any  # orch.aws.LiveCode
+    release: Any = None  # orch.steps.Release
+    package: Any = None  # orch.package.PackageResult
+    dry_run: bool = False
+    smoke: Any = None  # orch.smoke.SmokeReport of the release (None: nothing released, or no checks)
 
 
 @dataclass
@@ -136,6 +150,62 @@ class Deployer:
             return False
         result = executor.values.get("destroy")
         return bool(result is not None and result.changed)
+
+    def sync(self, *, dry_run: bool = False, smoke: bool = True) -> SyncOutcome:
+        """Release the function's current code to the stage without Terraform (planner.plan_sync),
+        then run the stage's smoke checks (unless `smoke` is False). SmokeError (exit 6) when
+        they fail: the alias has been moved back to the version it served before."""
+        executor = self.run(planner.plan_sync(self.stage, self.gather(), smoke=smoke), dry_run=dry_run)
+        if executor is None:
+            return SyncOutcome(None, dry_run=True)
+        values = executor.values
+        outcome = SyncOutcome(values["live"], values.get("release"), values.get("package"), smoke=values.get("smoke"))
+        reverted = values.get("reverted")
+        if outcome.smoke is not None and not outcome.smoke.passed:
+            from orch.errors import SmokeError
+
+            release = outcome.release
+            back = (f"alias {release.alias!r} moved back to version {reverted.previous_version}" if reverted
+                    else "the alias was not moved back")
+            raise SmokeError(
+                f"stage {self.stage.name!r}: version {release.version} of {release.function_name}, released by "
+                f"orch sync, failed its smoke checks ({releases_mod.failure_reason(outcome.smoke)}); {back}, "
+                "without Terraform.",
+                hint=f"Version {release.version} stays published. Fix the code and sync again, or look at "
+                f"`orch logs {self.stage.name}{' --sandbox' if self.target == 'sandbox' else ''}`.",
+            )
+        return outcome
+
+    def watch_sync(self, on_round: Callable[[SyncOutcome | None, OrchError | None], None],
+                   stop: Any = None, on_watching: Callable[[], None] | None = None, *, smoke: bool = True) -> None:
+        """`orch sync --watch`: sync now, then again after every save in the function's source
+        folder (debounced: a burst of saves is one release) until Ctrl-C (KeyboardInterrupt)
+        or ``stop`` (a threading.Event) is set. A round that fails (a syntax error caught by
+        the handler check, AWS refusing) is reported through ``on_round`` and the watch goes
+        on. ``on_watching()`` is called whenever the watch is in place again after a round."""
+        import threading
+
+        from orch.watch import changes
+
+        stop = stop if stop is not None else threading.Event()
+
+        def round_() -> None:
+            try:
+                outcome = self.sync(smoke=smoke)
+            except OrchError as exc:
+                on_round(None, exc)
+            else:
+                on_round(outcome, None)
+
+        round_()
+        waiting = True
+        for batch in changes([self.stage.source_dir], stop, step_ms=WATCH_STEP_MS, debounce_ms=WATCH_DEBOUNCE_MS):
+            if batch:
+                round_()
+                waiting = True
+            elif waiting and on_watching is not None:
+                waiting = False
+                on_watching()
 
     def unlock(self, lock_id: str, *, dry_run: bool = False) -> None:
         """Force open the stage's state lock `lock_id` (`terraform force-unlock`), after checking

@@ -25,7 +25,7 @@ from orch import render as render_mod
 from orch import smoke as smoke_mod
 from orch import statelock, tfruns
 from orch.config import SmokeSettings, Stage
-from orch.errors import Aborted, AwsError, ConfigError, Refused, TerraformError
+from orch.errors import Aborted, AwsError, ConfigError, Refused, SandboxError, TerraformError
 from orch.reporter import Reporter
 from orch.steps import (
     FAILED,
@@ -46,6 +46,8 @@ from orch.steps import (
     ForgetLostState,
     Init,
     MarkSandboxChanged,
+    PublishVersion,
+    ReadLiveCode,
     ReadLock,
     ReadPlan,
     ReadReleases,
@@ -53,15 +55,20 @@ from orch.steps import (
     RecordSandboxEpoch,
     Ref,
     RefuseDestroying,
+    Release,
     RemoveFile,
     RenderFiles,
+    RevertAlias,
     RunSmokeChecks,
+    RunSyncChecks,
     SettleRuns,
     StartSandbox,
     Step,
     TerraformApply,
     TerraformDestroy,
     TerraformPlan,
+    UpdateAlias,
+    UpdateFunctionCode,
     UploadPackage,
     UseSandbox,
     WaitForRun,
@@ -112,21 +119,20 @@ class Executor:
         self.ran: list[Step] = []  # the steps that ran (skipped ones excluded), in order
 
     def execute(self, plan: DeployPlan) -> dict[str, Any]:
-        """Run every step in order (cleanup steps always); return the stored values."""
-        total = len(plan.steps)
+        """Run every step in order (cleanup steps always, numbered after them: one count from
+        start to end); return the stored values."""
+        total = len(plan.steps) + len(plan.cleanup)
         try:
             for index, step in enumerate(plan.steps, 1):
                 self._run(step, index, total)
         finally:
-            for step in plan.cleanup:
-                when = getattr(step, "when", None)
-                if when is None or when.holds(self.values):
-                    self._dispatch(step)
+            for index, step in enumerate(plan.cleanup, len(plan.steps) + 1):
+                self._run(step, index, total, cleanup=True)
         for note in plan.notes:
             self.reporter.note(note)
         return self.values
 
-    def _run(self, step: Step, index: int, total: int) -> None:
+    def _run(self, step: Step, index: int, total: int, *, cleanup: bool = False) -> None:
         when = getattr(step, "when", None)
         if when is not None and not when.holds(self.values):
             self.reporter.step_skipped(index, total, step.title(), when.describe().replace("if ", "not: ", 1))
@@ -144,15 +150,20 @@ class Executor:
                     raise
                 raise locked from None
         except BaseException:
+            self.reporter.step_failed(index, total, step.title(), time.monotonic() - started)
+            if cleanup:
+                raise
             self.values[FAILED] = step
             for recovery in getattr(step, "on_failure", ()):
                 self._dispatch(recovery)
             raise
+        self.reporter.step_finished(index, total, step.title(), time.monotonic() - started)
+        if cleanup:
+            return
         self.ran.append(step)
         output = getattr(step, "output", None)
         if output:
             self.values[output] = result
-        self.reporter.step_finished(index, total, step.title(), time.monotonic() - started)
 
     def _dispatch(self, step: Step) -> Any:
         handler = getattr(self, f"_do_{type(step).__name__}", None)
@@ -268,6 +279,39 @@ class Executor:
 
     def _do_TerraformDestroy(self, step: TerraformDestroy) -> Any:
         return self.tools.terraform(step.workdir).destroy()
+
+    def _do_ReadLiveCode(self, step: ReadLiveCode) -> Any:
+        from orch.aws import FunctionNotFound
+
+        try:
+            return self._aws(step.sandbox, step.region).live_code(step.function_name, step.alias)
+        except FunctionNotFound as exc:
+            where = " --sandbox" if step.sandbox is not None else ""
+            raise (SandboxError if where else AwsError)(
+                f"stage {self.stage.name!r} is not deployed{' in the sandbox' if where else ''}: {exc.message}",
+                hint=f"Run `orch apply {self.stage.name}{where}` first; orch sync then releases code changes "
+                "to the deployed function.",
+            ) from None
+
+    def _do_UpdateFunctionCode(self, step: UpdateFunctionCode) -> str:
+        package = self._get(step.package)
+        upload = self._get(step.upload)
+        aws = self._aws(step.sandbox, step.region)
+        if upload is not None:
+            return aws.update_function_code(step.function_name, s3=upload)
+        return aws.update_function_code(step.function_name, zip_file=package.path)
+
+    def _do_PublishVersion(self, step: PublishVersion) -> str:
+        code = self._get(step.code)
+        return self._aws(step.sandbox, step.region).publish_version(
+            step.function_name, code, description=f"orch sync: package sha256 {_hex(code)[:16]}"
+        )
+
+    def _do_UpdateAlias(self, step: UpdateAlias) -> Release:
+        version, live = self._get(step.version), self._get(step.live)
+        self._aws(step.sandbox, step.region).update_alias(step.function_name, step.alias, version)
+        self.reporter.note(f"alias {step.alias!r} of {step.function_name}: version {live.version} -> {version}")
+        return Release(step.function_name, step.alias, version, live.version, self._get(step.code))
 
     def _do_RefuseDestroying(self, step: RefuseDestroying) -> None:
         doomed = self._get(step.plan).destroys(step.types)
@@ -490,6 +534,31 @@ class Executor:
         self._show_smoke(report)
         return report
 
+    def _do_RunSyncChecks(self, step: RunSyncChecks) -> smoke_mod.SmokeReport:
+        release, package = self._get(step.release), self._get(step.package)
+        outputs = self.tools.terraform(step.workdir).output()  # read only: what Terraform last applied
+        if not outputs:
+            raise AwsError(f"stage {self.stage.name!r} has no Terraform outputs in {step.workdir}, so its smoke "
+                           "checks have nothing to compare with.",
+                           hint=f"Run `orch apply {self.stage.name}` once; orch sync then checks each release.")
+        applied = _Outputs({**outputs, "function_version": release.version})
+        deployed = self._deployed(step.workdir, applied, step.sandbox, self._tfvars(step.workdir, applied),
+                                  package_sha256=package.sha256_hex)
+        aws = self._aws(step.sandbox, self.stage.config.region)
+        bounded = getattr(aws, "with_config", None)
+        if callable(bounded):
+            aws = bounded(smoke_mod.CONTROL_CLIENT_CONFIG)
+        report = self.tools.verify(self.stage, deployed, aws=aws, purpose="sync")
+        self._show_smoke(report)
+        return report
+
+    def _do_RevertAlias(self, step: RevertAlias) -> Release:
+        release = self._get(step.release)
+        self._aws(step.sandbox, step.region).update_alias(step.function_name, step.alias, release.previous_version)
+        self.reporter.note(f"alias {step.alias!r} of {step.function_name}: version {release.version} -> "
+                           f"{release.previous_version} (back to what it served before the sync)")
+        return release
+
     def _rollback_vars_text(self, workdir: Path) -> str:
         from orch.planner import ROLLBACK_VARS
 
@@ -622,6 +691,13 @@ class Executor:
         return verdict
 
 
+@dataclass(frozen=True)
+class _Outputs:
+    """Terraform's root outputs where a Terraform result is expected (RunSyncChecks)."""
+
+    outputs: dict[str, Any]
+
+
 def rollback_tfvars(current: dict[str, Any], target: dict[str, Any], version: str) -> dict[str, Any]:
     """A rollback's tfvars: `current` (what is applied) with the alias pinned to `version` and
     the API and stage settings of `target` (the release served again). The function's own
@@ -657,6 +733,16 @@ class DisplayExecutor:
         for line in lines:
             self.reporter.display(line)
         return lines
+
+
+def _hex(code_sha256_b64: str) -> str:
+    import base64
+    import binascii
+
+    try:
+        return base64.b64decode(code_sha256_b64).hex()
+    except (binascii.Error, ValueError):
+        return code_sha256_b64
 
 
 def _show(value: Any) -> str:

@@ -23,12 +23,14 @@ class ProjectFile:
     """One file `orch init` writes: `path` in the new project, from `source` in the skeleton.
 
     With `named`, the text's `project: orch` keys (and the example names built from them)
-    become the new project's name.
+    become the new project's name; with `executable`, the file is written with mode 0755
+    (a CI entry script, say).
     """
 
     path: str
     source: str
     named: bool = False
+    executable: bool = False
 
 
 PROJECT_FILES: tuple[ProjectFile, ...] = (
@@ -45,7 +47,10 @@ PROJECT_FILES: tuple[ProjectFile, ...] = (
 )
 """Everything a new project gets: stages, the example function, and CI that runs `orch ci`
 (Travis CI and GitHub Actions, the policy in stages/ci.yaml, the checksum-verified Terraform
-installer they call)."""
+installer they call). To add a file: append a ProjectFile here (its source under
+src/orch/skeleton/, dot-files stored without the dot) and a matching pattern to
+`[tool.setuptools.package-data]` in pyproject.toml; tests/test_project_files.py checks that
+every source exists and ships in the wheel."""
 
 
 def project_name_for(folder: Path) -> str:
@@ -86,7 +91,7 @@ def init_project(folder: Path, name: str | None = None) -> list[Path]:
             f"{folder} already has {', '.join(existing)}; orch init never overwrites files.",
             hint="Run it in an empty folder (`orch init NEW_FOLDER`), or move those files away first.",
         )
-    texts = []
+    texts: list[tuple[Path, str, bool]] = []
     for path, item in targets:
         source = SKELETON_DIR / item.source
         try:
@@ -96,15 +101,15 @@ def init_project(folder: Path, name: str | None = None) -> list[Path]:
                 f"orch's project skeleton is incomplete: cannot read {source} ({exc.strerror}).",
                 hint="Reinstall orch.",
             ) from None
-        texts.append((path, _named(text, name) if item.named else text))
+        texts.append((path, _named(text, name) if item.named else text, item.executable))
     return _write_all(folder, texts)
 
 
-def _write_all(folder: Path, texts: list[tuple[Path, str]]) -> list[Path]:
+def _write_all(folder: Path, texts: list[tuple[Path, str, bool]]) -> list[Path]:
     created_dirs: list[Path] = []
     written: list[Path] = []
     try:
-        for path, text in texts:
+        for path, text, executable in texts:
             for parent in reversed([path.parent, *path.parent.parents]):
                 if not parent.exists():
                     parent.mkdir()
@@ -112,6 +117,8 @@ def _write_all(folder: Path, texts: list[tuple[Path, str]]) -> list[Path]:
             with open(path, "x", encoding="utf-8") as handle:  # "x": never replace a file
                 written.append(path)
                 handle.write(text)
+            if executable:
+                path.chmod(0o755)
     except OSError as exc:
         for path in reversed(written):
             path.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from orch import releases
 from orch.config import Stage
-from orch.errors import Aborted, TerraformError
+from orch.errors import Aborted, ConfigError, SandboxError, TerraformError
 from orch.facts import Facts
 from orch.steps import (
     ApplySavedPlan,
@@ -23,6 +23,7 @@ from orch.steps import (
     CheckCredentials,
     CheckHandler,
     CheckPromotion,
+    CodeDiffers,
     ConcludeRelease,
     Confirm,
     DeployPlan,
@@ -39,6 +40,8 @@ from orch.steps import (
     PackageNeedsS3,
     PlanHasChanges,
     PlanRemovesRoutes,
+    PublishVersion,
+    ReadLiveCode,
     ReadLock,
     ReadPlan,
     ReadReleases,
@@ -48,7 +51,9 @@ from orch.steps import (
     RefuseDestroying,
     RemoveFile,
     RenderFiles,
+    RevertAlias,
     RunSmokeChecks,
+    RunSyncChecks,
     SettleRuns,
     SmokeFailed,
     StartSandbox,
@@ -58,6 +63,8 @@ from orch.steps import (
     TerraformApply,
     TerraformDestroy,
     TerraformPlan,
+    UpdateAlias,
+    UpdateFunctionCode,
     UploadPackage,
     UseSandbox,
     WaitForRun,
@@ -226,6 +233,77 @@ def plan_unlock(stage: Stage, facts: Facts, lock_id: str) -> DeployPlan:
                              f"the state lock of stage {stage.name!r} was left as it is.", about=Ref("lock")))
     steps.append(ForceUnlock(facts.workdir, lock_id))
     return DeployPlan("unlock", stage.name, facts.target, tuple(steps))
+
+
+def plan_sync(stage: Stage, facts: Facts, *, smoke: bool = True) -> DeployPlan:
+    """`orch sync`: a code-only release without Terraform, as `sam sync` and `sls deploy
+    function` do: package, and only when the package is not what the stage's alias serves,
+    update the function's code, publish a version and move the alias; then the stage's
+    smoke checks (unless `smoke` is False or the stage sets `smoke.enabled: false`), which
+    move the alias back when they fail. Terraform's state is not edited, so the next `orch
+    plan` shows the code as a pending change and `orch apply` converges.
+
+    Raises ConfigError (exit 3) for a protected stage (nothing is released without its plan
+    and a question), SandboxError when the stage is not deployed in the running sandbox.
+    """
+    where = " --sandbox" if facts.on_sandbox else ""
+    if stage.config.protected:
+        raise ConfigError(
+            f"stage {stage.name!r} is protected (protected: true): orch sync releases code without Terraform "
+            "and without asking, so it is refused there.",
+            hint=f"Deploy it with `orch apply {stage.name}{where}`, which shows the plan and asks first.",
+        )
+    if facts.on_sandbox and (not facts.sandbox_running or facts.recorded_epoch is None or facts.sandbox_restarted):
+        why = ("the sandbox is not running" if not facts.sandbox_running
+               else "it was deployed into a sandbox run that is gone" if facts.recorded_epoch is not None
+               else "it has not been deployed there")
+        raise SandboxError(
+            f"stage {stage.name!r} is not deployed in the sandbox ({why}), so there is no function to update.",
+            hint=f"Run `orch apply {stage.name} --sandbox` first; orch sync then releases code changes in seconds.",
+        )
+    fn = stage.config.function
+    region = stage.config.region
+    sandbox = Ref("sandbox") if facts.on_sandbox else None
+    steps: list[Step] = [_check_handler(stage)]
+    steps.append(UseSandbox(stage.project_dir) if facts.on_sandbox else CheckCredentials(region))
+    package = BuildPackage(stage.source_dir, fn.runtime, stage.project_dir / ".orch" / "packages", stage.function_name)
+    live = ReadLiveCode(stage.function_name, stage.stage_name, region, sandbox=sandbox)
+    differs = CodeDiffers(Ref(package.output), Ref(live.output))
+    upload = UploadPackage(
+        Ref(package.output), stage.config.artifacts.bucket, stage.config.artifacts.prefix, facts.target,
+        sandbox=sandbox, when=PackageNeedsS3(Ref(package.output)),
+    )
+    code = UpdateFunctionCode(stage.function_name, region, Ref(package.output), upload=Ref(upload.output),
+                              sandbox=sandbox, when=differs)
+    version = PublishVersion(stage.function_name, region, Ref(code.output), sandbox=sandbox, when=differs)
+    release = UpdateAlias(stage.function_name, stage.stage_name, region, Ref(version.output), Ref(live.output),
+                          Ref(code.output), sandbox=sandbox, when=differs)
+    steps += [package, live, upload, code, version, release]
+    cleanup: tuple[Step, ...] = ()
+    if smoke and stage.config.smoke.enabled:
+        steps += _sync_checks(stage, facts, Ref(release.output), Ref(package.output))
+    if facts.on_sandbox:  # in cleanup: also after a sync that failed half-way
+        cleanup = (MarkSandboxChanged(stage.project_dir, when=ChangedSinceMark(
+            (Ref(release.output), Ref("reverted")), Ref("marked"))),)
+    return DeployPlan("sync", stage.name, facts.target, tuple(steps), cleanup)
+
+
+def _sync_checks(stage: Stage, facts: Facts, release: Ref, package: Ref) -> list[Step]:
+    """After a sync that released something: tell the gateway, run the stage's smoke checks
+    and, when they fail, move the alias back to the version it served before (no Terraform:
+    sync never edits state). Deployer.sync turns a failed report into exit 6."""
+    sandbox = Ref("sandbox") if facts.on_sandbox else None
+    steps: list[Step] = []
+    if facts.on_sandbox:  # before the checks: the gateway must serve what was released
+        steps.append(MarkSandboxChanged(stage.project_dir, when=Changed((release,)), output="marked"))
+    smoke = RunSyncChecks(facts.workdir, release, package, sandbox, when=Stored(release))
+    steps.append(smoke)
+    revert = RevertAlias(stage.function_name, stage.stage_name, stage.config.region, release, sandbox,
+                         when=SmokeFailed(Ref(smoke.output)))
+    steps.append(revert)
+    if facts.on_sandbox:
+        steps.append(MarkSandboxChanged(stage.project_dir, when=Stored(Ref(revert.output)), output="marked"))
+    return steps
 
 
 # ---------------------------------------------------------------------------- pieces

@@ -23,7 +23,7 @@ import sys
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 from orch import daemonlock
@@ -35,6 +35,14 @@ DEFAULT_REGION = "ap-northeast-2"
 EXTRA_MODULES = ("moto", "flask", "flask_cors")
 """What the daemon imports from the `sandbox` extra (moto's server mode runs on Flask)."""
 INSTALL_EXTRA = "pip install 'orch[sandbox]'"
+RELOAD_VARIABLE = "ORCH_RELOAD"
+"""`ORCH_RELOAD=0`: a sandbox started by this command serves deployed packages, no hot reload."""
+
+
+def reload_from_environment(environ: dict[str, str] | None = None) -> bool:
+    """Hot reload is on unless ``ORCH_RELOAD`` is ``0``, ``false``, ``no`` or ``off``."""
+    value = (os.environ if environ is None else environ).get(RELOAD_VARIABLE, "1")
+    return value.strip().lower() not in {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,7 @@ class SandboxInfo:
     epoch: str
     started_at: float
     project_dir: str
+    reload: bool = True  # the gateway runs stages' source folders (hot reload)
 
     def status(self, running: bool) -> dict[str, object]:
         return {"running": running, **asdict(self)}
@@ -66,9 +75,12 @@ def lock_file(project_dir: Path) -> Path:
 def _info_from(data: dict[str, object] | None) -> SandboxInfo | None:
     if not data:
         return None
+    values = {f.name: data[f.name] for f in fields(SandboxInfo) if f.name in data}
+    if any(f.name not in values and f.default is MISSING for f in fields(SandboxInfo)):
+        return None  # a daemon still starting (it publishes its pid first)
     try:
-        return SandboxInfo(**{f.name: data[f.name] for f in fields(SandboxInfo)})  # type: ignore[arg-type]
-    except (KeyError, TypeError):
+        return SandboxInfo(**values)  # type: ignore[arg-type]
+    except TypeError:
         return None
 
 
@@ -189,12 +201,15 @@ def _starting(project_dir: Path) -> Iterator[None]:
 
 
 def ensure_running(project_dir: Path, *, port: int | None = None, gateway_port: int | None = None,
-                   region: str = DEFAULT_REGION, log: Callable[[str], None] | None = None) -> SandboxInfo:
+                   region: str = DEFAULT_REGION, log: Callable[[str], None] | None = None,
+                   reload: bool | None = None) -> SandboxInfo:
     """Return the project's running sandbox, starting one in the background if none runs.
 
-    Never starts a second daemon for a project: looking and starting happen under a start
-    lock, and a daemon refuses to run without the project's daemon lock. Raises
-    SandboxError when the extra is missing, a fixed port is taken or start-up fails.
+    ``reload``: whether a daemon started now runs hot reload (None: ``ORCH_RELOAD``, on by
+    default); a running daemon keeps its setting (its info says which). Never starts a
+    second daemon for a project: looking and starting happen under a start lock, and a
+    daemon refuses to run without the project's daemon lock. Raises SandboxError when the
+    extra is missing, a fixed port is taken or start-up fails.
     """
     require_installed()
     with _starting(project_dir):
@@ -204,7 +219,9 @@ def ensure_running(project_dir: Path, *, port: int | None = None, gateway_port: 
         if daemon_pid(project_dir) is not None:
             # Holds the lock but its emulator does not answer: a wedged daemon. Replace it.
             stop(project_dir)
-        info = _start(project_dir, port=port, gateway_port=gateway_port, region=region, log=log)
+        if reload is None:
+            reload = reload_from_environment()
+        info = _start(project_dir, port=port, gateway_port=gateway_port, region=region, log=log, reload=reload)
         _STARTED_HERE.add(project_dir)
         return info
 
@@ -217,7 +234,7 @@ def stop_started_here() -> None:
 
 
 def _start(project_dir: Path, *, port: int | None, gateway_port: int | None, region: str,
-           log: Callable[[str], None] | None) -> SandboxInfo:
+           log: Callable[[str], None] | None, reload: bool = True) -> SandboxInfo:
     port = port if port is not None else _port_from_env("ORCH_SANDBOX_PORT")
     gateway_port = gateway_port if gateway_port is not None else _port_from_env("ORCH_GATEWAY_PORT")
     if port:
@@ -237,6 +254,8 @@ def _start(project_dir: Path, *, port: int | None, gateway_port: int | None, reg
         "--gateway-port", str(gateway_port or 0),
         "--region", region,
     ]
+    if not reload:
+        cmd.append("--no-reload")
     env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", **SANDBOX_CREDENTIALS_ENV}
     ready_r, ready_w = os.pipe()
     cmd += ["--ready-fd", str(ready_w)]

@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-fd", type=int, default=None)
     parser.add_argument("--region", default="ap-northeast-2",
                         help="region whose APIs the local gateway serves")
+    parser.add_argument("--no-reload", action="store_true",
+                        help="serve deployed packages only (no hot reload of stages' source folders)")
     args = parser.parse_args(argv)
 
     folder = args.project_dir / ".orch" / "sandbox"
@@ -91,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         project_dir=args.project_dir,
         processes=default_processes(),
         log=gateway_log,
+        reload=not args.no_reload,
     )
     threading.Thread(target=gateway.serve_forever, name="gateway", daemon=True).start()
     ghost, gport = gateway.server_address[:2]
@@ -103,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "epoch": uuid.uuid4().hex,
         "started_at": time.time(),
         "project_dir": str(args.project_dir),
+        "reload": not args.no_reload,
     }
     daemonlock.publish(lock_fd, state)
     tmp = folder / "state.json.tmp"

@@ -538,7 +538,7 @@ class SmokeReport:
     seconds: float
     timeout: float
     started_at: str  # ISO 8601, UTC
-    purpose: str = "release"  # "release", "rollback" (the checks after a rollback), "manual"
+    purpose: str = "release"  # "release", "rollback" (the checks after a rollback), "manual", "sync"
 
     @property
     def passed(self) -> bool:

@@ -99,6 +99,20 @@ class Changed(Condition):
 
 
 @dataclass(frozen=True)
+class CodeDiffers(Condition):
+    """The stored package (a PackageResult) is not the code the stored LiveCode serves."""
+
+    package: Ref
+    live: Ref
+
+    def holds(self, values: dict[str, Any]) -> bool:
+        return values[self.package.name].sha256_b64 != values[self.live.name].code_sha256
+
+    def describe(self) -> str:
+        return f"if {self.package} is not the code {self.live} serves"
+
+
+@dataclass(frozen=True)
 class HasImports(Condition):
     """The stored adoption (orch.adopt.Adoption) found resources to import."""
 
@@ -458,6 +472,126 @@ class TerraformDestroy(Step):
 
     def title(self) -> str:
         return "terraform destroy"
+
+
+@dataclass(frozen=True)
+class ReadLiveCode(Step):
+    """Read which version the stage's alias serves and its code (orch.aws.LiveCode)."""
+
+    function_name: str
+    alias: str
+    region: str
+    sandbox: Ref | None = None
+    output: str = "live"
+
+    def title(self) -> str:
+        return f"read what alias {self.alias!r} of {self.function_name} serves"
+
+
+@dataclass(frozen=True)
+class UpdateFunctionCode(Step):
+    """Upload the package as the function's code ($LATEST) and wait for Lambda to finish;
+    stores the new CodeSha256. Terraform's state is not touched."""
+
+    function_name: str
+    region: str
+    package: Ref
+    upload: Ref | None = None
+    sandbox: Ref | None = None
+    output: str = "code"
+    when: Condition | None = None
+
+    changes_state = True
+
+    def title(self) -> str:
+        return f"update the code of {self.function_name} (Lambda UpdateFunctionCode)"
+
+
+@dataclass(frozen=True)
+class PublishVersion(Step):
+    """Publish the updated code as a new function version (only if it is the package's);
+    stores the version number."""
+
+    function_name: str
+    region: str
+    code: Ref
+    sandbox: Ref | None = None
+    output: str = "version"
+    when: Condition | None = None
+
+    changes_state = True
+
+    def title(self) -> str:
+        return f"publish a version of {self.function_name}"
+
+
+@dataclass(frozen=True)
+class UpdateAlias(Step):
+    """Move the stage's alias (what API Gateway invokes) to the new version; stores a Release."""
+
+    function_name: str
+    alias: str
+    region: str
+    version: Ref
+    live: Ref
+    code: Ref
+    sandbox: Ref | None = None
+    output: str = "release"
+    when: Condition | None = None
+
+    changes_state = True
+
+    def title(self) -> str:
+        return f"move alias {self.alias!r} to the new version"
+
+
+@dataclass(frozen=True)
+class RunSyncChecks(Step):
+    """After `orch sync`: the stage's smoke checks against what Terraform deployed (its
+    outputs and the working folder's tfvars, read only), with the alias expected at the
+    version the sync published and running its package; stores an orch.smoke.SmokeReport."""
+
+    workdir: Path
+    release: Ref
+    package: Ref
+    sandbox: Ref | None = None
+    output: str = "smoke"
+    when: Condition | None = None
+
+    def title(self) -> str:
+        return "run the smoke checks"
+
+
+@dataclass(frozen=True)
+class RevertAlias(Step):
+    """Move the stage's alias back to the version it served before the sync (the stored
+    Release's `previous_version`), without Terraform; stores the Release it undid."""
+
+    function_name: str
+    alias: str
+    region: str
+    release: Ref
+    sandbox: Ref | None = None
+    output: str = "reverted"
+    when: Condition | None = None
+
+    changes_state = True
+
+    def title(self) -> str:
+        return f"move alias {self.alias!r} back to the version it served before"
+
+
+@dataclass(frozen=True)
+class Release:
+    """What `orch sync` released: the alias moved from `previous_version` to `version`."""
+
+    function_name: str
+    alias: str
+    version: str
+    previous_version: str
+    code_sha256: str
+
+    changed = True
 
 
 @dataclass(frozen=True)

@@ -173,6 +173,23 @@ def test_unknown_route_and_wrong_method_are_missing_authentication_token():
     assert gw.handle("api1", "dev", request("GET", "/items")).status == 200
 
 
+def test_an_unknown_routes_403_is_logged_with_the_stages_routes():
+    integ = integration("MOCK", templates={"application/json": '{"statusCode": 200}'})
+    lam = integration("AWS_PROXY")
+    gw = gateway(api_with(resource("/", [method("POST", lam)]), resource("/items/{id}", [method("GET", integ)])))
+    assert gw.handle("api1", "dev", request("GET", "/itemz/1")).status == 403
+    assert gw.logs == [
+        "gateway: 403 for GET /itemz/1: stage 'dev' of REST API api1 has no such route; "
+        "its routes: POST /, GET /items/{id}"
+    ]
+    from orch.gateway.model import routes
+
+    assert routes(gw.registry.get_api("api1", "dev")) == [
+        ("POST", "/", "AWS_PROXY lambda fn:live"),
+        ("GET", "/items/{id}", "MOCK"),
+    ]
+
+
 def test_unknown_stage_is_forbidden():
     gw = gateway(api_with(resource("/", [])))
     response = gw.handle("api1", "prod", request())

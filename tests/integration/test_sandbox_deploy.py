@@ -7,16 +7,18 @@ no-op plan, the prototype's request through the local gateway, dev's CORS and Op
 document (issue 9), `orch smoke`, `logs` and `invoke`, the prod confirmation through a
 pseudo-terminal, the promotion guard, deploy prod beside dev with its custom domain (issue
 9), `orch ci` on a pull request (both stages planned, one PR comment, nothing applied) and
-on a push to main (dev applied and smoke-checked, Slack told), a bad release rolled back
-through Terraform, detect and apply changes, refuse a stale plan, a rollback by hand,
-destroy dev only (its URL answers 403 at once), survive a sandbox stop, deploy a package
-over 50 MB through the sandbox's S3, converge after a kill -9 during an apply, and keep a
-secret out of every output.
+on a push to main (dev applied and smoke-checked, Slack told), the edit loop (a saved
+handler served at once, a code-only `orch sync`, an apply that converges after it, watched
+on a terminal), a bad release rolled back through Terraform, detect and apply changes,
+refuse a stale plan, a rollback by hand, destroy dev only (its URL answers 403 at once),
+survive a sandbox stop, deploy a package over 50 MB through the sandbox's S3, converge
+after a kill -9 during an apply, and keep a secret out of every output.
 Terraform runs are counted: each is 5-15 s.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -32,7 +34,7 @@ import boto3
 import pytest
 import requests
 
-from helpers import REPO, assert_clean_failure, free_port, make_project, orch
+from helpers import REPO, TERMINAL_CODES, assert_clean_failure, free_port, make_project, orch, screen_text
 from orch.planner import REDEPLOY
 
 REDEPLOY_RAN = f"] {REDEPLOY}"
@@ -308,9 +310,6 @@ def test_invoke_calls_the_function_through_its_alias(proj: Path) -> None:
     assert_clean_failure(bad, 3, "--data: not JSON")
 
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
 def test_prod_confirmation_through_a_terminal_shows_terraforms_counts(proj: Path) -> None:
     """Acceptance 1: under a pseudo-terminal Terraform colours its output; the counts in orch's
     question must still equal Terraform's own `Plan:` line. Answering no costs one plan."""
@@ -322,7 +321,7 @@ def test_prod_confirmation_through_a_terminal_shows_terraforms_counts(proj: Path
     try:
         child.expect(r"Apply (.*) to protected stage 'prod'\? \[y/N\]: ")
         raw = child.before
-        shown = ANSI.sub("", raw)
+        shown = screen_text(raw)  # as the terminal shows it (colours, the live status line)
         question_counts = child.match.group(1)
         child.sendline("n")
         child.expect(pexpect.EOF)
@@ -530,6 +529,163 @@ def test_ci_push_to_main_applies_dev_and_tells_slack(proj: Path, tmp_path: Path)
     assert re.search(r"orch: stage dev \(sandbox\): deployed: smoke checks passed: (\d+)/\1", result.stdout)
 
 
+# --- the edit loop (issue 11): hot reload, orch sync, and an apply that converges after them ---
+
+HOT_EDIT = ('answer: dict[str, Any] = {"stage": stage,', 'answer: dict[str, Any] = {"hot": "reloaded", "stage": stage,')
+
+
+def test_a_saved_handler_answers_within_a_second_and_plan_shows_it_pending(proj: Path) -> None:
+    """Acceptance 3: the sandbox's gateway runs the stage's source folder (hot reload), so a
+    saved edit answers at once, without Terraform; Terraform still has the old code."""
+    url = outputs(proj, "dev")["invoke_url"]
+    assert "hot" not in requests.post(url, json={"a": 1}, timeout=30).json()
+    handler = proj / "functions" / "loopback" / "handler.py"
+    assert HOT_EDIT[0] in handler.read_text()
+    handler.write_text(handler.read_text().replace(*HOT_EDIT))
+    saved = time.monotonic()
+    while requests.post(url, json={"a": 1}, timeout=30).json().get("hot") != "reloaded":
+        assert time.monotonic() - saved < 1.0, "the saved edit was not served within 1 s"
+    served = time.monotonic() - saved
+    assert served < 1.0, f"the saved edit was served after {served:.2f} s"
+    log = (proj / ".orch" / "sandbox" / "sandbox.log").read_text()
+    assert "hot reload: orch-loopback-dev (stage 'dev') runs its source folder functions/loopback" in log
+    assert "functions/loopback/handler.py saved" in log
+
+    result = orch("plan", "dev", "--sandbox", "--detailed-exitcode", cwd=proj)
+    assert result.code == 2, result.output
+    assert "source_code_hash" in result.stdout
+
+
+def test_sync_releases_the_code_without_terraform_and_plan_shows_it_pending(proj: Path) -> None:
+    """Acceptance 4 (the release; bench/sync.py times it): the function's code, a new version
+    and the alias move; Terraform's state is untouched, so the next plan shows the release."""
+    refused = orch("sync", "prod", "--sandbox", cwd=proj)
+    assert_clean_failure(refused, 3, "stage 'prod' is protected", "orch apply prod --sandbox")
+    state = proj / ".orch" / "work" / "sandbox" / "dev" / "terraform.tfstate"
+    state_before = state.read_bytes()
+    version_before = aws(proj, "lambda").get_alias(FunctionName="orch-loopback-dev", Name="dev")["FunctionVersion"]
+
+    result = orch("sync", "dev", "--sandbox", cwd=proj)
+    assert result.code == 0, result.output
+    assert "terraform" not in result.output.replace("without Terraform", "").lower()
+    assert state.read_bytes() == state_before
+    alias = aws(proj, "lambda").get_alias(FunctionName="orch-loopback-dev", Name="dev")
+    assert int(alias["FunctionVersion"]) > int(version_before)
+    assert f"released version {alias['FunctionVersion']} of orch-loopback-dev (was {version_before})" in result.stderr
+    live = aws(proj, "lambda").get_function(FunctionName="orch-loopback-dev", Qualifier="dev")["Configuration"]
+    sha_hex = orch("package", "dev", cwd=proj).stdout.split("sha256:")[1].strip()
+    assert base64.b64decode(live["CodeSha256"]).hex() == sha_hex  # the alias serves exactly the package
+    again = orch("sync", "dev", "--sandbox", cwd=proj)
+    assert again.code == 0 and "nothing to release" in again.stderr
+
+    # --watch: a save is released; Ctrl-C ends the watch cleanly
+    watch = subprocess.Popen([sys.executable, "-m", "orch.cli", "sync", "dev", "--sandbox", "--watch"], cwd=proj,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines = StderrLines(watch)
+    try:
+        lines.until("watching ")
+        handler = proj / "functions" / "loopback" / "handler.py"
+        handler.write_text(handler.read_text() + "# saved while watching\n")
+        released = lines.until("stage 'dev': released version ")
+        lines.until("watching ")
+    finally:
+        watch.send_signal(signal.SIGINT)
+        watch.wait(timeout=60)
+    rest = lines.rest()
+    assert watch.returncode == 0 and "stopped watching" in rest and "Traceback" not in rest, rest
+    newest = aws(proj, "lambda").get_alias(FunctionName="orch-loopback-dev", Name="dev")["FunctionVersion"]
+    assert f"released version {newest} " in released
+
+    # a release that fails the stage's smoke checks: the alias goes back, exit 6, still no Terraform
+    handler = proj / "functions" / "loopback" / "handler.py"
+    good = handler.read_text()
+    marker = "def handler(event: Any, context: Any) -> dict[str, Any]:\n"
+    assert marker in good
+    handler.write_text(good.replace(marker, marker + '    raise RuntimeError("a bad sync")\n'))
+    try:
+        bad = orch("sync", "dev", "--sandbox", cwd=proj)
+    finally:
+        handler.write_text(good)
+    assert_clean_failure(bad, 6, "failed its smoke checks", f"moved back to version {newest}", "a bad sync")
+    assert aws(proj, "lambda").get_alias(FunctionName="orch-loopback-dev", Name="dev")["FunctionVersion"] == newest
+    assert state.read_bytes() == state_before
+
+    result = orch("plan", "dev", "--sandbox", "--detailed-exitcode", cwd=proj)
+    assert result.code == 2, result.output
+    assert "source_code_hash" in result.stdout
+
+
+class StderrLines:
+    """A process's stderr lines, read by a thread of their own, waited for with a timeout."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        import queue
+        import threading
+
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, args=(proc.stderr,), daemon=True).start()
+
+    def _pump(self, stream) -> None:
+        for line in stream:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def until(self, needle: str, timeout: float = 120) -> str:
+        """The first line (from here on) holding `needle`; fails after `timeout` seconds."""
+        import queue
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                line = None
+            assert line is not None, f"no {needle!r}:\n" + "".join(self.seen)
+            self.seen.append(line)
+            if needle in line:
+                return line
+
+    def rest(self, timeout: float = 60) -> str:
+        """Every line until the stream ends."""
+        while (line := self.lines.get(timeout=timeout)) is not None:
+            self.seen.append(line)
+        return "".join(self.seen)
+
+
+def test_apply_after_sync_converges_with_a_live_display_on_a_terminal(proj: Path) -> None:
+    """The pending release applied by Terraform (no surprise: it changes the function and its
+    alias, and the next plan is empty), watched on a pseudo-terminal: the live status line
+    while Terraform works, Terraform's own lines, the closing summary with the time."""
+    import pexpect
+
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    env["TERM"] = "xterm-256color"
+    child = pexpect.spawn(sys.executable, ["-m", "orch.cli", "apply", "dev", "--sandbox"], cwd=str(proj),
+                          env=env, encoding="utf-8", timeout=600, dimensions=(50, 220))
+    try:
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    raw = child.before
+    text = TERMINAL_CODES.sub("", raw)  # every redraw of the live line is kept (screen_text keeps the last)
+    assert child.exitstatus == 0, text[-3000:]
+    live = re.findall(r"\[(\d+)/(\d+)\] terraform apply \(plan and apply in one run\)  (\d+) s\b", text)
+    assert live, "no live status line while Terraform applied"
+    assert "Apply complete! Resources: 0 added" in text  # Terraform's own lines still show
+    summary = re.search(r"orch: stage 'dev' deployed in [\d.]+ s \(0 to add, (\d+) to change, 0 to destroy\)", text)
+    assert summary and int(summary.group(1)) >= 1, text[-2000:]
+    assert "invoke URL (served by orch's local gateway)" in text
+    assert raw.rindex("\x1b[?25h") > raw.rindex("\x1b[?25l")  # the cursor is back
+
+    result = orch("plan", "dev", "--sandbox", "--detailed-exitcode", cwd=proj)
+    assert result.code == 0, result.output  # converged
+    url = outputs(proj, "dev")["invoke_url"]
+    assert requests.post(url, json={"a": 1}, timeout=30).json()["hot"] == "reloaded"
+    handler = proj / "functions" / "loopback" / "handler.py"
+    handler.write_text((REPO / "functions" / "loopback" / "handler.py").read_text())  # as the repo has it
+
+
 PROTOTYPE = {"params": {"querystring": {"deptno-param": "x"}}}
 
 
@@ -667,9 +823,15 @@ def test_serve_runs_a_foreground_gateway_for_a_stage(proj: Path) -> None:
                 break
         url = lines[-1].split(" at ")[1].split(" ")[0]
         assert url.startswith(f"http://127.0.0.1:{port}/restapis/")
+        # the route table comes first
+        assert any(re.search(r"orch:   POST +/ +AWS lambda orch-loopback-prod:prod$", line) for line in lines), lines
         resp = requests.post(url, json={"a": 1}, timeout=30)
         assert resp.status_code == 200 and resp.json()["stage"] == "prod"
         assert requests.get(url + "/nope", timeout=30).status_code == 403
+        for line in proc.stderr:  # the 403 is logged with the stage's routes
+            if "403 for GET /nope" in line:
+                assert line.rstrip().endswith("its routes: POST /"), line
+                break
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -29,7 +29,8 @@ from orch.errors import SandboxError
 from orch.gateway.cloudwatch import LogShipper
 from orch.gateway.generation import Generation, GenerationWatcher, WarmMarks
 from orch.gateway.invoke_api import LambdaInvokeApi
-from orch.gateway.model import ApiRegistry, lambda_refs
+from orch.gateway.localcode import LocalCode
+from orch.gateway.model import ApiRegistry, FunctionRef, lambda_refs
 from orch.gateway.multi import HelperProcesses, default_processes
 from orch.gateway.pipeline import Gateway
 from orch.gateway.server import HttpLimits, HttpServer, check_port_free, stderr_log
@@ -69,6 +70,8 @@ class LocalGateway:
         self.helpers: HelperProcesses | None = None
         self.watcher: GenerationWatcher | None = None
         self.marks: WarmMarks | None = None
+        self.local: LocalCode | None = None  # hot reload, when on
+        self._refs: list[FunctionRef] = []  # the functions deployed stages invoke (last refresh)
         self._owns_pool = owns_pool
         self._refresh_lock = threading.Lock()
         self.warmed_generation: str | None = None
@@ -102,6 +105,8 @@ class LocalGateway:
         # workers first: `orch sandbox stop` SIGKILLs the daemon after 10 s, and workers (in
         # sessions of their own) and what their handlers started would then outlive it
         steps: list[tuple[str, Callable[[], None]]] = [("HTTP server", self.http.server_close)]
+        if self.local is not None:
+            steps.append(("hot reload watcher", self.local.close))
         if self.helpers is not None:
             steps.append(("helpers (asking)", self.helpers.request_stop))
         if self._owns_pool:
@@ -168,27 +173,40 @@ class LocalGateway:
             started = time.monotonic()
             generation = self.registry.generation.current() if self.registry.generation else None
             self.registry.sync()
-            specs: list[FunctionSpec] = []
+            refs: list[FunctionRef] = []
             for api in self.registry.deployed_apis():
-                for ref in lambda_refs(api):
-                    try:
-                        spec = self.registry.get_function(ref)
-                    except SandboxError:
-                        continue  # the request that needs it gets the error
-                    if spec not in specs:
-                        specs.append(spec)
-            retain = getattr(self.pool, "retain", None)
-            if callable(retain):
-                retain(specs)
-            prewarm = getattr(self.pool, "prewarm", None)
-            if callable(prewarm):
-                for spec in specs:
-                    prewarm(spec)
+                refs += [ref for ref in lambda_refs(api) if ref not in refs]
+            self._refs = refs
+            specs = self._warm(refs)
             self.warm_seconds = time.monotonic() - started
             self.warmed_generation = generation
             if self.marks is not None and generation is not None:
                 self.marks.mark(generation)
             return specs
+
+    def rewarm(self) -> list[FunctionSpec]:
+        """After a saved edit (hot reload): a warm worker for each function's new revision,
+        the old revision's workers retired; what is deployed is not read again."""
+        with self._refresh_lock:
+            return self._warm(self._refs)
+
+    def _warm(self, refs: list[FunctionRef]) -> list[FunctionSpec]:
+        specs: list[FunctionSpec] = []
+        for ref in refs:
+            try:
+                spec = self.registry.get_function(ref)
+            except SandboxError:
+                continue  # the request that needs it gets the error
+            if spec not in specs:
+                specs.append(spec)
+        retain = getattr(self.pool, "retain", None)
+        if callable(retain):
+            retain(specs)
+        prewarm = getattr(self.pool, "prewarm", None)
+        if callable(prewarm):
+            for spec in specs:
+                prewarm(spec)
+        return specs
 
     def _revalidate(self) -> None:
         if self.registry.revalidate():
@@ -285,9 +303,13 @@ def build_process(
     cloudwatch: bool = True,
     echo_handler_output: bool = False,
     watch: bool = True,
+    reload: bool = False,
+    announce: bool = True,
 ) -> LocalGateway:
-    """This process's gateway on ``host:port`` (no helpers): see ``build_server``."""
+    """This process's gateway on ``host:port`` (no helpers): see ``build_server``;
+    ``announce``: this process logs what hot reload serves (helpers do not)."""
     clients = _clients(aws_endpoint, region)
+    local = LocalCode(Path(project_dir), log=log, announce=announce) if reload else None
     registry = ApiRegistry(
         clients["apigateway"],
         clients["lambda"],
@@ -295,6 +317,7 @@ def build_process(
         generation=Generation(generation_path(Path(project_dir))),
         refresh_interval=refresh_interval,
         log=log,
+        code_overlay=local.local_spec if local is not None else None,
     )
     shipper = LogShipper(clients["logs"], log=log) if cloudwatch else None
     owns_pool = worker_pool is None
@@ -331,6 +354,9 @@ def build_process(
     app = built["app"] = LocalGateway(
         http, gateway, registry, worker_pool, owns_pool=owns_pool, shipper=shipper, log=log
     )
+    if local is not None:
+        local.on_change = app.rewarm
+        app.local = local.start()
     if watch:
         app.marks = WarmMarks(generation_path(Path(project_dir)))
         app.watcher = GenerationWatcher(
@@ -361,6 +387,7 @@ def build_server(
     cloudwatch: bool = True,
     echo_handler_output: bool = False,
     watch: bool = True,
+    reload: bool = False,
 ) -> LocalGateway:
     """A ready-to-serve gateway (call ``serve_forever()``; ``shutdown()`` + ``server_close()``).
 
@@ -371,6 +398,8 @@ def build_server(
     ``cloudwatch``: handler output goes to the emulator's CloudWatch Logs;
     ``echo_handler_output``: also to ``log`` (``orch serve``). ``watch``: re-read and warm
     workers as soon as the generation changes (else only on the next request).
+    ``reload``: hot reload (``orch.gateway.localcode``): functions that are stages of the
+    project run their source folders, and a saved edit gets new workers.
 
     ``processes`` > 1 also starts ``processes - 1`` helper gateway processes sharing the port
     through ``SO_REUSEPORT``, each with its own registry, pool and watcher; their log lines
@@ -398,6 +427,7 @@ def build_server(
         cloudwatch=cloudwatch,
         echo_handler_output=echo_handler_output,
         watch=watch,
+        reload=reload,
     )
     if processes > 1:
         try:
@@ -416,6 +446,7 @@ def build_server(
                     "cloudwatch": cloudwatch,
                     "echo_handler_output": echo_handler_output,
                     "watch": watch,
+                    "reload": reload,
                     "limits": dict(limits.__dict__) if limits is not None else None,
                 },
             )
@@ -442,6 +473,8 @@ def build_helper(config: dict[str, Any], log: Callable[[str], None]) -> LocalGat
         cloudwatch=bool(config.get("cloudwatch", True)),
         echo_handler_output=bool(config.get("echo_handler_output", False)),
         watch=bool(config.get("watch", True)),
+        reload=bool(config.get("reload", False)),
+        announce=False,
     )
 
 
@@ -493,9 +526,11 @@ def run_foreground(
     project_dir: Path,
     log: Callable[[str], None] | None = None,
     ready: Callable[[LocalGateway], None] | None = None,
+    reload: bool = True,
 ) -> None:
-    """Serve until Ctrl-C (``orch serve``), request lines and handler output on ``log``;
-    always stops the helpers and workers on the way out."""
+    """Serve until Ctrl-C (``orch serve``), request lines and handler output on ``log``,
+    with hot reload unless ``reload`` is false; always stops the helpers and workers on
+    the way out."""
     log = log or stderr_log
     server = build_server(
         host,
@@ -506,6 +541,7 @@ def run_foreground(
         log=log,
         processes=default_processes(),
         echo_handler_output=True,
+        reload=reload,
     )
     log(
         f"gateway: listening on {server.url} (invoke URLs: "

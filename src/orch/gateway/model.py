@@ -109,6 +109,32 @@ class DeployedApi:
     loaded_at: float = field(default=0.0, compare=False)
 
 
+def routes(api: DeployedApi) -> list[tuple[str, str, str]]:
+    """Every route of a deployed stage as ``(method, resource path, integration)``, sorted by
+    path then method; the integration is ``AWS lambda <function>[:<qualifier>]`` for Lambda
+    integrations, else its type (and URI). For people: ``orch serve``'s table, the 403 log."""
+    rows: list[tuple[str, str, str]] = []
+    for resource in api.resources:
+        for verb, method in resource.methods.items():
+            integration = method.integration
+            if integration is None:
+                target = "(no integration: 403)"
+            else:
+                ref = parse_lambda_uri(integration.uri, api.stage_variables) if integration.uri else None
+                if ref is not None:
+                    name = ref.function_arn.rsplit(":", 1)[-1]
+                    target = f"{integration.type} lambda {name}" + (f":{ref.qualifier}" if ref.qualifier else "")
+                else:
+                    target = integration.type + (f" {integration.uri}" if integration.uri else "")
+            rows.append((verb, resource.path, target))
+    return sorted(rows, key=lambda row: (row[1], row[0]))
+
+
+def describe_routes(api: DeployedApi) -> str:
+    """``POST /, GET /items/{id}``: a stage's routes on one line (``(none)`` without any)."""
+    return ", ".join(f"{verb} {path}" for verb, path, _target in routes(api)) or "(none)"
+
+
 class ApiNotFound(SandboxError):
     """No such REST API or stage in the emulator."""
 
@@ -505,9 +531,12 @@ class ApiRegistry:
         refresh_interval: float | None = None,
         log: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        code_overlay: Callable[[FunctionSpec], FunctionSpec] | None = None,
     ) -> None:
         """``generation``: an ``orch.gateway.generation.Generation`` (or anything with a
-        ``current() -> str``); None: the caches are only invalidated by ``revalidate``."""
+        ``current() -> str``); None: the caches are only invalidated by ``revalidate``.
+        ``code_overlay``: applied to every function spec ``get_function`` returns, never
+        cached (hot reload: ``orch.gateway.localcode.LocalCode.local_spec``)."""
         self.apigw = apigw_client
         self.lambda_ = lambda_client
         self.project_dir = Path(project_dir)
@@ -515,6 +544,7 @@ class ApiRegistry:
         self.refresh_interval = refresh_interval
         self.log = log or (lambda _msg: None)
         self.clock = clock
+        self.code_overlay = code_overlay
         self._token: str | None = generation.current() if generation is not None else None
         self._epoch = 0  # bumped whenever the caches are emptied
         self._apis: dict[tuple[str, str], _Entry] = {}
@@ -652,12 +682,13 @@ class ApiRegistry:
         """The function version ``ref`` names, unpacked; raises ``PackageMissing`` or
         ``SandboxError`` (no such function)."""
         self.sync()
-        return self._cached(
+        spec = self._cached(
             "_functions",
             ref,
             lambda: resolve_function(self.lambda_, ref, self.project_dir),
             (SandboxError,),
         )
+        return spec if self.code_overlay is None else self.code_overlay(spec)
 
     # discovery and the safety net
     def deployed_apis(self) -> list[DeployedApi]:

@@ -41,6 +41,7 @@ from orch.gateway.model import (
     Method,
     PackageMissing,
     Resource,
+    describe_routes,
     parse_lambda_uri,
     substitute_stage_variables,
 )
@@ -478,10 +479,10 @@ class Gateway:
         path = "/" + raw.lstrip("/")
         match = self._router(api).match(path, request.method)
         if match is None:
-            raise GatewayError("MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token")
+            raise self._no_route(api, request.method, path)
         method = match.resource.methods.get(request.method) or match.resource.methods["ANY"]
         if method.integration is None:
-            raise GatewayError("MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token")
+            raise self._no_route(api, request.method, path)
 
         now = time.time()
         extended_id = events.new_extended_id()
@@ -540,6 +541,15 @@ class Gateway:
         if kind not in ("MOCK", "HTTP_PROXY"):
             response.headers.append(("X-Amzn-Trace-Id", inv.trace))
         return response
+
+    def _no_route(self, api: DeployedApi, verb: str, path: str) -> GatewayError:
+        """AWS's answer to a route the stage does not have (403 Missing Authentication Token,
+        case 15), logged with the routes it does have: the usual cause is a typo in the URL."""
+        self.log(
+            f"gateway: 403 for {verb} {path}: stage {api.stage_name!r} of REST API {api.rest_api_id} has no "
+            f"such route; its routes: {describe_routes(api)}"
+        )
+        return GatewayError("MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token")
 
     def _error_response(
         self, error: GatewayError, request: GatewayRequest, request_id: str, state: dict[str, Any]

@@ -101,6 +101,7 @@ _POLLIN = select.POLLIN | select.POLLHUP | select.POLLERR
 _PASSTHROUGH_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
 _READ_SIZE = 1 << 20
 STREAM_VARIABLE = "AWS_LAMBDA_LOG_STREAM_NAME"
+DEPENDENCY_PATH_VARIABLE = "ORCH_DEPENDENCY_PATH"
 # What one invocation's output may keep: CloudWatch Logs' largest event (256 KB); beyond it
 # the output is read and dropped. https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/cloudwatch_limits_cwl.html
 DEFAULT_MAX_LOG_BYTES = 256 * 1024
@@ -119,6 +120,11 @@ class FunctionSpec:
     memory_size: int
     environment: dict[str, str]
     arn: str
+    # Hot reload (orch.gateway.localcode): folders searched for modules after ``code_dir``
+    # (the deployed package, whose vendored dependencies the source folder lacks), and a
+    # revision that changes with every saved edit, so edited code gets new workers.
+    dependency_dirs: tuple[Path, ...] = ()
+    revision: str = ""
 
 
 @dataclass(frozen=True)
@@ -945,6 +951,8 @@ def _pool_key(spec: FunctionSpec) -> tuple:
         spec.memory_size,  # not the timeout: it travels with each invocation
         _region_of(spec.arn),
         frozenset(spec.environment.items()),
+        tuple(str(d) for d in spec.dependency_dirs),
+        spec.revision,
     )
 
 
@@ -987,6 +995,12 @@ def _lambda_environment(
             "TZ": ":UTC",
         }
     )
+    if spec.dependency_dirs:
+        dirs = [str(Path(d).resolve()) for d in spec.dependency_dirs]
+        env[DEPENDENCY_PATH_VARIABLE] = os.pathsep.join(dirs)  # read (and removed) by the bootstraps
+        if spec.runtime.startswith("nodejs"):
+            # require() searches NODE_PATH last, as on Lambda (whose NODE_PATH ends with /var/task)
+            env["NODE_PATH"] = os.pathsep.join(os.path.join(d, "node_modules") for d in dirs)
     return env
 
 

@@ -33,6 +33,20 @@ const STATUS_FATAL = 5;
 const reqFd = Number(process.argv[2]);
 const respFd = Number(process.argv[3]);
 const taskRoot = process.env.LAMBDA_TASK_ROOT || process.cwd();
+// Hot reload: taskRoot is the function's source folder and these folders (the deployed
+// package) hold the dependencies orch vendored into it. require() finds them through
+// NODE_PATH (set by the gateway); import() through the resolve hook registered below.
+const dependencyDirs = (process.env.ORCH_DEPENDENCY_PATH || '').split(path.delimiter).filter(Boolean);
+delete process.env.ORCH_DEPENDENCY_PATH;
+let dependencyHooks = false;
+
+function useDependencyDirsForImports() {
+  const mod = require('module');
+  if (dependencyHooks || !dependencyDirs.length || typeof mod.register !== 'function') return;
+  dependencyHooks = true;
+  const hooks = pathToFileURL(path.join(__dirname, 'node_dependency_hooks.mjs')).href;
+  mod.register(hooks, { data: { dirs: dependencyDirs } });
+}
 
 let currentRequestId = '';
 let current = null; // {id, done} of the invocation in flight
@@ -106,6 +120,10 @@ const lambdaPaths = [
   [__filename, '/var/runtime/index.mjs'],
   [pathToFileURL(taskRoot).href, 'file:///var/task'],
   [taskRoot, '/var/task'],
+  ...dependencyDirs.flatMap((dir) => [
+    [pathToFileURL(dir).href, 'file:///var/task'],
+    [dir, '/var/task'],
+  ]),
 ];
 
 function lambdaText(text) {
@@ -179,11 +197,17 @@ async function loadModule(moduleName) {
   for (const ext of ['.js', '.mjs', '.cjs']) {
     const file = base + ext;
     if (fs.existsSync(file)) {
-      if (isEsm(file)) return import(pathToFileURL(file).href);
+      if (isEsm(file)) {
+        useDependencyDirsForImports();
+        return import(pathToFileURL(file).href);
+      }
       try {
         return require(file);
       } catch (e) {
-        if (e && e.code === 'ERR_REQUIRE_ESM') return import(pathToFileURL(file).href);
+        if (e && e.code === 'ERR_REQUIRE_ESM') {
+          useDependencyDirsForImports();
+          return import(pathToFileURL(file).href);
+        }
         throw e;
       }
     }

@@ -130,15 +130,17 @@ def _make_error(message, error_type, stack_trace, request_id):
 _LAMBDA_PATHS = []
 
 
-def _init_lambda_paths(task_root):
-    """Map this machine's folders onto Lambda's: the code to /var/task, the standard library
-    to /var/lang/lib/python3.X (X from the function's runtime), installed packages to its
-    site-packages, this bootstrap to /var/runtime."""
+def _init_lambda_paths(task_root, dependency_dirs=()):
+    """Map this machine's folders onto Lambda's: the code (and the folders its dependencies
+    come from) to /var/task, the standard library to /var/lang/lib/python3.X (X from the
+    function's runtime), installed packages to its site-packages, this bootstrap to
+    /var/runtime."""
     runtime = os.environ.get("AWS_EXECUTION_ENV", "").rpartition("_")[2]
     if not runtime.startswith("python3."):
         runtime = f"python{sys.version_info[0]}.{sys.version_info[1]}"
     lang = f"/var/lang/lib/{runtime}"
     pairs = [(task_root, "/var/task"), (os.path.dirname(os.path.abspath(__file__)), "/var/runtime")]
+    pairs += [(folder, "/var/task") for folder in dependency_dirs]
     paths = sysconfig.get_paths()
     for key in ("purelib", "platlib"):
         if paths.get(key):
@@ -312,7 +314,11 @@ def main():
     req_fd, resp_fd = int(sys.argv[1]), int(sys.argv[2])
     task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
     sys.path[0] = task_root
-    _init_lambda_paths(task_root)
+    # Hot reload: task_root is the function's source folder and these folders (the deployed
+    # package) hold the dependencies orch vendored into it; the source folder wins.
+    dependency_dirs = [d for d in os.environ.pop("ORCH_DEPENDENCY_PATH", "").split(os.pathsep) if d]
+    sys.path[1:1] = dependency_dirs
+    _init_lambda_paths(task_root, dependency_dirs)
     sys.argv = [sys.argv[0]]
     for stream in (sys.stdout, sys.stderr):
         try:
