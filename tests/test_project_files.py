@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,42 @@ def test_init_then_render_needs_no_modules_folder(tmp_path: Path) -> None:
     assert module_source(files, tmp_path / "demo" / ".orch" / "work" / "aws" / "dev") == (
         resources.PACKAGED_MODULES / "stack"
     )
+
+
+class _Distribution:
+    def __init__(self, direct_url: dict | None) -> None:
+        self.direct_url = direct_url
+
+    def read_text(self, name: str) -> str | None:
+        assert name == "direct_url.json"
+        return None if self.direct_url is None else json.dumps(self.direct_url)
+
+
+GIT_INSTALL = {"url": "https://git.example.com/team/orch.git",
+               "vcs_info": {"vcs": "git", "commit_id": "0123456789abcdef0123456789abcdef01234567"}}
+
+
+@pytest.mark.parametrize("direct_url, expected", [
+    (GIT_INSTALL, "orch[sandbox] @ git+https://git.example.com/team/orch.git@0123456789abcdef0123456789abcdef01234567"),
+    (None, None),  # from a package index: never guess public PyPI's unrelated `orch`
+    ({"url": "file:///home/me/orch", "dir_info": {"editable": True}}, None),  # this machine only
+    ({"url": "file:///home/me/orch", "vcs_info": {"vcs": "git", "commit_id": "abc"}}, None),
+])
+def test_the_ci_files_install_orch_from_where_this_orch_came_or_say_to_set_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, direct_url: dict | None, expected: str | None) -> None:
+    monkeypatch.setattr("orch.init.metadata.distribution", lambda name: _Distribution(direct_url))
+    init_project(tmp_path / "demo")
+    travis = (tmp_path / "demo" / ".travis.yml").read_text()
+    workflow = (tmp_path / "demo" / ".github" / "workflows" / "orch.yml").read_text()
+    want = '""' if expected is None else json.dumps(expected)
+    assert f"- ORCH_PACKAGE={want}" in travis and f"ORCH_PACKAGE: {want}" in workflow
+    assert "bash scripts/install-orch.sh" in travis and "bash scripts/install-orch.sh" in workflow
+
+
+def test_the_ci_install_script_refuses_an_unset_package(tmp_path: Path) -> None:
+    init_project(tmp_path / "demo")
+    script = tmp_path / "demo" / "scripts" / "install-orch.sh"
+    env = {k: v for k, v in os.environ.items() if k != "ORCH_PACKAGE"}
+    result = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "ORCH_PACKAGE is not set" in result.stderr and "git+https://" in result.stderr

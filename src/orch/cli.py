@@ -62,7 +62,7 @@ ProjectOpt = Annotated[
     typer.Option(
         "--project",
         envvar="ORCH_PROJECT_DIR",
-        help="Project folder (with stages/ and modules/). Default: the nearest one above the "
+        help="Project folder (the one with stages/; modules/ is optional). Default: the nearest one above the "
         "current folder.",
         show_default=False,
     ),
@@ -535,15 +535,19 @@ def init(
                      show_default=False),
     ] = None,
 ) -> int:
-    """Write a new project: stages (defaults, dev, prod), an example function, .gitignore.
+    """Write a new project: stages (defaults, dev, prod, the CI policy ci.yaml), an example
+    function, .gitignore, and CI files for Travis CI and GitHub Actions that run `orch ci`.
 
     Never overwrites a file. Then `orch apply dev --sandbox` in DIR deploys it.
     """
-    from orch.init import init_project
+    from orch.init import ci_package_source, init_project
 
     written = init_project(folder, name)
     for path in written:
         _log(f"wrote {path}")
+    if ci_package_source() is None:
+        _log("before CI can run: set ORCH_PACKAGE in .travis.yml and .github/workflows/orch.yml to where "
+             "your team installs orch from (a pinned git URL or a wheel; public PyPI's `orch` is another project)")
     where = "" if folder.resolve() == Path.cwd().resolve() else f"cd {folder} && "
     _log(f"next: {where}orch apply dev --sandbox")
     return ExitCode.OK

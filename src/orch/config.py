@@ -786,7 +786,7 @@ def find_project_dir(start: Path | None = None) -> Path:
             return folder
     raise ConfigError(
         f"no stages/ folder found in {here} or any folder above it.",
-        hint="Run orch from your project (the folder with stages/ and modules/), "
+        hint="Run orch from your project (the folder with stages/), "
         "or pass --project PATH / set ORCH_PROJECT_DIR.",
     )
 

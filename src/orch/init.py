@@ -7,8 +7,10 @@ anything. It does not validate, render or deploy.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from orch.errors import ConfigError
@@ -44,6 +46,7 @@ PROJECT_FILES: tuple[ProjectFile, ...] = (
     ProjectFile(".travis.yml", "travis.yml"),
     ProjectFile(".github/workflows/orch.yml", "github/workflows/orch.yml"),
     ProjectFile("scripts/install-terraform.sh", "scripts/install-terraform.sh"),
+    ProjectFile("scripts/install-orch.sh", "scripts/install-orch.sh", executable=True),
 )
 """Everything a new project gets: stages, the example function, and CI that runs `orch ci`
 (Travis CI and GitHub Actions, the policy in stages/ci.yaml, the checksum-verified Terraform
@@ -64,6 +67,41 @@ def project_name_for(folder: Path) -> str:
 def _named(text: str, name: str) -> str:
     text = re.sub(r"(?m)^(\s*project:\s*)orch\b", rf"\g<1>{name}", text)
     return re.sub(r"\borch-loopback-", f"{name}-loopback-", text)
+
+
+CI_PACKAGE_LINE = re.compile(r'(?m)^(\s*-?\s*ORCH_PACKAGE[=:]\s*)""$')
+"""The empty `ORCH_PACKAGE` setting in the skeleton's CI files (Travis `- ORCH_PACKAGE=""`,
+GitHub Actions `ORCH_PACKAGE: ""`), which orch init fills when it knows a source CI can reach."""
+
+
+def ci_package_source(distribution: str = "orch") -> str | None:
+    """The pip requirement a CI job can install this very orch from, or None.
+
+    Known only when orch was installed from a version-control URL: pip records it in the
+    distribution's `direct_url.json` (PEP 610,
+    https://packaging.python.org/en/latest/specifications/direct-url-data-structure/), and the
+    answer pins the commit: `orch[sandbox] @ git+https://host/org/orch@<commit_id>`. A local
+    folder, an editable install or a package index gives None: public PyPI's `orch` is an
+    unrelated project, so orch never guesses a name there.
+    """
+    try:
+        text = metadata.distribution(distribution).read_text("direct_url.json")
+        info = json.loads(text) if text else None
+    except (metadata.PackageNotFoundError, ValueError):
+        return None
+    if not isinstance(info, dict) or not isinstance(info.get("vcs_info"), dict):
+        return None
+    url, vcs = str(info.get("url", "")), info["vcs_info"]
+    commit = vcs.get("commit_id")
+    if not url or not commit or url.startswith("file:"):
+        return None
+    return f"orch[sandbox] @ {vcs.get('vcs', 'git')}+{url}@{commit}"
+
+
+def _with_ci_package(text: str, source: str | None) -> str:
+    if source is None:
+        return text
+    return CI_PACKAGE_LINE.sub(lambda m: m.group(1) + json.dumps(source), text)
 
 
 def init_project(folder: Path, name: str | None = None) -> list[Path]:
@@ -101,7 +139,8 @@ def init_project(folder: Path, name: str | None = None) -> list[Path]:
                 f"orch's project skeleton is incomplete: cannot read {source} ({exc.strerror}).",
                 hint="Reinstall orch.",
             ) from None
-        texts.append((path, _named(text, name) if item.named else text, item.executable))
+        text = _with_ci_package(_named(text, name) if item.named else text, ci_package_source())
+        texts.append((path, text, item.executable))
     return _write_all(folder, texts)
 
 
