@@ -225,6 +225,9 @@ def test_no_op(project: Path) -> None:
     skipped = [event[1] for event in world.reporter.events if event[0] == "skip"]
     # the upload, the redeploy, the mark; the rollback; the cleanup's mark (cleanup steps are numbered too)
     assert len(skipped) == 3 + len(ROLLBACK) + 1
+    reasons = [event[2] for event in world.reporter.events if event[0] == "skip"]
+    assert "the package is under 50 MB" in reasons and "no route was removed" in reasons
+    assert not [why for why in reasons if "${" in why]  # a person's words, not the data-flow names
     assert outcome.verdict.status == "passed"  # the checks ran on the unchanged stage all the same
 
 

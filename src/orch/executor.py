@@ -135,7 +135,7 @@ class Executor:
     def _run(self, step: Step, index: int, total: int, *, cleanup: bool = False) -> None:
         when = getattr(step, "when", None)
         if when is not None and not when.holds(self.values):
-            self.reporter.step_skipped(index, total, step.title(), when.describe().replace("if ", "not: ", 1))
+            self.reporter.step_skipped(index, total, step.title(), when.skipped_because(self.values))
             return
         self.reporter.step_started(index, total, step.title())
         started = time.monotonic()

@@ -39,10 +39,19 @@ class Condition:
     def describe(self) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def skipped_because(self, values: dict[str, Any]) -> str:
+        """Why the step did not run, in a person's words (the progress line; `describe` is the
+        data-flow view --dry-run prints)."""
+        return self.because
+
+    because = "not needed this time"
+
 
 @dataclass(frozen=True)
 class PlanHasChanges(Condition):
     """The stored plan (a tfplan.PlanView, or an ApplyResult's plan) would change something."""
+
+    because = "the plan has no changes"
 
     plan: Ref
 
@@ -57,6 +66,8 @@ class PlanHasChanges(Condition):
 class PlanRemovesRoutes(Condition):
     """The stored plan deleted API methods (routes): the stage must be redeployed without them."""
 
+    because = "no route was removed"
+
     plan: Ref
 
     def holds(self, values: dict[str, Any]) -> bool:
@@ -69,6 +80,8 @@ class PlanRemovesRoutes(Condition):
 @dataclass(frozen=True)
 class PackageNeedsS3(Condition):
     """The stored package is over Lambda's 50 MB direct-upload limit."""
+
+    because = "the package is under 50 MB"
 
     package: Ref
 
@@ -86,6 +99,8 @@ class Changed(Condition):
     """Any of the stored Terraform results (ApplyResult) changed deployed state, or a
     Terraform step that changes state failed (it may have changed some of it)."""
 
+    because = "nothing changed"
+
     results: tuple[Ref, ...]
 
     def holds(self, values: dict[str, Any]) -> bool:
@@ -102,6 +117,8 @@ class Changed(Condition):
 class CodeDiffers(Condition):
     """The stored package (a PackageResult) is not the code the stored LiveCode serves."""
 
+    because = "the function already runs this code"
+
     package: Ref
     live: Ref
 
@@ -116,6 +133,8 @@ class CodeDiffers(Condition):
 class HasImports(Condition):
     """The stored adoption (orch.adopt.Adoption) found resources to import."""
 
+    because = "nothing to adopt"
+
     adoption: Ref
 
     def holds(self, values: dict[str, Any]) -> bool:
@@ -128,6 +147,8 @@ class HasImports(Condition):
 @dataclass(frozen=True)
 class Succeeded(Condition):
     """Every step of the command succeeded (checked by cleanup steps)."""
+
+    because = "an earlier step failed"
 
     def holds(self, values: dict[str, Any]) -> bool:
         return FAILED not in values
@@ -143,6 +164,8 @@ FAILED = "failed"  # the executor stores the step that failed under this name
 class ChangedSinceMark(Condition):
     """Deployed state changed after the gateway was last told (no `marked` value stored), or a
     Terraform step that changes state failed (it may have changed some of it)."""
+
+    because = "the gateway already knows, or nothing changed"
 
     results: tuple[Ref, ...]
     marked: Ref
@@ -160,6 +183,8 @@ class ChangedSinceMark(Condition):
 @dataclass(frozen=True)
 class SmokeFailed(Condition):
     """The stored smoke report (orch.smoke.SmokeReport) has a failed check."""
+
+    because = "the smoke checks passed"
 
     smoke: Ref
 
@@ -182,6 +207,11 @@ class Stored(Condition):
         if values.get(self.value.name) is None:
             return False
         return self.then is None or self.then.holds(values)
+
+    def skipped_because(self, values: dict[str, Any]) -> str:
+        if values.get(self.value.name) is None:
+            return f"no {self.value.name.replace('_', ' ')} was found"
+        return self.then.skipped_because(values) if self.then is not None else self.because
 
     def describe(self) -> str:
         head = f"if {self.value} was found"
