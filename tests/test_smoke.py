@@ -499,6 +499,19 @@ def test_follow_prints_each_event_once_and_stops_when_told() -> None:
     assert aws.starts[1:] == [base + 5, base + 5]  # polls from the newest event on
 
 
+def test_events_of_one_millisecond_keep_their_order_and_an_error_shows_its_lines() -> None:
+    base = int(time.time() * 1000) - 5000
+    page = [event(9, base, "START RequestId: r1 Version: 4"),
+            event(3, base, "[ERROR] Exception: boom\rTraceback (most recent call last):\r  File \"/var/task/h.py\""),
+            event(5, base, "END RequestId: r1")]
+    lines: list[str] = []
+    observe.show_logs(FakeLogs([page]), "fn", since_seconds=60, pattern=None, follow=False, emit=lines.append,
+                      note=lines.append)
+    text = "\n".join(line.split(" ", 2)[2] for line in lines)
+    assert text == ("START RequestId: r1 Version: 4\n[ERROR] Exception: boom\n    Traceback (most recent call last):"
+                    "\n      File \"/var/task/h.py\"\nEND RequestId: r1")
+
+
 def test_logs_without_the_group_say_so_and_bad_durations_are_refused() -> None:
     with pytest.raises(AwsNotFound, match="log group /aws/lambda/fn does not exist"):
         observe.show_logs(FakeLogs([]), "fn", since_seconds=60, pattern=None, follow=False, emit=print, note=print)

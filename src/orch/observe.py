@@ -42,12 +42,16 @@ def log_group(function_name: str) -> str:
 
 def format_event(event: dict[str, Any]) -> str:
     """`2025-01-02T03:04:05.678Z [3] message`: time, the version from the stream name
-    (`YYYY/MM/DD/[<version>]<id>`), and the message without its trailing newline."""
+    (`YYYY/MM/DD/[<version>]<id>`), and the message without its trailing newline. Lambda's
+    runtimes write an error and its stack trace as one event with "\r" between its lines
+    (https://docs.aws.amazon.com/lambda/latest/dg/python-logging.html); they are shown as
+    lines here, indented under the event."""
     stamp = datetime.fromtimestamp(int(event.get("timestamp", 0)) / 1000, UTC)
     when = stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
     stream = str(event.get("logStreamName", ""))
     version = stream[stream.find("[") : stream.find("]") + 1] if "[" in stream and "]" in stream else stream
-    return f"{when} {version} {str(event.get('message', '')).rstrip(chr(10))}"
+    message = str(event.get("message", "")).rstrip("\n").replace("\r\n", "\r").replace("\r", "\n    ")
+    return f"{when} {version} {message}"
 
 
 class LogReader:
@@ -67,7 +71,9 @@ class LogReader:
             events += page
             if not token or not page:
                 break
-        events.sort(key=lambda e: (e.get("timestamp", 0), str(e.get("eventId", ""))))
+        # By time only, and stable: events of one millisecond keep the order CloudWatch returned
+        # (the order written), so START stays before END and REPORT (event ids are not ordered).
+        events.sort(key=lambda e: int(e.get("timestamp", 0)))
         fresh = [e for e in events
                  if int(e.get("timestamp", 0)) >= self.start_ms and str(e.get("eventId")) not in self._seen]
         if fresh:
