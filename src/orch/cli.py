@@ -53,7 +53,7 @@ SandboxOpt = Annotated[
     typer.Option(
         "--sandbox",
         envvar="ORCH_SANDBOX",
-        help="Deploy into the embedded AWS emulator on this machine instead of AWS "
+        help="Work on the stage in the embedded AWS emulator on this machine instead of AWS "
         "(also ORCH_SANDBOX=1). Starts it in the background when needed.",
     ),
 ]
