@@ -129,6 +129,7 @@ def init_project(folder: Path, name: str | None = None) -> list[Path]:
             f"{folder} already has {', '.join(existing)}; orch init never overwrites files.",
             hint="Run it in an empty folder (`orch init NEW_FOLDER`), or move those files away first.",
         )
+    package_source = ci_package_source()
     texts: list[tuple[Path, str, bool]] = []
     for path, item in targets:
         source = SKELETON_DIR / item.source
@@ -139,7 +140,7 @@ def init_project(folder: Path, name: str | None = None) -> list[Path]:
                 f"orch's project skeleton is incomplete: cannot read {source} ({exc.strerror}).",
                 hint="Reinstall orch.",
             ) from None
-        text = _with_ci_package(_named(text, name) if item.named else text, ci_package_source())
+        text = _with_ci_package(_named(text, name) if item.named else text, package_source)
         texts.append((path, text, item.executable))
     return _write_all(folder, texts)
 
