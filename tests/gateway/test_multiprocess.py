@@ -123,6 +123,8 @@ def test_processes_share_the_port_and_stop_together(aws, project_dir: Path, echo
         assert all(echo in s["warm"] for s in stats)  # each process has its own warm worker
         workers = [pid for s in stats for pid in s["worker_pids"]]
         assert all(s["worker_pids"] for s in stats) and len(set(workers)) == len(workers)
+        helper_stats = [s for s in stats if s["pid"] != pids[0]]
+        assert helper_stats and all(s["gc_frozen"] > 0 for s in helper_stats), stats  # gcpause in force
     finally:
         server.shutdown()
         server.server_close()

@@ -13,6 +13,7 @@ not parse HTTP, emulate API Gateway or run handlers itself: the parts it builds 
 
 from __future__ import annotations
 
+import gc
 import logging
 import logging.handlers
 import os
@@ -27,6 +28,7 @@ from typing import Any
 from orch.aws import SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY
 from orch.errors import SandboxError
 from orch.gateway.cloudwatch import LogShipper
+from orch.gateway.gcpause import bound_collection_pauses, collect_when_idle
 from orch.gateway.generation import Generation, GenerationWatcher, WarmMarks
 from orch.gateway.invoke_api import LambdaInvokeApi
 from orch.gateway.localcode import LocalCode
@@ -144,7 +146,8 @@ class LocalGateway:
     def local_stats(self) -> dict[str, Any]:
         """This process's counters: pid, workers started, live worker pids, the generation
         its caches hold, the last generation it finished warming (and how long that took),
-        and the function versions with an idle warm worker."""
+        the function versions with an idle warm worker, and how many objects the collector
+        no longer walks (``gc_frozen``: non-zero once ``gcpause`` is in force)."""
         pool = self.pool
         pids = getattr(pool, "worker_pids", None)
         warm = getattr(pool, "warm_versions", None)
@@ -156,6 +159,7 @@ class LocalGateway:
             "warmed_generation": self.warmed_generation,
             "warm_seconds": self.warm_seconds,
             "warm": warm() if callable(warm) else [],
+            "gc_frozen": gc.get_freeze_count(),
         }
 
     def stats(self) -> list[dict[str, Any]]:
@@ -208,9 +212,13 @@ class LocalGateway:
                 prewarm(spec)
         return specs
 
-    def _revalidate(self) -> None:
+    def _on_idle(self) -> None:
+        """Every ``SAFETY_INTERVAL`` seconds without a generation change: re-read what is
+        deployed if the emulator changed without a mark, and free frozen garbage
+        (``gcpause``) while no request is in flight."""
         if self.registry.revalidate():
             self.refresh()
+        collect_when_idle(lambda: self.http.in_flight() > 0)
 
 
 # --- building ------------------------------------------------------------------------------
@@ -362,7 +370,7 @@ def build_process(
         app.watcher = GenerationWatcher(
             generation_path(Path(project_dir)),
             app.refresh,
-            on_idle=app._revalidate,
+            on_idle=app._on_idle,
             idle_interval=SAFETY_INTERVAL,
             initial=True,
             log=log,
@@ -547,6 +555,7 @@ def run_foreground(
         f"gateway: listening on {server.url} (invoke URLs: "
         f"{server.url}/restapis/<rest_api_id>/<stage>/_user_request_/)"
     )
+    bound_collection_pauses()
     if ready is not None:
         ready(server)
     previous = _stop_on_signals()

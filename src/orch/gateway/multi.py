@@ -312,6 +312,9 @@ def run_helper(config: dict[str, Any], build: Callable[[dict[str, Any], Callable
     except SandboxError as exc:
         send({"log": [f"gateway: helper process {os.getpid()} cannot serve: {exc.message}"]})
         return 1
+    from orch.gateway.gcpause import bound_collection_pauses
+
+    bound_collection_pauses()  # a process that exists to serve: short collector pauses
     thread = threading.Thread(target=server.serve_forever, name="gateway", daemon=True)
     thread.start()
     try:

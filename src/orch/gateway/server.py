@@ -346,6 +346,11 @@ class HttpServer:
             self.shutdown()
         self.socket.close()
 
+    def in_flight(self) -> int:
+        """Connections being served now (keep-alive ones between requests included)."""
+        with self._lock:
+            return len(self._connections)
+
     # -- threads --
 
     def _add_acceptor_locked(self) -> None:
