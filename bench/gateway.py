@@ -8,13 +8,13 @@ within a round and the medians reported, so a machine whose load changes (it is 
 skews every target alike. The machine's load is reported: load average, and the share of
 its CPU that processes outside this benchmark used while it measured.
 
-  gateway  the sandbox stack orch runs: moto's ThreadedMotoServer holding the REST API
+  gateway  the sandbox stack orch runs: the emulator process (moto) holding the REST API
            (POST / with the prototype's passthrough template, the Authorization header
            and the deptno-param query string, 200/400 integration responses), a stage
            ``dev`` and the Lambda function built from functions/loopback behind its alias;
-           the local gateway (``orch.gateway.app.build_server``, as ``orch.sandboxd`` starts
-           it: usable CPUs + 1 gateway processes sharing the port, ``--processes``) runs the
-           handler in warm workers;
+           the local gateway (``orch.gateway.app.build_server`` in this process, as
+           ``orch.sandboxd`` starts it: usable CPUs + 1 gateway processes sharing the port,
+           ``--processes``) runs the handler in warm workers;
   bare     a standard-library ThreadingHTTPServer (HTTP/1.1) that returns the request body;
   chalice  ``chalice local --no-autoreload`` serving a throwaway app whose POST / returns
            the request's JSON.
@@ -210,8 +210,9 @@ class Target:
 
 
 def serving_cpu_seconds() -> float:
-    """CPU seconds used so far by this process (moto, the in-process servers) and every
-    live process below it (gateway helpers, workers, chalice); wrk, reaped, is left out."""
+    """CPU seconds used so far by this process (the in-process servers) and every live
+    process below it (the emulator, gateway helpers, workers, chalice); wrk, reaped, is
+    left out."""
     import psutil
 
     me = psutil.Process()
@@ -538,23 +539,19 @@ class Stack:
 
 @contextlib.contextmanager
 def gateway_server(project: Path, processes: int, cloudwatch: bool = True) -> Iterator[Stack]:
-    """The stack ``orch sandbox`` runs: moto and the gateway (``processes`` gateway
-    processes sharing the port, as ``orch.sandboxd``) in this process."""
+    """The stack ``orch sandbox`` runs, as ``orch.sandboxd`` runs it: the emulator in its own
+    process (``EmulatorProcess``) and the gateway (``processes`` gateway processes sharing
+    the port) in this one."""
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
     from orch.gateway.app import build_server
+    from orch.gateway.gcpause import bound_collection_pauses
     from orch.sandbox import mark_changed
+    from orch.sandboxd import EmulatorProcess
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request log lines
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
+    emulator = EmulatorProcess().start(0)
     try:
-        host, port = moto.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
+        endpoint = emulator.wait_ready()
         api_id, name = deploy_to_moto(endpoint, project)
         mark_changed(project)  # as orch does after an apply
         server = build_server(
@@ -568,6 +565,7 @@ def gateway_server(project: Path, processes: int, cloudwatch: bool = True) -> It
             worker_pool_options={"max_workers_per_function": 4},
             cloudwatch=cloudwatch,
         )
+        bound_collection_pauses()  # as orch.sandboxd does once its gateway is built
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
@@ -580,7 +578,7 @@ def gateway_server(project: Path, processes: int, cloudwatch: bool = True) -> It
             server.shutdown()
             server.server_close()
     finally:
-        moto.stop()
+        emulator.stop()
 
 
 def release(stack: Stack, number: int) -> str:
@@ -867,7 +865,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"gateway warm path ({notes.get('gateway_processes')} gateway processes): worker "
             f"processes started while measuring: {notes.get('workers_started')}, processes "
-            "started by the benchmark process (gateway + moto) while measuring: "
+            "started by the benchmark process (gateway, emulator) while measuring: "
             f"{notes.get('processes_started')}, new processes below it: "
             f"{notes.get('new_descendants')}; worker pids "
             f"before {notes.get('worker_pids_before')} after {notes.get('worker_pids_after')}"

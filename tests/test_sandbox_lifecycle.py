@@ -92,3 +92,39 @@ def test_hot_reload_is_on_unless_turned_off_and_a_running_sandbox_says_which(tmp
         assert "--no-reload" in (Path("/proc") / str(status["pid"]) / "cmdline").read_bytes().decode(errors="replace")
     finally:
         orch("sandbox", "stop", cwd=project)
+
+
+def _emulator_of(daemon: int) -> int:
+    """The daemon's emulator process (`python -m orch.sandboxd --emulator`)."""
+    import psutil
+
+    found = [p.pid for p in psutil.Process(daemon).children() if "--emulator" in p.cmdline()]
+    assert len(found) == 1, f"daemon {daemon} should have one emulator child, has {found}"
+    return found[0]
+
+
+def test_the_emulator_process_lives_and_dies_with_its_daemon(tmp_path: Path) -> None:
+    """The emulator runs in a child of the daemon (not in the process that serves invoke
+    URLs); neither outlives the other, however one of them ends."""
+    project = make_project(tmp_path / "pair")
+    try:
+        assert orch("sandbox", "start", cwd=project).code == 0
+        daemon = sandbox_mod.read_state(project).pid
+        emulator = _emulator_of(daemon)
+        assert orch("sandbox", "stop", cwd=project).code == 0
+        assert wait_gone(daemon, 15) and wait_gone(emulator, 10), "`orch sandbox stop` left a process"
+
+        assert orch("sandbox", "start", cwd=project).code == 0
+        daemon = sandbox_mod.read_state(project).pid
+        emulator = _emulator_of(daemon)
+        os.kill(daemon, signal.SIGKILL)  # no cleanup at all: the emulator's stdin ends
+        assert wait_gone(emulator, 10), "the emulator outlived a killed daemon"
+
+        assert orch("sandbox", "start", cwd=project).code == 0
+        daemon = sandbox_mod.read_state(project).pid
+        os.kill(_emulator_of(daemon), signal.SIGKILL)  # every resource is gone with it
+        assert wait_gone(daemon, 15), "the daemon kept serving without its emulator"
+        assert orch("sandbox", "start", cwd=project).code == 0  # the next command gets a fresh one
+        assert sandbox_mod.read_state(project).pid != daemon
+    finally:
+        orch("sandbox", "stop", cwd=project)
