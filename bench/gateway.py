@@ -17,7 +17,11 @@ its CPU that processes outside this benchmark used while it measured.
            ``--processes``) runs the handler in warm workers;
   bare     a standard-library ThreadingHTTPServer (HTTP/1.1) that returns the request body;
   chalice  ``chalice local --no-autoreload`` serving a throwaway app whose POST / returns
-           the request's JSON.
+           the request's JSON;
+  floor    bench/floor_server.py: the gateway's architecture with none of its work (as many
+           processes sharing the port, each handing the body over a pipe to one of 4 warm
+           worker processes that JSON-decode and re-encode it): what running handlers in
+           their own processes costs on this machine, the floor under the gateway's figures.
 
 Every target must answer 200 with the expected body before and after it is measured. The
 script checks that wrk really opened one connection per request (TCP PassiveOpens from
@@ -350,6 +354,24 @@ def bare_server() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def floor_server(processes: int) -> Iterator[str]:
+    """bench/floor_server.py: the gateway's architecture with no gateway work in it."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "floor_server.py"), "--port", str(port), "--processes", str(processes)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError("bench/floor_server.py did not start")
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 CHALICE_APP = """
@@ -728,7 +750,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="gateway processes (default: what orch sandbox runs, default_processes())",
     )
-    parser.add_argument("--targets", default="gateway,bare,chalice", help="comma-separated subset to run")
+    parser.add_argument("--targets", default="gateway,bare,chalice,floor", help="comma-separated subset to run")
     parser.add_argument(
         "--no-cloudwatch",
         action="store_true",
@@ -773,6 +795,8 @@ def main(argv: list[str] | None = None) -> int:
             targets.append(Target("gateway", gateway.url, headers, check_gateway))
         if "bare" in names:
             targets.append(Target("bare", stack.enter_context(bare_server()), {}, check_echo))
+        if "floor" in names:
+            targets.append(Target("floor", stack.enter_context(floor_server(args.processes)), {}, check_echo))
         if "chalice" in names:
             try:
                 targets.append(Target("chalice", stack.enter_context(chalice_server(tmp)), {}, check_echo))
@@ -830,7 +854,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'target':<10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'vs bare':>9}{'p99 rounds':>24}{'cpu ms/req':>11}"
         f"{'requests':>10}{'conns':>8}{'errors':>8}{'non-2xx':>9}"
     )
-    for name in ("gateway", "bare", "chalice"):
+    for name in ("gateway", "bare", "chalice", "floor"):
         results = runs.get(name)
         if not results:
             if name in names:
@@ -901,10 +925,14 @@ def main(argv: list[str] | None = None) -> int:
         "gateway_p99_ms": median_of("gateway", "p99_ms"),
         "bare_p99_ms": median_of("bare", "p99_ms"),
         "chalice_p99_ms": median_of("chalice", "p99_ms"),
+        "floor_ratio": median_ratio("floor"),
+        "floor_p99_ms": median_of("floor", "p99_ms"),
         "gateway_p99_rounds_ms": [round(r.p99_ms, 2) for r in runs.get("gateway", [])],
+        "floor_p99_rounds_ms": [round(r.p99_ms, 2) for r in runs.get("floor", [])],
         "gateway_cpu_ms_per_request": median_of("gateway", "cpu_ms_per_request"),
         "bare_cpu_ms_per_request": median_of("bare", "cpu_ms_per_request"),
         "chalice_cpu_ms_per_request": median_of("chalice", "cpu_ms_per_request"),
+        "floor_cpu_ms_per_request": median_of("floor", "cpu_ms_per_request"),
         "connections": args.connections,
         "rounds": args.rounds,
         "duration_s": args.duration,
