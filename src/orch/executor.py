@@ -25,7 +25,7 @@ from orch import render as render_mod
 from orch import smoke as smoke_mod
 from orch import statelock, tfruns
 from orch.config import SmokeSettings, Stage
-from orch.errors import Aborted, AwsError, ConfigError, Refused, SandboxError, TerraformError
+from orch.errors import Aborted, AwsError, ConfigError, NotDeployedError, Refused, TerraformError
 from orch.reporter import Reporter
 from orch.steps import (
     FAILED,
@@ -117,6 +117,7 @@ class Executor:
         self.reporter = reporter
         self.values: dict[str, Any] = {}
         self.ran: list[Step] = []  # the steps that ran (skipped ones excluded), in order
+        self.account: str | None = None  # the AWS account the credentials check found (names it in errors)
 
     def execute(self, plan: DeployPlan) -> dict[str, Any]:
         """Run every step in order (cleanup steps always, numbered after them: one count from
@@ -195,7 +196,7 @@ class Executor:
         return True
 
     def _do_CheckCredentials(self, step: CheckCredentials) -> None:
-        self.tools.aws(None, step.region).check_credentials()
+        self.account = self.tools.aws(None, step.region).check_credentials()
 
     def _do_StartSandbox(self, step: StartSandbox) -> Any:
         return self.tools.sandbox.start(step.project_dir, step.region)
@@ -281,17 +282,19 @@ class Executor:
         return self.tools.terraform(step.workdir).destroy()
 
     def _do_ReadLiveCode(self, step: ReadLiveCode) -> Any:
+        """What the stage's alias serves. NotDeployedError when the function or its alias is missing."""
         from orch.aws import FunctionNotFound
 
         try:
             return self._aws(step.sandbox, step.region).live_code(step.function_name, step.alias)
-        except FunctionNotFound as exc:
-            where = " --sandbox" if step.sandbox is not None else ""
-            raise (SandboxError if where else AwsError)(
-                f"stage {self.stage.name!r} is not deployed{' in the sandbox' if where else ''}: {exc.message}",
-                hint=f"Run `orch apply {self.stage.name}{where}` first; orch sync then releases code changes "
-                "to the deployed function.",
-            ) from None
+        except FunctionNotFound:
+            raise self._not_deployed(step.sandbox is not None, step.region,
+                                     f"the function {step.function_name} has no alias {step.alias!r} there",
+                                     then="orch sync then releases code changes to the deployed function") from None
+
+    def _not_deployed(self, sandbox: bool, region: str, why: str | None, then: str | None = None) -> NotDeployedError:
+        return NotDeployedError(self.stage.name, sandbox=sandbox, why=why, region=region, account=self.account,
+                                then=then)
 
     def _do_UpdateFunctionCode(self, step: UpdateFunctionCode) -> str:
         package = self._get(step.package)
@@ -537,10 +540,11 @@ class Executor:
     def _do_RunSyncChecks(self, step: RunSyncChecks) -> smoke_mod.SmokeReport:
         release, package = self._get(step.release), self._get(step.package)
         outputs = self.tools.terraform(step.workdir).output()  # read only: what Terraform last applied
-        if not outputs:
-            raise AwsError(f"stage {self.stage.name!r} has no Terraform outputs in {step.workdir}, so its smoke "
-                           "checks have nothing to compare with.",
-                           hint=f"Run `orch apply {self.stage.name}` once; orch sync then checks each release.")
+        if not outputs:  # the function exists, but was not applied by Terraform from this project
+            raise self._not_deployed(step.sandbox is not None, self.stage.config.region,
+                                     f"no Terraform outputs in {step.workdir} to check the release against "
+                                     "(never applied from this project)",
+                                     then="orch sync then checks each release")
         applied = _Outputs({**outputs, "function_version": release.version})
         deployed = self._deployed(step.workdir, applied, step.sandbox, self._tfvars(step.workdir, applied),
                                   package_sha256=package.sha256_hex)
@@ -612,6 +616,12 @@ class Executor:
         epoch = getattr(info, "epoch", None)
         if current is None:
             if step.by_hand:
+                sandbox = step.sandbox is not None
+                if not self.tools.terraform(facts_mod.workdir_of(self.stage, step.location.target)).output():
+                    raise self._not_deployed(sandbox, self.stage.config.region,
+                                             f"no release records in {step.location.describe()} and no Terraform "
+                                             "outputs (never applied, or destroyed)",
+                                             then="orch rollback then has releases to go back to")
                 raise ConfigError(f"stage {self.stage.name!r} has no release records in {step.location.describe()}: "
                                   "nothing to roll back.", hint="orch rolls back only releases it recorded.")
             return None
