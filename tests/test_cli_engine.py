@@ -10,7 +10,7 @@ from pathlib import Path
 
 from helpers import assert_clean_failure, orch
 
-ABORTED, CONFIG, SANDBOX = 130, 3, 7
+ABORTED, CONFIG, NOT_DEPLOYED = 130, 3, 8
 
 
 def tree(project: Path) -> dict[str, tuple[int, float]]:
@@ -85,5 +85,6 @@ def test_output_after_the_sandbox_stopped_says_to_apply_again(project: Path) -> 
     (workdir / ".sandbox-epoch").write_text("a-run-that-is-gone\n")
     before = tree(project)
     result = orch("output", "dev", "--sandbox", cwd=project)
-    assert_clean_failure(result, SANDBOX, "sandbox is not running", "orch apply dev --sandbox")
+    assert_clean_failure(result, NOT_DEPLOYED, "stage 'dev' is not deployed in the sandbox: the sandbox is not running",
+                         "Apply it first: `orch apply dev --sandbox`")
     assert result.stdout == "" and tree(project) == before
