@@ -4,11 +4,14 @@ Terraform nor a running sandbox: refusals, checks and dry runs happen before eit
 from __future__ import annotations
 
 import json
+import re
 import resource
 import time
 from pathlib import Path
 
-from helpers import assert_clean_failure, orch
+import pytest
+
+from helpers import assert_clean_failure, cli, orch
 
 ABORTED, CONFIG, NOT_DEPLOYED = 130, 3, 8
 
@@ -56,6 +59,25 @@ def test_dry_run_prints_the_steps_and_writes_nothing(project: Path) -> None:
     assert not (project / ".orch").exists()  # not even a folder or terraformrc
     destroy = orch("destroy", "dev", "--sandbox", "--dry-run", "--yes", cwd=project)
     assert destroy.code == 0 and "nothing to destroy" in destroy.stdout
+    assert not (project / ".orch").exists()
+
+
+@pytest.mark.parametrize("args", [["apply", "dev", "--sandbox"], ["apply", "prod", "--yes"], ["sync", "dev"],
+                                  ["unlock", "dev", "abc", "--yes"]])
+def test_a_dry_run_is_one_plain_line_per_step(project: Path, args: list[str]) -> None:
+    """--dry-run is for people: each step on one numbered line, in words, with no unset or empty
+    inputs and no dataclass fields (`name: value` lines), paths relative to the project."""
+    result = cli(*args, "--dry-run", cwd=project)
+    assert result.code == 0, result.output
+    lines = result.stdout.splitlines()
+    count = int(re.search(r"would run (\d+) steps:", lines[0]).group(1))
+    numbered = [line for line in lines if re.match(r"^ *\d+\. ", line)]
+    assert [int(line.split(".")[0]) for line in numbered] == list(range(1, count + 1))
+    assert count > 0 and len(lines) == 1 + count + sum(line.startswith("  and always: ") for line in lines) + 1
+    assert lines[-1] == "nothing was changed (--dry-run)"
+    assert not re.search(r"\bNone\b|\bFalse\b|\(none\)|\w: *$|\w: ,", result.stdout), result.stdout
+    assert not any(re.match(r"^ {4,}\w+: ", line) for line in lines), result.stdout  # no field-per-line dump
+    assert str(project) not in result.stdout  # relative paths: `in .orch/work/...`
     assert not (project / ".orch").exists()
 
 
