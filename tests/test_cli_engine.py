@@ -4,13 +4,16 @@ Terraform nor a running sandbox: refusals, checks and dry runs happen before eit
 from __future__ import annotations
 
 import json
+import re
 import resource
 import time
 from pathlib import Path
 
-from helpers import assert_clean_failure, orch
+import pytest
 
-ABORTED, CONFIG, SANDBOX = 130, 3, 7
+from helpers import assert_clean_failure, cli, orch
+
+ABORTED, CONFIG, NOT_DEPLOYED = 130, 3, 8
 
 
 def tree(project: Path) -> dict[str, tuple[int, float]]:
@@ -59,6 +62,25 @@ def test_dry_run_prints_the_steps_and_writes_nothing(project: Path) -> None:
     assert not (project / ".orch").exists()
 
 
+@pytest.mark.parametrize("args", [["apply", "dev", "--sandbox"], ["apply", "prod", "--yes"], ["sync", "dev"],
+                                  ["unlock", "dev", "abc", "--yes"]])
+def test_a_dry_run_is_one_plain_line_per_step(project: Path, args: list[str]) -> None:
+    """--dry-run is for people: each step on one numbered line, in words, with no unset or empty
+    inputs and no dataclass fields (`name: value` lines), paths relative to the project."""
+    result = cli(*args, "--dry-run", cwd=project)
+    assert result.code == 0, result.output
+    lines = result.stdout.splitlines()
+    count = int(re.search(r"would run (\d+) steps:", lines[0]).group(1))
+    numbered = [line for line in lines if re.match(r"^ *\d+\. ", line)]
+    assert [int(line.split(".")[0]) for line in numbered] == list(range(1, count + 1))
+    assert count > 0 and len(lines) == 1 + count + sum(line.startswith("  and always: ") for line in lines) + 1
+    assert lines[-1] == "nothing was changed (--dry-run)"
+    assert not re.search(r"\bNone\b|\bFalse\b|\(none\)|\w: *$|\w: ,", result.stdout), result.stdout
+    assert not any(re.match(r"^ {4,}\w+: ", line) for line in lines), result.stdout  # no field-per-line dump
+    assert str(project) not in result.stdout  # relative paths: `in .orch/work/...`
+    assert not (project / ".orch").exists()
+
+
 def test_render_writes_nothing_not_even_the_package(project: Path) -> None:
     result = orch("render", "dev", "--sandbox", cwd=project)
     assert result.code == 0, result.output
@@ -85,5 +107,6 @@ def test_output_after_the_sandbox_stopped_says_to_apply_again(project: Path) -> 
     (workdir / ".sandbox-epoch").write_text("a-run-that-is-gone\n")
     before = tree(project)
     result = orch("output", "dev", "--sandbox", cwd=project)
-    assert_clean_failure(result, SANDBOX, "sandbox is not running", "orch apply dev --sandbox")
+    assert_clean_failure(result, NOT_DEPLOYED, "stage 'dev' is not deployed in the sandbox: the sandbox is not running",
+                         "Apply it first: `orch apply dev --sandbox`")
     assert result.stdout == "" and tree(project) == before

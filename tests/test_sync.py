@@ -18,7 +18,7 @@ from helpers import cli
 from orch.aws import Aws
 from orch.config import load_stage
 from orch.deploy import Deployer
-from orch.errors import AwsError, ConfigError, SandboxError
+from orch.errors import ConfigError, NotDeployedError
 from orch.executor import Collaborators, DisplayExecutor
 from orch.facts import Facts, workdir_of
 from orch.package import build_package
@@ -78,9 +78,12 @@ def test_sync_needs_the_stage_deployed_in_the_running_sandbox(project: Path, sit
         deployed(world, epoch="e-old" if situation == "restarted" else SANDBOX.epoch)
     if situation == "never deployed":
         world.facts = replace(world.facts, recorded_epoch=None)
-    with pytest.raises(SandboxError, match="not deployed in the sandbox") as refused:
+    with pytest.raises(NotDeployedError, match="stage 'dev' is not deployed in the sandbox") as refused:
         plan_sync(world.stage, world.facts)
-    assert "orch apply dev --sandbox" in refused.value.hint
+    assert refused.value.exit_code == 8 and "Apply it first: `orch apply dev --sandbox`" in refused.value.hint
+    reason = {"not running": "the sandbox is not running", "never deployed": "it was never applied there",
+              "restarted": "the sandbox was restarted since it was applied"}[situation]
+    assert reason in refused.value.message
 
 
 # ---------------------------------------------------------------------------- the release, against moto
@@ -244,9 +247,10 @@ def test_a_sync_that_fails_its_smoke_checks_moves_the_alias_back_and_exits_6(
 def test_sync_of_a_stage_that_is_not_deployed_says_to_apply(project: Path, moto_endpoint: str) -> None:
     world = Released(project, moto_endpoint, "aws")
     world.aws.client("lambda").delete_function(FunctionName=world.stage.function_name)
-    with pytest.raises(AwsError, match="stage 'dev' is not deployed") as failed:
+    with pytest.raises(NotDeployedError, match="stage 'dev' is not deployed in AWS") as failed:
         world.deployer().sync()
-    assert "orch apply dev" in failed.value.hint
+    assert failed.value.exit_code == 8 and "has no alias 'dev'" in failed.value.message
+    assert "`orch apply dev`" in failed.value.hint
     assert json.dumps(world.reporter.of("start")).count("update the code") == 0
 
 

@@ -118,9 +118,10 @@ class Aws:
                 self._clients[service] = boto3.client(service, region_name=self.region, **extra)
         return self._clients[service]
 
-    def check_credentials(self) -> None:
+    def check_credentials(self) -> str | None:
         """Fail (AwsError, exit 5) unless AWS is reachable and accepts the credentials, within
-        seconds, before Terraform starts (whose provider would retry for minutes).
+        seconds, before Terraform starts (whose provider would retry for minutes). Returns the
+        credentials' AWS account id (None in the sandbox, or when STS did not name one).
 
         Finds credentials through the standard chain
         (https://boto3.amazonaws.com/v1/documentation/api/latest/guide/credentials.html), then
@@ -129,7 +130,7 @@ class Aws:
         CHECK_TIMEOUTS. The error names the endpoint it could not reach.
         """
         if self.sandbox:
-            return
+            return None
         import boto3
         import botocore.exceptions
         from botocore.config import Config
@@ -154,7 +155,7 @@ class Aws:
         sts = session.client("sts", config=Config(**CHECK_TIMEOUTS))
         endpoint = sts.meta.endpoint_url
         try:
-            sts.get_caller_identity()
+            identity = sts.get_caller_identity()
         except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
                 botocore.exceptions.ReadTimeoutError, botocore.exceptions.ProxyConnectionError,
                 botocore.exceptions.SSLError, botocore.exceptions.ConnectionClosedError) as exc:
@@ -172,6 +173,7 @@ class Aws:
             ) from None
         except botocore.exceptions.BotoCoreError as exc:
             raise AwsError(f"checking the credentials at {endpoint} failed: {exc}.") from None
+        return str(identity.get("Account") or "") or None
 
     def ensure_bucket(self, bucket: str, region: str | None = None) -> bool:
         """Create `bucket` unless it exists; True when it was created.

@@ -16,12 +16,13 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from orch.errors import ConfigError, ExitCode, OrchError, SandboxError, Terminated
+from orch.errors import ConfigError, ExitCode, NotDeployedError, OrchError, Terminated
 
 app = typer.Typer(
     name="orch",
@@ -697,14 +698,15 @@ def serve(
             "(and deploy first with `orch apply STAGE --sandbox`)."
         )
     from orch.deploy import sandbox_invoke_url
+    from orch.errors import SANDBOX_NOT_RUNNING
     from orch.facts import running_sandbox
     from orch.gateway.app import run_foreground
 
     deployer = _deployer(project, stage, sandbox)
-    values = deployer.outputs()  # fails clearly when the stage is not deployed in the running sandbox
+    values = deployer.outputs()  # NotDeployedError when the stage is not deployed in the running sandbox
     info = running_sandbox(deployer.stage.project_dir)
-    if info is None:
-        raise SandboxError("the sandbox stopped.", hint=f"Run `orch apply {stage} --sandbox` again.")
+    if info is None:  # stopped since
+        raise deployer.not_deployed(SANDBOX_NOT_RUNNING)
 
     def ready(server) -> None:
         url = sandbox_invoke_url(server.url, values["rest_api_id"], values["stage_name"])
@@ -922,13 +924,17 @@ def rollback(
                      "checks fail.", hint="See `orch logs` and `orch smoke`.")
 
 
-def _function_target(project: Path | None, stage: str, sandbox: bool, *, gateway: bool):
-    """(stage, Aws) for logs and invoke: the emulator (or, for `gateway`, the local gateway,
-    which answers Lambda's Invoke) in the sandbox, else AWS with the credential check."""
+def _function_target(project: Path | None, stage: str, sandbox: bool, *, gateway: bool) -> FunctionTarget:
+    """The FunctionTarget of logs and invoke: the emulator (or, for `gateway`, the local gateway,
+    which answers Lambda's Invoke) in the sandbox, else AWS after the credentials check.
+
+    Raises NotDeployedError (exit 8) when the sandbox is not running, was restarted since
+    the stage was applied, or never held it; AwsError (exit 5) for the credentials."""
     from orch.aws import Aws
     from orch.config import load_stage
     from orch.deploy import project_dir_from
-    from orch.facts import running_sandbox
+    from orch.errors import NEVER_APPLIED, SANDBOX_NOT_RUNNING, SANDBOX_RESTARTED
+    from orch.facts import read_epoch, running_sandbox, workdir_of
     from orch.secrets import register_available
 
     st = load_stage(project_dir_from(project), stage)
@@ -936,18 +942,35 @@ def _function_target(project: Path | None, stage: str, sandbox: bool, *, gateway
     region = st.config.region
     if not sandbox:
         aws = Aws.for_aws(region)
-        aws.check_credentials()
-        return st, aws
+        account = aws.check_credentials()
+        return FunctionTarget(st, aws, account)
     _require_sandbox()
     info = running_sandbox(st.project_dir)
-    if info is None:
-        raise SandboxError("the sandbox is not running, so nothing is deployed there (a stopped sandbox loses "
-                           "its resources).", hint=f"Run `orch apply {stage} --sandbox` first.")
+    recorded = read_epoch(workdir_of(st, "sandbox"))
+    why = (SANDBOX_NOT_RUNNING if info is None else None if recorded == info.epoch
+           else NEVER_APPLIED if recorded is None else SANDBOX_RESTARTED)
+    if why is not None:
+        raise NotDeployedError(stage, sandbox=True, why=why)
     if gateway:
         timeout = st.config.function.timeout + 10
-        return st, Aws(region, info.gateway_endpoint,
-                       {"read_timeout": timeout, "connect_timeout": 5, "retries": {"max_attempts": 1}})
-    return st, Aws.for_sandbox(info.endpoint, region)
+        return FunctionTarget(st, Aws(region, info.gateway_endpoint,
+                                      {"read_timeout": timeout, "connect_timeout": 5, "retries": {"max_attempts": 1}}))
+    return FunctionTarget(st, Aws.for_sandbox(info.endpoint, region))
+
+
+@dataclass(frozen=True)
+class FunctionTarget:
+    """Where `orch logs` and `orch invoke` reach a stage's function: the stage, the Aws facade,
+    and the AWS account the credentials check named (None in the sandbox)."""
+
+    stage: Any  # orch.config.Stage
+    aws: Any  # orch.aws.Aws
+    account: str | None = None
+
+    def not_deployed(self, why: str) -> NotDeployedError:
+        """The stage's NotDeployedError on this target, saying `why` (what AWS found missing)."""
+        return NotDeployedError(self.stage.name, sandbox=self.aws.sandbox, why=why,
+                                region=self.stage.config.region, account=self.account)
 
 
 @app.command()
@@ -965,13 +988,19 @@ def logs(
     project: ProjectOpt = None,
 ) -> int:
     """Print the function's CloudWatch Logs: the handler's own lines between Lambda's START,
-    END and REPORT lines (in the sandbox, written there by the local gateway)."""
-    from orch.observe import parse_since, show_logs
+    END and REPORT lines (in the sandbox, written there by the local gateway). Exit 8 when the
+    stage is not deployed there."""
+    from orch.errors import AwsNotFound
+    from orch.observe import log_group, parse_since, show_logs
 
     seconds = parse_since(since)
-    st, aws = _function_target(project, stage, sandbox, gateway=False)
-    shown = show_logs(aws, st.function_name, since_seconds=seconds, pattern=filter_text, follow=follow,
-                      emit=_out, note=_log)
+    target = _function_target(project, stage, sandbox, gateway=False)
+    st = target.stage
+    try:
+        shown = show_logs(target.aws, st.function_name, since_seconds=seconds, pattern=filter_text, follow=follow,
+                          emit=_out, note=_log)
+    except AwsNotFound:  # Terraform creates the log group with the function (modules/lambda)
+        raise target.not_deployed(f"the function's log group {log_group(st.function_name)} does not exist") from None
     if not follow and shown == 0:
         _log(f"no log events of {st.function_name} in the last {since}")
     return ExitCode.OK
@@ -992,14 +1021,19 @@ def invoke(
 
     As `sam remote invoke`: Lambda's Invoke on AWS; in the sandbox the local gateway answers
     the same call and runs the real handler in its workers. A function error's document is
-    printed too (with a note on stderr).
+    printed too (with a note on stderr). Exit 8 when the stage is not deployed there.
     """
+    from orch.errors import AwsNotFound
     from orch.observe import invoke as invoke_function
     from orch.observe import payload_from
 
     payload = payload_from(data, data_file)
-    st, aws = _function_target(project, stage, sandbox, gateway=True)
-    result = invoke_function(aws, st.function_name, st.stage_name, payload, log=log)
+    target = _function_target(project, stage, sandbox, gateway=True)
+    st = target.stage
+    try:
+        result = invoke_function(target.aws, st.function_name, st.stage_name, payload, log=log)
+    except AwsNotFound:
+        raise target.not_deployed(f"the function {st.function_name} has no alias {st.stage_name!r} there") from None
     if log and result.log:
         for line in result.log.rstrip("\n").splitlines():
             _err(line)
@@ -1045,7 +1079,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         result = command.main(args=argv, prog_name="orch", standalone_mode=False)
     except OrchError as exc:
-        if isinstance(exc, ConfigError):
+        if isinstance(exc, ConfigError | NotDeployedError):  # a sandbox started for nothing
             _stop_sandbox_started_here()
         _err(f"orch: {exc.title}: {exc.message}")
         if exc.hint:

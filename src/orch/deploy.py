@@ -21,7 +21,17 @@ from orch import planner
 from orch import releases as releases_mod
 from orch import sandbox as sandbox_mod
 from orch.config import Stage
-from orch.errors import ConfigError, Interrupted, OrchError, SandboxError, TerraformError
+from orch.errors import (
+    DESTROYED,
+    NEVER_APPLIED,
+    SANDBOX_NOT_RUNNING,
+    SANDBOX_RESTARTED,
+    ConfigError,
+    Interrupted,
+    NotDeployedError,
+    OrchError,
+    SandboxError,
+)
 from orch.executor import Collaborators, DisplayExecutor, Executor
 from orch.releases import Verdict
 from orch.reporter import Reporter
@@ -154,7 +164,8 @@ class Deployer:
     def sync(self, *, dry_run: bool = False, smoke: bool = True) -> SyncOutcome:
         """Release the function's current code to the stage without Terraform (planner.plan_sync),
         then run the stage's smoke checks (unless `smoke` is False). SmokeError (exit 6) when
-        they fail: the alias has been moved back to the version it served before."""
+        they fail: the alias has been moved back to the version it served before.
+        NotDeployedError (exit 8) when the stage's function or alias is not there to update."""
         executor = self.run(planner.plan_sync(self.stage, self.gather(), smoke=smoke), dry_run=dry_run)
         if executor is None:
             return SyncOutcome(None, dry_run=True)
@@ -222,7 +233,9 @@ class Deployer:
 
     def rollback(self, *, to_version: str | None = None, dry_run: bool = False) -> Verdict | None:
         """Roll the stage back through Terraform to its last good release (or the release that
-        served `to_version`), check it again and record it. ConfigError when there is none."""
+        served `to_version`), check it again and record it. NotDeployedError (exit 8) when the
+        stage is not deployed on this target; ConfigError when it is but has no release to go
+        back to."""
         if not dry_run:
             self.collaborators.load_secrets()  # else Terraform would apply the function without them
         executor = self.run(planner.plan_rollback(self.stage, self.gather(), to_version), dry_run=dry_run)
@@ -233,6 +246,8 @@ class Deployer:
 
         What AWS must show comes from the release record that matches Terraform's outputs (so a
         rolled-back stage is checked as what it serves); without one, from the stage files.
+        Raises NotDeployedError (exit 8), before any check, when the stage is not deployed
+        where this looks (see `outputs`).
         """
         from orch import render as render_mod
         from orch import smoke as smoke_mod
@@ -267,44 +282,36 @@ class Deployer:
         return self.collaborators.verify(self.stage, deployed, aws=client, purpose="manual")
 
     def outputs(self) -> dict[str, Any]:
-        """The deployed stage's root outputs (`terraform output -json`), read-only.
+        """The deployed stage's root outputs (`terraform output -json`), read-only: a dict of
+        output name -> value (in the sandbox with the local gateway's invoke URL).
 
-        In the sandbox: SandboxError (exit 7) when the sandbox is not running or was
-        restarted since the stage was deployed, since its resources are gone.
+        Raises NotDeployedError (exit 8) when the stage is not deployed where this looks:
+        never applied from this project, destroyed, or (sandbox) the sandbox is not running
+        or was restarted since the apply; TerraformError when `terraform output` fails.
         """
         workdir = facts_mod.workdir_of(self.stage, self.target)
-        where = "the sandbox" if self.target == "sandbox" else "AWS"
-        again = f"orch apply {self.stage.name}{' --sandbox' if self.target == 'sandbox' else ''}"
-        if not (workdir / "terraform.tfstate").exists() and not (workdir / ".terraform").is_dir():
-            raise TerraformError(
-                f"stage {self.stage.name!r} has not been deployed to {where} from this project.",
-                hint=f"Run `{again}` first.",
-            )
+        sandbox = self.target == "sandbox"
+        state = workdir / "terraform.tfstate"
+        if not state.exists() and not (workdir / ".terraform").is_dir():
+            raise self.not_deployed(NEVER_APPLIED)
         info = None
-        if self.target == "sandbox":
+        if sandbox:
             info = facts_mod.running_sandbox(self.stage.project_dir)
             if info is None:
-                raise SandboxError(
-                    f"the sandbox is not running, so stage {self.stage.name!r} is not deployed there any more "
-                    "(a stopped sandbox loses its resources).",
-                    hint=f"Run `{again}` to deploy the stage again.",
-                )
-            recorded = facts_mod.read_epoch(workdir)
-            if recorded != info.epoch:
-                raise SandboxError(
-                    f"the sandbox was restarted since stage {self.stage.name!r} was deployed there; "
-                    "its resources are gone.",
-                    hint=f"Run `{again}` to deploy the stage again.",
-                )
+                raise self.not_deployed(SANDBOX_NOT_RUNNING)
+            if facts_mod.read_epoch(workdir) != info.epoch:
+                raise self.not_deployed(SANDBOX_RESTARTED)
         values = self.collaborators.terraform(workdir).output()
         if not values:
-            raise TerraformError(
-                f"stage {self.stage.name!r} has no outputs: it is not deployed (or was destroyed).",
-                hint=f"Run `{again}`.",
-            )
+            raise self.not_deployed(DESTROYED if _emptied(state) else f"{NEVER_APPLIED} (its state has no outputs)")
         if info is not None:
             values = self._sandbox_outputs(values, info)
         return values
+
+    def not_deployed(self, why: str | None) -> NotDeployedError:
+        """The NotDeployedError of this stage and target, saying `why`."""
+        return NotDeployedError(self.stage.name, sandbox=self.target == "sandbox", why=why,
+                                region=self.stage.config.region)
 
     def _sandbox_outputs(self, outputs: dict[str, Any], info: Any) -> dict[str, Any]:
         info = info or facts_mod.running_sandbox(self.stage.project_dir)
@@ -317,6 +324,16 @@ class Deployer:
 
 
 sandbox_invoke_url = sandbox_mod.invoke_url
+
+
+def _emptied(state: Path) -> bool:
+    """A local state file Terraform has written to (serial past 1) that holds no resources:
+    what `terraform destroy` leaves."""
+    try:
+        data = json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and not data.get("resources") and int(data.get("serial") or 0) > 1
 
 
 def sandbox_domain_url(gateway_endpoint: str, custom_url: str) -> str:

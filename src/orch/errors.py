@@ -22,6 +22,7 @@ class ExitCode(enum.IntEnum):
     AWS = 5  # credentials, AWS API errors, S3 uploads
     SMOKE = 6  # post-deploy smoke checks failed
     SANDBOX = 7  # the embedded emulator or the local gateway could not start/serve
+    NOT_DEPLOYED = 8  # the stage is not deployed where the command looks (never applied, destroyed, sandbox gone)
     USAGE = 64  # bad command line (unknown option, missing argument)
     ABORTED = 130  # the user declined a confirmation or pressed Ctrl-C (SIGINT: 128 + 2)
     TERMINATED = 143  # SIGTERM (128 + 15), as a shell reports a process it ended (CI cancelling a job)
@@ -85,6 +86,52 @@ class SandboxError(OrchError):
 
     exit_code = ExitCode.SANDBOX
     title = "sandbox error"
+
+
+NEVER_APPLIED = "it was never applied there"
+SANDBOX_RESTARTED = "the sandbox was restarted since it was applied, and lost its resources"
+SANDBOX_NOT_RUNNING = "the sandbox is not running (a stopped sandbox loses its resources)"
+DESTROYED = "it was destroyed"
+
+
+class NotDeployedError(OrchError):
+    """The stage is not deployed where the command looks: never applied there, destroyed, or
+    its sandbox was restarted or stopped (exit 8). Commands that read or change a deployed
+    stage (output, smoke, logs, invoke, sync, rollback, serve) raise it instead of a
+    Terraform, AWS or sandbox error, so scripts can tell "apply it first" from a failure.
+
+    One wording for all of them: ``stage 'dev' is not deployed <where>: <why>.`` with the hint
+    ``Apply it first: `orch apply dev [--sandbox]`.`` ``where`` is "in the sandbox", or on AWS
+    the account and region as far as they are known; ``why`` is one of NEVER_APPLIED,
+    SANDBOX_RESTARTED, SANDBOX_NOT_RUNNING, DESTROYED, or what AWS said was missing (None:
+    not known). ``then`` adds what the command does once the stage is deployed.
+    """
+
+    exit_code = ExitCode.NOT_DEPLOYED
+    title = "not deployed"
+
+    def __init__(self, stage: str, *, sandbox: bool, why: str | None = None, region: str | None = None,
+                 account: str | None = None, then: str | None = None) -> None:
+        self.stage = stage
+        self.sandbox = sandbox
+        self.why = why
+        self.where = deployed_where(sandbox=sandbox, region=region, account=account)
+        self.command = f"orch apply {stage}{' --sandbox' if sandbox else ''}"
+        message = f"stage {stage!r} is not deployed {self.where}" + (f": {why}" if why else "") + "."
+        hint = f"Apply it first: `{self.command}`" + (f"; {then}" if then else "") + "."
+        super().__init__(message, hint=hint)
+
+
+def deployed_where(*, sandbox: bool, region: str | None = None, account: str | None = None) -> str:
+    """Where a stage is looked for, in words: "in the sandbox", "in AWS account 123456789012,
+    region eu-west-1", "in AWS (region eu-west-1)" or "in AWS"."""
+    if sandbox:
+        return "in the sandbox"
+    if account and region:
+        return f"in AWS account {account}, region {region}"
+    if account:
+        return f"in AWS account {account}"
+    return f"in AWS (region {region})" if region else "in AWS"
 
 
 class Aborted(OrchError):

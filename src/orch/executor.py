@@ -25,7 +25,7 @@ from orch import render as render_mod
 from orch import smoke as smoke_mod
 from orch import statelock, tfruns
 from orch.config import SmokeSettings, Stage
-from orch.errors import Aborted, AwsError, ConfigError, Refused, SandboxError, TerraformError
+from orch.errors import Aborted, AwsError, ConfigError, NotDeployedError, Refused, TerraformError
 from orch.reporter import Reporter
 from orch.steps import (
     FAILED,
@@ -117,6 +117,7 @@ class Executor:
         self.reporter = reporter
         self.values: dict[str, Any] = {}
         self.ran: list[Step] = []  # the steps that ran (skipped ones excluded), in order
+        self.account: str | None = None  # the AWS account the credentials check found (names it in errors)
 
     def execute(self, plan: DeployPlan) -> dict[str, Any]:
         """Run every step in order (cleanup steps always, numbered after them: one count from
@@ -195,7 +196,7 @@ class Executor:
         return True
 
     def _do_CheckCredentials(self, step: CheckCredentials) -> None:
-        self.tools.aws(None, step.region).check_credentials()
+        self.account = self.tools.aws(None, step.region).check_credentials()
 
     def _do_StartSandbox(self, step: StartSandbox) -> Any:
         return self.tools.sandbox.start(step.project_dir, step.region)
@@ -281,17 +282,19 @@ class Executor:
         return self.tools.terraform(step.workdir).destroy()
 
     def _do_ReadLiveCode(self, step: ReadLiveCode) -> Any:
+        """What the stage's alias serves. NotDeployedError when the function or its alias is missing."""
         from orch.aws import FunctionNotFound
 
         try:
             return self._aws(step.sandbox, step.region).live_code(step.function_name, step.alias)
-        except FunctionNotFound as exc:
-            where = " --sandbox" if step.sandbox is not None else ""
-            raise (SandboxError if where else AwsError)(
-                f"stage {self.stage.name!r} is not deployed{' in the sandbox' if where else ''}: {exc.message}",
-                hint=f"Run `orch apply {self.stage.name}{where}` first; orch sync then releases code changes "
-                "to the deployed function.",
-            ) from None
+        except FunctionNotFound:
+            raise self._not_deployed(step.sandbox is not None, step.region,
+                                     f"the function {step.function_name} has no alias {step.alias!r} there",
+                                     then="orch sync then releases code changes to the deployed function") from None
+
+    def _not_deployed(self, sandbox: bool, region: str, why: str | None, then: str | None = None) -> NotDeployedError:
+        return NotDeployedError(self.stage.name, sandbox=sandbox, why=why, region=region, account=self.account,
+                                then=then)
 
     def _do_UpdateFunctionCode(self, step: UpdateFunctionCode) -> str:
         package = self._get(step.package)
@@ -537,10 +540,11 @@ class Executor:
     def _do_RunSyncChecks(self, step: RunSyncChecks) -> smoke_mod.SmokeReport:
         release, package = self._get(step.release), self._get(step.package)
         outputs = self.tools.terraform(step.workdir).output()  # read only: what Terraform last applied
-        if not outputs:
-            raise AwsError(f"stage {self.stage.name!r} has no Terraform outputs in {step.workdir}, so its smoke "
-                           "checks have nothing to compare with.",
-                           hint=f"Run `orch apply {self.stage.name}` once; orch sync then checks each release.")
+        if not outputs:  # the function exists, but was not applied by Terraform from this project
+            raise self._not_deployed(step.sandbox is not None, self.stage.config.region,
+                                     f"no Terraform outputs in {step.workdir} to check the release against "
+                                     "(never applied from this project)",
+                                     then="orch sync then checks each release")
         applied = _Outputs({**outputs, "function_version": release.version})
         deployed = self._deployed(step.workdir, applied, step.sandbox, self._tfvars(step.workdir, applied),
                                   package_sha256=package.sha256_hex)
@@ -612,6 +616,12 @@ class Executor:
         epoch = getattr(info, "epoch", None)
         if current is None:
             if step.by_hand:
+                sandbox = step.sandbox is not None
+                if not self.tools.terraform(facts_mod.workdir_of(self.stage, step.location.target)).output():
+                    raise self._not_deployed(sandbox, self.stage.config.region,
+                                             f"no release records in {step.location.describe()} and no Terraform "
+                                             "outputs (never applied, or destroyed)",
+                                             then="orch rollback then has releases to go back to")
                 raise ConfigError(f"stage {self.stage.name!r} has no release records in {step.location.describe()}: "
                                   "nothing to roll back.", hint="orch rolls back only releases it recorded.")
             return None
@@ -707,32 +717,98 @@ def rollback_tfvars(current: dict[str, Any], target: dict[str, Any], version: st
 
 
 class DisplayExecutor:
-    """Prints a DeployPlan's steps (inputs, conditions, outputs) and runs nothing."""
+    """Prints a DeployPlan for people (--dry-run) and runs nothing: one numbered line per step
+    in plain words, with only the inputs that say something the title does not (no empty or
+    unset values, no data-flow bookkeeping), the condition it runs under, and the name of the
+    value it stores when a later condition refers to it."""
 
     def __init__(self, reporter: Reporter) -> None:
         self.reporter = reporter
 
     def execute(self, plan: DeployPlan) -> list[str]:
+        """Print the plan (through the reporter's display) and return its lines."""
+        referenced = {ref for step in (*plan.steps, *plan.cleanup) for ref in _refs(getattr(step, "when", None))}
         lines = [f"orch {plan.command} {plan.stage} ({plan.target}) would run {len(plan.steps)} steps:"]
         for index, step in enumerate(plan.steps, 1):
-            lines.append(f"{index:>3}. {step.title()}")
-            when = getattr(step, "when", None)
-            if when is not None:
-                lines.append(f"       only {when.describe()}")
-            for name, value in step.inputs().items():
-                lines.append(f"       {name}: {_show(value)}")
-            output = getattr(step, "output", None)
-            if output:
-                lines.append(f"       stores: ${{{output}}}")
+            lines.append(f"{index:>3}. {describe_step(step, referenced)}")
         for step in plan.cleanup:
-            when = getattr(step, "when", None)
-            lines.append(f"  and always: {step.title()}" + (f", {when.describe()}" if when is not None else ""))
+            lines.append(f"  and always: {describe_step(step, referenced)}")
         for note in plan.notes:
             lines.append(f"  note: {note}")
         lines.append("nothing was changed (--dry-run)")
         for line in lines:
             self.reporter.display(line)
         return lines
+
+
+# How --dry-run names a step's input ("" : the value alone); inputs not named here are shown as
+# "<name with spaces> <value>". Inputs in _UNSHOWN repeat what the plan's header or the title says.
+_LABELS = {
+    "workdir": "in", "source_dir": "from", "store_dir": "into", "plan_file": "saved plan",
+    "var_file": "values from", "location": "records in", "path": "at", "prefix": "key prefix",
+    "function_name": "function", "to_version": "to version", "lock_id": "lock", "run_id": "run",
+    "run_ids": "runs", "types": "guards", "description": "", "timeout": "waits at most",
+    "by_hand": "by hand", "skip": "--skip-promotion-check",
+}
+_UNSHOWN = frozenset({"project_dir", "stage_name", "stage", "target", "text", "apply_hint", "refusal", "override",
+                      "kind", "purpose"})
+
+
+def describe_step(step: Step, referenced: frozenset[str] | set[str] = frozenset()) -> str:
+    """One step in plain words: its title, its informative inputs after it (comma-separated),
+    `only if ...` when it has a condition, and `-> ${name}` when a condition in `referenced`
+    reads the value it stores; paths relative to the current folder when inside it."""
+    title = step.title()
+    details = [text for name, value in step.inputs().items()
+               if (text := _detail(name, value)) and _plain(value) not in title and str(value) not in title]
+    line = ", ".join((title, *details))
+    when = getattr(step, "when", None)
+    if when is not None:
+        line += f", only {when.describe()}"
+    output = getattr(step, "output", None)
+    if output and output in referenced:
+        line += f" -> ${{{output}}}"
+    return line.replace(f"{Path.cwd()}/", "")  # paths in titles too, relative to the current folder
+
+
+def _detail(name: str, value: Any) -> str:
+    """`label value` for one input, or "" when it carries nothing worth showing."""
+    if name in _UNSHOWN or value is None or value is False or value == "" or value == ():
+        return ""
+    if isinstance(value, Ref) or (isinstance(value, tuple) and all(isinstance(v, Ref) for v in value)):
+        return ""  # data flow between steps: the conditions name what matters
+    label = _LABELS.get(name, name.replace("_", " "))
+    if value is True:
+        return label
+    if name == "timeout" and isinstance(value, int | float):
+        return f"{label} {value:g} s"
+    return f"{label} {_plain(value)}".strip()
+
+
+def _plain(value: Any) -> str:
+    """A value as a person reads it: paths relative to the current folder when inside it,
+    tuples as lists, objects by their describe()."""
+    if isinstance(value, tuple):
+        return ", ".join(_plain(v) for v in value)
+    if isinstance(value, Path):
+        try:
+            return str(value.relative_to(Path.cwd()))
+        except ValueError:
+            return str(value)
+    if hasattr(value, "describe"):
+        return _plain(value.describe()) if not isinstance(value, str) else value
+    return str(value)
+
+
+def _refs(obj: Any) -> set[str]:
+    """The names of every Ref inside a condition (nested conditions and tuples too)."""
+    if isinstance(obj, Ref):
+        return {obj.name}
+    if isinstance(obj, tuple):
+        return set().union(*(_refs(v) for v in obj)) if obj else set()
+    if obj is not None and hasattr(obj, "__dataclass_fields__"):
+        return set().union(*(_refs(getattr(obj, f)) for f in obj.__dataclass_fields__)) or set()
+    return set()
 
 
 def _hex(code_sha256_b64: str) -> str:
@@ -743,11 +819,3 @@ def _hex(code_sha256_b64: str) -> str:
         return base64.b64decode(code_sha256_b64).hex()
     except (binascii.Error, ValueError):
         return code_sha256_b64
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ", ".join(_show(v) for v in value) or "(none)"
-    if hasattr(value, "describe"):
-        return value.describe()
-    return str(value)

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 
 from orch import releases
 from orch.config import Stage
-from orch.errors import Aborted, ConfigError, SandboxError, TerraformError
+from orch.errors import (
+    NEVER_APPLIED,
+    SANDBOX_NOT_RUNNING,
+    SANDBOX_RESTARTED,
+    Aborted,
+    ConfigError,
+    NotDeployedError,
+    TerraformError,
+)
 from orch.facts import Facts
 from orch.steps import (
     ApplySavedPlan,
@@ -244,7 +252,8 @@ def plan_sync(stage: Stage, facts: Facts, *, smoke: bool = True) -> DeployPlan:
     plan` shows the code as a pending change and `orch apply` converges.
 
     Raises ConfigError (exit 3) for a protected stage (nothing is released without its plan
-    and a question), SandboxError when the stage is not deployed in the running sandbox.
+    and a question), NotDeployedError (exit 8) when the stage is not deployed in the running
+    sandbox (on AWS the executor finds that out, at ReadLiveCode).
     """
     where = " --sandbox" if facts.on_sandbox else ""
     if stage.config.protected:
@@ -253,14 +262,10 @@ def plan_sync(stage: Stage, facts: Facts, *, smoke: bool = True) -> DeployPlan:
             "and without asking, so it is refused there.",
             hint=f"Deploy it with `orch apply {stage.name}{where}`, which shows the plan and asks first.",
         )
-    if facts.on_sandbox and (not facts.sandbox_running or facts.recorded_epoch is None or facts.sandbox_restarted):
-        why = ("the sandbox is not running" if not facts.sandbox_running
-               else "it was deployed into a sandbox run that is gone" if facts.recorded_epoch is not None
-               else "it has not been deployed there")
-        raise SandboxError(
-            f"stage {stage.name!r} is not deployed in the sandbox ({why}), so there is no function to update.",
-            hint=f"Run `orch apply {stage.name} --sandbox` first; orch sync then releases code changes in seconds.",
-        )
+    gone = _not_in_sandbox(facts)
+    if gone is not None:
+        raise NotDeployedError(stage.name, sandbox=True, why=gone,
+                               then="orch sync then releases code changes in seconds")
     fn = stage.config.function
     region = stage.config.region
     sandbox = Ref("sandbox") if facts.on_sandbox else None
@@ -413,7 +418,15 @@ def _init(facts: Facts) -> list[Step]:
 def plan_rollback(stage: Stage, facts: Facts, to_version: str | None = None) -> DeployPlan:
     """`orch rollback`: the stage back to its last good release (or the one serving
     `to_version`) through Terraform, checked again and recorded. Raises Aborted for a
-    protected stage with neither a terminal nor --yes."""
+    protected stage with neither a terminal nor --yes; NotDeployedError, before anything
+    starts, when the stage is not deployed in the running sandbox or (local state) has no
+    state on AWS (the executor finds the S3-backend case: no records and no outputs)."""
+    gone = _not_in_sandbox(facts)
+    if gone is None and not facts.on_sandbox and stage.config.backend.type == "local" and not facts.state_present:
+        gone = NEVER_APPLIED
+    if gone is not None:
+        raise NotDeployedError(stage.name, sandbox=facts.on_sandbox, why=gone, region=stage.config.region,
+                               then="orch rollback then has releases to go back to")
     steps: list[Step] = []
     if stage.config.protected and not facts.yes:
         _refuse_without_terminal(stage, facts, "apply to")
@@ -431,6 +444,20 @@ def plan_rollback(stage: Stage, facts: Facts, to_version: str | None = None) -> 
     steps.append(ConcludeRelease(stage.name, facts.target, release=Ref(latest.output), rollback_to=Ref("rollback_to"),
                                  recheck=Ref("recheck"), rollback=Ref("rollback_release")))
     return DeployPlan("rollback", stage.name, facts.target, tuple(steps), tuple(cleanup))
+
+
+def _not_in_sandbox(facts: Facts) -> str | None:
+    """Why the stage is not deployed in the sandbox (None: it may be; also on AWS): the
+    sandbox is not running, was restarted since the stage was applied, or never held it."""
+    if not facts.on_sandbox:
+        return None
+    if not facts.sandbox_running:
+        return SANDBOX_NOT_RUNNING
+    if facts.sandbox_restarted:
+        return SANDBOX_RESTARTED
+    if facts.recorded_epoch is None:
+        return NEVER_APPLIED
+    return None
 
 
 def _apply_hint(stage: Stage, facts: Facts) -> str:

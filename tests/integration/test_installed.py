@@ -123,7 +123,7 @@ def test_the_installed_wheel_deploys_a_new_project(wheel: Path, tmp_path: Path) 
         stopped = run(bin_dir, "sandbox", "stop", cwd=demo)
     assert stopped.code == 0 and "sandbox stopped" in stopped.stderr, stopped.output
     gone = run(bin_dir, "output", "dev", "--sandbox", cwd=demo)
-    assert_clean_failure(gone, 7, "the sandbox is not running", "orch apply dev --sandbox")
+    assert_clean_failure(gone, 8, "the sandbox is not running", "Apply it first: `orch apply dev --sandbox`")
     assert "http://" not in gone.stdout
 
 

@@ -859,7 +859,8 @@ def test_restarted_sandbox_starts_the_stage_clean(proj: Path) -> None:
     assert json.loads(status.stdout)["running"] is False
     # the sandbox never lies: no unreachable URL with exit 0
     gone = orch("output", "prod", "--sandbox", cwd=proj)
-    assert_clean_failure(gone, 7, "sandbox is not running", "orch apply prod --sandbox")
+    assert_clean_failure(gone, 8, "stage 'prod' is not deployed in the sandbox", "sandbox is not running",
+                         "Apply it first: `orch apply prod --sandbox`")
     assert "execute-api" not in gone.stdout
     result = orch("plan", "prod", "--sandbox", "--detailed-exitcode", cwd=proj)
     assert result.code == 2, result.output
