@@ -59,10 +59,17 @@ def test_frozen_garbage_is_freed_only_when_no_request_is_in_flight():
         del node
         gc.collect()
         assert ref() is not None  # the price: frozen cycles wait
-        assert gcpause.collect_when_idle(lambda: True) is False  # a request is in flight
+        assert gcpause.collect_when_idle(lambda: False) is False  # frozen hardly grew: no pause
         assert ref() is not None
-        assert gcpause.collect_when_idle(lambda: False) is True
+        assert gcpause.collect_when_idle(lambda: True, min_growth=0) is False  # a request is in flight
+        assert ref() is not None
+        assert gcpause.collect_when_idle(lambda: False, min_growth=0) is True
         assert ref() is None
         assert gc.get_freeze_count() > 0  # frozen again after the collection
+        assert gcpause.collect_when_idle(lambda: False, min_growth=0) is False  # nothing new since
+
+        grown = [[i] for i in range(gc.get_freeze_count())]  # frozen at the next full collection
+        gc.collect()
+        assert gcpause.collect_when_idle(lambda: False) is True  # grew by more than a tenth
         """
     )

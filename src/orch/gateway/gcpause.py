@@ -12,7 +12,9 @@ objects move to a permanent generation that collections do not walk. What the pr
 when it starts serving is frozen once, and the survivors of each later full collection are
 frozen too, so the next one walks only what was allocated since. The price: a reference
 cycle whose objects were frozen is not freed until ``collect_when_idle()`` unfreezes them
-and collects fully, which it does only while no request is in flight.
+and collects fully, which it does only while no request is in flight and only once what is
+frozen grew by a tenth since the last such collection (a quiet process is not paused every
+few seconds to walk what it held at start-up).
 
 Only processes that exist to serve call ``bound_collection_pauses()`` (the sandbox daemon,
 the gateway's helper processes, ``orch serve``); a process that merely builds a gateway (a
@@ -27,6 +29,8 @@ from collections.abc import Callable
 
 _installed = False
 _lock = threading.Lock()
+_frozen_at_last_collection = 0
+IDLE_COLLECTION_GROWTH = 0.10  # what frozen must grow by (a fraction) before an idle collection
 
 
 def _freeze_after_full_collection(phase: str, info: dict) -> None:
@@ -39,9 +43,10 @@ def bound_collection_pauses() -> None:
 
     Call it once the process is built and about to serve. Idempotent: the ``gc.callbacks``
     hook is added once per process; a second call only freezes again."""
-    global _installed
+    global _installed, _frozen_at_last_collection
     with _lock:
         gc.freeze()
+        _frozen_at_last_collection = gc.get_freeze_count()
         if not _installed:
             gc.callbacks.append(_freeze_after_full_collection)
             _installed = True
@@ -52,13 +57,16 @@ def installed() -> bool:
     return _installed
 
 
-def collect_when_idle(busy: Callable[[], bool]) -> bool:
-    """Free the frozen garbage: unfreeze, collect fully and freeze again, unless ``busy()``
-    says a request is in flight or the policy is not installed in this process. Returns
-    True when it collected. Meant for a background thread at a slow interval (the gateway's
-    generation watcher, every ``SAFETY_INTERVAL`` seconds without a change); a request that
-    arrives during the collection waits for it, as it would have without the policy."""
-    if not _installed or busy():
+def collect_when_idle(busy: Callable[[], bool], min_growth: float = IDLE_COLLECTION_GROWTH) -> bool:
+    """Free the frozen garbage: unfreeze, collect fully and freeze again. Does nothing (and
+    returns False) when the policy is not installed in this process, when what is frozen
+    grew by less than ``min_growth`` (a fraction) since the last collection here, or when
+    ``busy()`` says a request is in flight; True when it collected. Meant for a background
+    thread at a slow interval (the gateway's generation watcher, every ``SAFETY_INTERVAL``
+    seconds without a change); a request that arrives during the collection waits for it,
+    as it would have without the policy."""
+    global _frozen_at_last_collection
+    if not _installed or gc.get_freeze_count() <= _frozen_at_last_collection * (1 + min_growth) or busy():
         return False
     with _lock:
         gc.unfreeze()
@@ -66,4 +74,5 @@ def collect_when_idle(busy: Callable[[], bool]) -> bool:
             gc.collect()
         finally:
             gc.freeze()
+            _frozen_at_last_collection = gc.get_freeze_count()
     return True
