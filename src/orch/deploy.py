@@ -73,6 +73,7 @@ class SyncOutcome:
     package: Any = None  # orch.package.PackageResult
     dry_run: bool = False
     smoke: Any = None  # orch.smoke.SmokeReport of the release (None: nothing released, or no checks)
+    record: Any = None  # the orch.releases.Release written for it (kind "sync"; None: nothing released)
 
 
 @dataclass
@@ -164,13 +165,16 @@ class Deployer:
     def sync(self, *, dry_run: bool = False, smoke: bool = True) -> SyncOutcome:
         """Release the function's current code to the stage without Terraform (planner.plan_sync),
         then run the stage's smoke checks (unless `smoke` is False). SmokeError (exit 6) when
-        they fail: the alias has been moved back to the version it served before.
+        they fail: the alias has been moved back to the version it served before. A release is
+        recorded (kind "sync", `passed` False when its checks failed, None without them) where
+        apply's records go; nothing released, nothing recorded.
         NotDeployedError (exit 8) when the stage's function or alias is not there to update."""
         executor = self.run(planner.plan_sync(self.stage, self.gather(), smoke=smoke), dry_run=dry_run)
         if executor is None:
             return SyncOutcome(None, dry_run=True)
         values = executor.values
-        outcome = SyncOutcome(values["live"], values.get("release"), values.get("package"), smoke=values.get("smoke"))
+        outcome = SyncOutcome(values["live"], values.get("release"), values.get("package"), smoke=values.get("smoke"),
+                              record=values.get("sync_record"))
         reverted = values.get("reverted")
         if outcome.smoke is not None and not outcome.smoke.passed:
             from orch.errors import SmokeError
