@@ -332,3 +332,25 @@ def test_watch_releases_after_each_save_reports_a_bad_one_and_stops_when_asked(
         watcher.join(timeout=10)
     assert not watcher.is_alive()
     assert world.alias() == ("3", world.package().sha256_b64)
+
+
+def test_orch_smoke_after_a_sync_checks_what_the_sync_released(project: Path, moto_endpoint: str) -> None:
+    """Terraform's outputs still name the version before the sync; the sync's record says what
+    the alias serves, so `orch smoke` expects that version and its package (a failed sync,
+    moved back, is not what it expects)."""
+    world = Released(project, moto_endpoint, "aws")
+    (workdir_of(world.stage, "aws") / "terraform.tfstate").write_text("{}")  # applied from this project
+    edit(project, "one")
+    synced = world.deployer().sync()
+    report = world.deployer().smoke()
+    assert report.passed, report.as_dict()
+    checked = world.checks.deployed[-1]
+    assert (checked.function_version, checked.package_sha256) == ("2", synced.package.sha256_hex)
+    assert any("serves a sync: checking version 2" in n for n in world.reporter.of("note"))
+    world.checks.failing = True
+    edit(project, "broken")
+    with pytest.raises(Exception, match="failed its smoke checks"):
+        world.deployer().sync()
+    world.checks.failing = False
+    world.deployer().smoke()
+    assert world.checks.deployed[-1].function_version == "2"  # still the good sync's version

@@ -249,7 +249,9 @@ class Deployer:
         """Run the stage's smoke checks against what is deployed now (orch.smoke.SmokeReport).
 
         What AWS must show comes from the release record that matches Terraform's outputs (so a
-        rolled-back stage is checked as what it serves); without one, from the stage files.
+        rolled-back stage is checked as what it serves), or from the stage's current record when
+        that is a sync of the deployment Terraform applied (the alias on the sync's version, its
+        package); without one, from the stage files.
         Raises NotDeployedError (exit 8), before any check, when the stage is not deployed
         where this looks (see `outputs`).
         """
@@ -268,6 +270,12 @@ class Deployer:
         records = releases_mod.Releases(releases_mod.open_store(location, aws), location)
         served = next((r for r in records if (r.function_version, r.deployment_id) == (
             str(outputs.get("function_version")), str(outputs.get("deployment_id")))), None)
+        current = records.current()
+        if current is not None and current.kind == "sync" and current.deployment_id == str(outputs.get(
+                "deployment_id")):  # Terraform's outputs still name the version before the sync
+            served = current
+            outputs = {**outputs, "function_version": current.function_version}
+            self.reporter.note(f"stage {self.stage.name!r} serves a sync: checking {served.short}")
         if served is not None:
             tfvars, package = dict(served.tfvars), served.package_sha256
             if served.kind == "rollback":
