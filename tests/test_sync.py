@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from helpers import cli
+from orch import releases
 from orch.aws import Aws
 from orch.config import load_stage
 from orch.deploy import Deployer
@@ -24,6 +25,7 @@ from orch.facts import Facts, workdir_of
 from orch.package import build_package
 from orch.planner import plan_sync
 from orch.reporter import RecordingReporter
+from orch.steps import Ref
 from test_planner import SANDBOX, FakeSandbox, World, deployed, names
 
 REGION = "ap-northeast-2"
@@ -39,20 +41,25 @@ def test_sync_plans_a_release_guarded_by_a_code_change_and_tells_the_gateway(pro
     release_steps = ["CheckHandler", "UseSandbox", "BuildPackage", "ReadLiveCode", "UploadPackage",
                      "UpdateFunctionCode", "PublishVersion", "UpdateAlias"]
     checks = ["MarkSandboxChanged", "RunSyncChecks", "RevertAlias", "MarkSandboxChanged"]
-    assert names(plan.steps) == release_steps + checks
+    assert names(plan.steps) == release_steps + checks + ["RecordSync"]
     assert names(plan.cleanup) == ["MarkSandboxChanged"]
     release = plan.steps[len(release_steps) - 1]
     assert (release.function_name, release.alias) == ("orch-loopback-dev", "dev")
     assert release.when.describe() == "if ${package} is not the code ${live} serves"
-    assert plan.steps[-2].when.describe() == "if the smoke checks ${smoke} failed"
+    assert plan.steps[-3].when.describe() == "if the smoke checks ${smoke} failed"
+    record = plan.steps[-1]  # recorded after the checks (and the revert), where apply's records go
+    assert record.location == releases.location_of(world.stage, "sandbox") and record.smoke == Ref("smoke")
+    assert record.when.describe() == "if ${release} was found"
     text = "\n".join(DisplayExecutor(world.reporter).execute(plan))  # --dry-run
-    assert "orch sync dev (sandbox) would run 12 steps" in text and "Terraform" not in text.split("would run")[1]
+    assert "orch sync dev (sandbox) would run 13 steps" in text and "Terraform" not in text.split("would run")[1]
     assert "run the smoke checks" in text and "move alias 'dev' back to the version it served before" in text
-    # --no-smoke, or a stage that turns its checks off: the release alone
-    assert names(plan_sync(world.stage, world.facts, smoke=False).steps) == release_steps
+    assert "record the release" in text
+    # --no-smoke, or a stage that turns its checks off: the release and its (unchecked) record
+    unchecked = plan_sync(world.stage, world.facts, smoke=False)
+    assert names(unchecked.steps) == [*release_steps, "RecordSync"] and unchecked.steps[-1].smoke is None
     off = replace(world.stage, config=world.stage.config.model_copy(
         update={"smoke": world.stage.config.smoke.model_copy(update={"enabled": False})}))
-    assert names(plan_sync(off, world.facts).steps) == release_steps
+    assert names(plan_sync(off, world.facts).steps) == [*release_steps, "RecordSync"]
 
 
 def test_sync_on_real_aws_checks_credentials_and_leaves_the_sandbox_alone(project: Path) -> None:
@@ -181,6 +188,12 @@ class Released:
         return version, config["CodeSha256"]
 
 
+    def records(self) -> list[releases.Release]:
+        """The stage's release records on this target, newest first."""
+        location = releases.location_of(self.stage, self.target)
+        return list(releases.Releases(releases.FolderStore(location.folder), location))
+
+
 def edit(project: Path, answer: str) -> None:
     """A code change: the package's hash changes (a comment is enough for Lambda)."""
     handler = project / "functions" / "loopback" / "handler.py"
@@ -197,6 +210,7 @@ def test_sync_releases_the_new_code_and_nothing_when_it_is_already_live(
     unchanged = world.deployer().sync()
     assert unchanged.release is None and unchanged.live.version == "1"
     assert world.sandbox.marked == 0  # nothing changed: the gateway is not told
+    assert unchanged.record is None and world.records() == []  # nothing released, nothing recorded
 
     edit(project, "one")
     outcome = world.deployer().sync()
@@ -205,6 +219,15 @@ def test_sync_releases_the_new_code_and_nothing_when_it_is_already_live(
     assert world.alias() == ("2", outcome.package.sha256_b64) != ("2", world.first.sha256_b64)
     assert ("note", "alias 'dev' of orch-loopback-dev: version 1 -> 2") in world.reporter.events
     assert world.sandbox.marked == (1 if target == "sandbox" else 0)
+    [record] = world.records()
+    assert outcome.record.id == record.id
+    assert (record.kind, record.stage, record.target, record.passed) == ("sync", "dev", target, True)
+    assert (record.function_version, record.published_version) == ("2", "2")
+    assert record.package_sha256 == outcome.package.sha256_hex != world.first.sha256_hex
+    assert record.deployment_id == "d"  # what Terraform last applied, from its outputs
+    assert record.tfvars == {"function": {}, "api": {"routes": []}, "stage": {}}  # no record before: the folder's
+    assert record.smoke["passed"] is True and record.short.endswith(", by orch sync)")
+    assert record.sandbox_epoch == (SANDBOX.epoch if target == "sandbox" else None)
 
     edit(project, "two")
     assert world.deployer().sync().release.version == "3"
@@ -212,6 +235,12 @@ def test_sync_releases_the_new_code_and_nothing_when_it_is_already_live(
     # the checks ran against each release: the alias at the version the sync published, its package
     assert [(d.function_version, d.package_sha256) for d in world.checks.deployed] == [
         ("2", outcome.package.sha256_hex), ("3", world.package().sha256_hex)]
+    assert [(r.kind, r.function_version, r.passed) for r in world.records()] == [("sync", "3", True),
+                                                                                 ("sync", "2", True)]
+    # --no-smoke: recorded unchecked, as apply does
+    edit(project, "three")
+    unchecked = world.deployer().sync(smoke=False)
+    assert (unchecked.record.function_version, unchecked.record.passed, unchecked.record.smoke) == ("4", None, None)
 
 
 @pytest.mark.parametrize("target", ["sandbox", "aws"])
@@ -239,9 +268,19 @@ def test_a_sync_that_fails_its_smoke_checks_moves_the_alias_back_and_exits_6(
     titles = world.reporter.of("done")
     assert "run the smoke checks" in titles and "move alias 'dev' back to the version it served before" in titles
 
+    [failed_record] = world.records()  # recorded as failed; the alias went back at once
+    assert (failed_record.kind, failed_record.function_version, failed_record.passed) == ("sync", "2", False)
+    assert failed_record.package_sha256 != world.first.sha256_hex and failed_record.reverted
+    assert failed_record.smoke["passed"] is False and "moved back to version 1 by orch sync" in failed_record.reason
+    location = releases.location_of(world.stage, target)
+    records = releases.Releases(releases.FolderStore(location.folder), location)
+    assert records.current() is None  # the failed sync is not what the stage serves
+    assert list(records.rollback_candidates()) == []
+
     world.checks.failing = False  # fixed: the next sync releases it
     assert world.deployer().sync().release.version == "3"
     assert world.alias()[0] == "3"
+    assert records.current().function_version == "3"
 
 
 def test_sync_of_a_stage_that_is_not_deployed_says_to_apply(project: Path, moto_endpoint: str) -> None:
@@ -293,3 +332,25 @@ def test_watch_releases_after_each_save_reports_a_bad_one_and_stops_when_asked(
         watcher.join(timeout=10)
     assert not watcher.is_alive()
     assert world.alias() == ("3", world.package().sha256_b64)
+
+
+def test_orch_smoke_after_a_sync_checks_what_the_sync_released(project: Path, moto_endpoint: str) -> None:
+    """Terraform's outputs still name the version before the sync; the sync's record says what
+    the alias serves, so `orch smoke` expects that version and its package (a failed sync,
+    moved back, is not what it expects)."""
+    world = Released(project, moto_endpoint, "aws")
+    (workdir_of(world.stage, "aws") / "terraform.tfstate").write_text("{}")  # applied from this project
+    edit(project, "one")
+    synced = world.deployer().sync()
+    report = world.deployer().smoke()
+    assert report.passed, report.as_dict()
+    checked = world.checks.deployed[-1]
+    assert (checked.function_version, checked.package_sha256) == ("2", synced.package.sha256_hex)
+    assert any("serves a sync: checking version 2" in n for n in world.reporter.of("note"))
+    world.checks.failing = True
+    edit(project, "broken")
+    with pytest.raises(Exception, match="failed its smoke checks"):
+        world.deployer().sync()
+    world.checks.failing = False
+    world.deployer().smoke()
+    assert world.checks.deployed[-1].function_version == "2"  # still the good sync's version

@@ -394,9 +394,11 @@ def sync(
 
     Packages the function and, when that is not the code the stage's alias serves, updates
     the function's code, publishes a version and moves the stage's alias to it, then runs the
-    stage's smoke checks: when they fail, the alias moves back and orch exits 6. Terraform's
-    state is not edited: `orch plan STAGE` shows the release as pending until the next
-    `orch apply STAGE`, which converges. Refused (exit 3) for protected stages.
+    stage's smoke checks: when they fail, the alias moves back and orch exits 6. Each release
+    is recorded (kind sync, as `orch apply` records its own), so `orch rollback` and the
+    promotion guard count it. Terraform's state is not edited: `orch plan STAGE` shows the
+    release as pending until the next `orch apply STAGE`, which converges. Refused (exit 3)
+    for protected stages.
     """
     started = time.monotonic()
     deployer = _deployer(project, stage, sandbox)
@@ -903,7 +905,7 @@ def rollback(
     junit: JunitOpt = None,
     project: ProjectOpt = None,
 ) -> int:
-    """Roll STAGE back to an earlier release through Terraform, then check it again.
+    """Roll STAGE back to an earlier release (an apply's or a sync's) through Terraform, then check it again.
 
     The function stays as it is (nothing is published): the stage's alias is pinned to the
     earlier version and the API and stage get that release's settings. The next `orch apply`

@@ -73,6 +73,7 @@ class SyncOutcome:
     package: Any = None  # orch.package.PackageResult
     dry_run: bool = False
     smoke: Any = None  # orch.smoke.SmokeReport of the release (None: nothing released, or no checks)
+    record: Any = None  # the orch.releases.Release written for it (kind "sync"; None: nothing released)
 
 
 @dataclass
@@ -164,13 +165,16 @@ class Deployer:
     def sync(self, *, dry_run: bool = False, smoke: bool = True) -> SyncOutcome:
         """Release the function's current code to the stage without Terraform (planner.plan_sync),
         then run the stage's smoke checks (unless `smoke` is False). SmokeError (exit 6) when
-        they fail: the alias has been moved back to the version it served before.
+        they fail: the alias has been moved back to the version it served before. A release is
+        recorded (kind "sync", `passed` False when its checks failed, None without them) where
+        apply's records go; nothing released, nothing recorded.
         NotDeployedError (exit 8) when the stage's function or alias is not there to update."""
         executor = self.run(planner.plan_sync(self.stage, self.gather(), smoke=smoke), dry_run=dry_run)
         if executor is None:
             return SyncOutcome(None, dry_run=True)
         values = executor.values
-        outcome = SyncOutcome(values["live"], values.get("release"), values.get("package"), smoke=values.get("smoke"))
+        outcome = SyncOutcome(values["live"], values.get("release"), values.get("package"), smoke=values.get("smoke"),
+                              record=values.get("sync_record"))
         reverted = values.get("reverted")
         if outcome.smoke is not None and not outcome.smoke.passed:
             from orch.errors import SmokeError
@@ -245,7 +249,9 @@ class Deployer:
         """Run the stage's smoke checks against what is deployed now (orch.smoke.SmokeReport).
 
         What AWS must show comes from the release record that matches Terraform's outputs (so a
-        rolled-back stage is checked as what it serves); without one, from the stage files.
+        rolled-back stage is checked as what it serves), or from the stage's current record when
+        that is a sync of the deployment Terraform applied (the alias on the sync's version, its
+        package); without one, from the stage files.
         Raises NotDeployedError (exit 8), before any check, when the stage is not deployed
         where this looks (see `outputs`).
         """
@@ -264,6 +270,12 @@ class Deployer:
         records = releases_mod.Releases(releases_mod.open_store(location, aws), location)
         served = next((r for r in records if (r.function_version, r.deployment_id) == (
             str(outputs.get("function_version")), str(outputs.get("deployment_id")))), None)
+        current = records.current()
+        if current is not None and current.kind == "sync" and current.deployment_id == str(outputs.get(
+                "deployment_id")):  # Terraform's outputs still name the version before the sync
+            served = current
+            outputs = {**outputs, "function_version": current.function_version}
+            self.reporter.note(f"stage {self.stage.name!r} serves a sync: checking {served.short}")
         if served is not None:
             tfvars, package = dict(served.tfvars), served.package_sha256
             if served.kind == "rollback":

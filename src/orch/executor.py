@@ -53,6 +53,7 @@ from orch.steps import (
     ReadReleases,
     RecordRelease,
     RecordSandboxEpoch,
+    RecordSync,
     Ref,
     RefuseDestroying,
     Release,
@@ -118,6 +119,7 @@ class Executor:
         self.values: dict[str, Any] = {}
         self.ran: list[Step] = []  # the steps that ran (skipped ones excluded), in order
         self.account: str | None = None  # the AWS account the credentials check found (names it in errors)
+        self._outputs: dict[Path, dict[str, Any]] = {}  # `terraform output` per working folder (sync reads it twice)
 
     def execute(self, plan: DeployPlan) -> dict[str, Any]:
         """Run every step in order (cleanup steps always, numbered after them: one count from
@@ -483,7 +485,7 @@ class Executor:
 
     def _do_ReadReleases(self, step: ReadReleases) -> releases_mod.Release | None:
         try:
-            latest = self._releases(step.location, step.sandbox).latest()
+            latest = self._releases(step.location, step.sandbox).current()
         except AwsError as exc:  # what the records say is information; a plan must not fail on it
             self.reporter.note(f"could not read the release records in {step.location.describe()}: {exc.message}")
             return None
@@ -514,8 +516,8 @@ class Executor:
         raise ConfigError(
             f"stage {self.stage.name!r} promotes from {source.stage!r} (promote_from), and package {sha[:12]}… "
             f"never passed the smoke checks of {where}: refusing to apply it.",
-            hint=f"Release it to {source.stage!r} first (`orch apply {source.stage}{sandbox}`), or override with "
-            "--skip-promotion-check (recorded in the release).",
+            hint=f"Release it to {source.stage!r} first (`orch apply {source.stage}{sandbox}`, or `orch sync "
+            f"{source.stage}{sandbox}`), or override with --skip-promotion-check (recorded in the release).",
         )
 
     def _do_RunSmokeChecks(self, step: RunSmokeChecks) -> smoke_mod.SmokeReport:
@@ -539,7 +541,7 @@ class Executor:
 
     def _do_RunSyncChecks(self, step: RunSyncChecks) -> smoke_mod.SmokeReport:
         release, package = self._get(step.release), self._get(step.package)
-        outputs = self.tools.terraform(step.workdir).output()  # read only: what Terraform last applied
+        outputs = self._terraform_outputs(step.workdir)
         if not outputs:  # the function exists, but was not applied by Terraform from this project
             raise self._not_deployed(step.sandbox is not None, self.stage.config.region,
                                      f"no Terraform outputs in {step.workdir} to check the release against "
@@ -555,6 +557,67 @@ class Executor:
         report = self.tools.verify(self.stage, deployed, aws=aws, purpose="sync")
         self._show_smoke(report)
         return report
+
+    def _terraform_outputs(self, workdir: Path) -> dict[str, Any]:
+        """`terraform output` of `workdir` (read only: what Terraform last applied), read once
+        per command."""
+        if workdir not in self._outputs:
+            self._outputs[workdir] = dict(self.tools.terraform(workdir).output() or {})
+        return self._outputs[workdir]
+
+    def _do_RecordSync(self, step: RecordSync) -> releases_mod.Release | None:
+        release, package = self._get(step.release), self._get(step.package)
+        report, reverted = self._get(step.smoke), self._get(step.reverted)
+        outputs = self._terraform_outputs(step.workdir)
+        if not outputs:
+            self.reporter.note(f"the sync is not recorded: no Terraform outputs in {step.workdir} (the stage was "
+                               "never applied from this project), so there is nothing a rollback could apply")
+            return None
+        deployment = str(outputs.get("deployment_id"))
+        records = self._releases(step.location, step.sandbox)
+        info = self._get(step.sandbox)
+        epoch = getattr(info, "epoch", None)
+        tfvars = self._last_applied_tfvars(records, step.workdir, deployment, epoch)
+        reason = ""
+        if report is not None and not report.passed:
+            back = (f"the alias was moved back to version {reverted.previous_version}" if reverted is not None
+                    else "the alias was not moved back")
+            reason = f"{releases_mod.failure_reason(report)}; {back} by orch sync"
+        record = releases_mod.Release(
+            id=releases_mod.new_id("sync", package.sha256_hex),
+            stage=self.stage.name,
+            target="sandbox" if info is not None else "aws",
+            kind="sync",
+            time=releases_mod.now_iso(),
+            package_sha256=package.sha256_hex,
+            function_version=str(release.version),
+            published_version=str(release.version),
+            deployment_id=deployment,
+            passed=None if report is None else report.passed,
+            smoke=None if report is None else report.as_dict(),
+            tfvars=tfvars,
+            smoke_settings=self.stage.config.smoke.model_dump(by_alias=True, mode="json"),
+            sandbox_epoch=epoch,
+            reason=reason,
+        )
+        records.write(record)
+        self.reporter.note(f"recorded release {record.id} in {step.location.describe()}")
+        return record
+
+    def _last_applied_tfvars(self, records: releases_mod.Releases, workdir: Path, deployment: str,
+                             epoch: str | None) -> dict[str, Any]:
+        """The tfvars of Terraform's last run: those of the newest record of the deployment
+        Terraform's outputs name (in the sandbox, of this sandbox run), which the apply or
+        rollback that made it recorded and a sync since carried on; else (no such record)
+        the working folder's terraform.tfvars.json, else {}."""
+        for record in records:
+            same_run = epoch is None or record.sandbox_epoch == epoch
+            if record.deployment_id == deployment and record.tfvars and same_run:
+                return dict(record.tfvars)
+        try:
+            return json.loads((workdir / render_mod.TFVARS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
 
     def _do_RevertAlias(self, step: RevertAlias) -> Release:
         release = self._get(step.release)

@@ -55,6 +55,7 @@ from orch.steps import (
     ReadReleases,
     RecordRelease,
     RecordSandboxEpoch,
+    RecordSync,
     Ref,
     RefuseDestroying,
     RemoveFile,
@@ -248,8 +249,10 @@ def plan_sync(stage: Stage, facts: Facts, *, smoke: bool = True) -> DeployPlan:
     function` do: package, and only when the package is not what the stage's alias serves,
     update the function's code, publish a version and move the alias; then the stage's
     smoke checks (unless `smoke` is False or the stage sets `smoke.enabled: false`), which
-    move the alias back when they fail. Terraform's state is not edited, so the next `orch
-    plan` shows the code as a pending change and `orch apply` converges.
+    move the alias back when they fail; then a release record of kind "sync" where apply's go
+    (orch.releases.location_of), so `orch rollback` and the promotion guard count it. Nothing
+    released, nothing recorded. Terraform's state is not edited, so the next `orch plan`
+    shows the code as a pending change and `orch apply` converges.
 
     Raises ConfigError (exit 3) for a protected stage (nothing is released without its plan
     and a question), NotDeployedError (exit 8) when the stage is not deployed in the running
@@ -285,8 +288,13 @@ def plan_sync(stage: Stage, facts: Facts, *, smoke: bool = True) -> DeployPlan:
                           Ref(code.output), sandbox=sandbox, when=differs)
     steps += [package, live, upload, code, version, release]
     cleanup: tuple[Step, ...] = ()
-    if smoke and stage.config.smoke.enabled:
+    checked = smoke and stage.config.smoke.enabled
+    if checked:
         steps += _sync_checks(stage, facts, Ref(release.output), Ref(package.output))
+    steps.append(RecordSync(releases.location_of(stage, facts.target), facts.workdir, Ref(release.output),
+                            Ref(package.output), smoke=Ref("smoke") if checked else None,
+                            reverted=Ref("reverted") if checked else None, sandbox=sandbox,
+                            when=Stored(Ref(release.output))))
     if facts.on_sandbox:  # in cleanup: also after a sync that failed half-way
         cleanup = (MarkSandboxChanged(stage.project_dir, when=ChangedSinceMark(
             (Ref(release.output), Ref("reverted")), Ref("marked"))),)

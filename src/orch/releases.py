@@ -1,9 +1,11 @@
 """Release records: what was released to a stage, whether it passed its smoke checks, and
 what a rollback needs; stored next to the stage's state.
 
-A record names the stage, the target, the package's SHA-256, what Terraform applied (the
-version the alias serves, the deployment), the smoke report, the time, and the tfvars that
-were applied (for a later rollback). Records live in the S3 backend's bucket under the state
+A record names the stage, the target, the package's SHA-256, the version the alias serves
+and the deployment, the smoke report, the time, and the tfvars Terraform applied (for a
+later rollback). `orch apply` and `orch rollback` write one after each Terraform run;
+`orch sync` writes one (kind "sync") for each code release it made without Terraform, with
+the tfvars and deployment Terraform last applied. Records live in the S3 backend's bucket under the state
 key's folder (`.../releases/<id>.json`), or under the stage's working folder for a local
 backend (`.orch/work/<target>/<stage>/releases/`): sandbox and AWS never share them. This
 module reads and writes records and answers questions about them (the last good release, did
@@ -36,11 +38,16 @@ FOLDER = "releases"
 
 @dataclass(frozen=True)
 class Release:
-    """One release of a stage (an apply, or a rollback) and how its smoke checks went.
+    """One release of a stage (an apply, a rollback, or a sync) and how its smoke checks went.
 
-    `kind`: "apply" or "rollback". `passed`: True/False after the checks, None when they
-    were skipped (`--no-smoke`). `function_version` is the version the alias serves,
-    `package_sha256` (hex) that version's package. `tfvars` are the values Terraform applied;
+    `kind`: "apply", "rollback" or "sync" (`orch sync`: new code published as a version and
+    the alias moved to it through Lambda's API, no Terraform run). `passed`: True/False after
+    the checks, None when they were skipped (`--no-smoke`). `function_version` is the version
+    the release put behind the alias, `package_sha256` (hex) that version's package; a sync
+    that failed its checks had its alias moved back by orch sync at once (`reverted`), so the
+    stage serves the release before it. `tfvars` are the values Terraform applied (for a sync:
+    those of Terraform's last run, which the sync did not change; a rollback from or to it
+    applies them with the alias pinned, so nothing is published);
     `smoke_settings` the stage's `smoke:` section as it was, so the release can be checked
     again after a later rollback. `rolled_back_from` names the failed release a rollback
     replaced; `promotion` says how the promotion check went ("passed", "skipped", None).
@@ -68,8 +75,16 @@ class Release:
 
     @property
     def short(self) -> str:
-        """`version 4 (package 1a2b3c4d5e6f…)`: how messages name a release."""
-        return f"version {self.function_version} (package {self.package_sha256[:12]}…)"
+        """`version 4 (package 1a2b3c4d5e6f…)`: how messages name a release (a sync's ends
+        `…, by orch sync)`)."""
+        how = ", by orch sync" if self.kind == "sync" else ""
+        return f"version {self.function_version} (package {self.package_sha256[:12]}…{how})"
+
+    @property
+    def reverted(self) -> bool:
+        """A sync that failed its checks: orch sync moved the alias back right away, so this
+        release never stayed in service (the one before it is what the stage serves)."""
+        return self.kind == "sync" and self.passed is False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -208,11 +223,19 @@ class Releases:
             yield Release.from_dict(self.store.read(name))
 
     def latest(self) -> Release | None:
+        """The newest record, whatever it says (None: no records)."""
         return next(iter(self), None)
 
+    def current(self) -> Release | None:
+        """The release the stage serves by its records: the newest one, passing over syncs
+        that failed their checks (orch sync moved the alias back to what the release before
+        them served). None: no such record."""
+        return next((r for r in self if not r.reverted), None)
+
     def rollback_candidates(self, *, exclude: str | None = None, epoch: str | None = None) -> Iterator[Release]:
-        """Releases that passed their checks, newest first (not `exclude`; in the sandbox only
-        those of the sandbox run `epoch`, since a restarted sandbox lost every version)."""
+        """Releases that passed their checks (applies, syncs and rollbacks alike), newest first
+        (not `exclude`; in the sandbox only those of the sandbox run `epoch`, since a restarted
+        sandbox lost every version). A failed sync never qualifies: it did not pass."""
         for release in self:
             if release.id == exclude or release.passed is not True:
                 continue
@@ -221,17 +244,25 @@ class Releases:
             yield release
 
     def passed_package(self, package_sha256: str) -> Release | None:
-        """The newest release of this package that passed its smoke checks, if any."""
+        """The newest release of this package that passed its smoke checks (through `orch
+        apply`, `orch rollback` or `orch sync`), if any."""
         return next((r for r in self if r.package_sha256 == package_sha256 and r.passed is True), None)
 
 
 def status_line(stage: str, latest: Release | None, apply_hint: str) -> str | None:
-    """What `orch plan`/`orch apply` say about a stage whose last release failed (None: nothing).
+    """What `orch plan`/`orch rollback` say about a stage whose current release (Releases.current)
+    is a rollback, one that failed, or a sync (None: nothing to say).
 
     `apply_hint` is the command that releases the stage files again (`orch apply dev --sandbox`).
     """
     if latest is None:
         return None
+    if latest.kind == "sync":
+        checked = {True: "passed its smoke checks", False: "failed its smoke checks",
+                   None: "was not checked (--no-smoke)"}[latest.passed]
+        return (f"stage {stage!r} serves {latest.short}, released at {latest.time} without Terraform; it "
+                f"{checked}. Terraform has not applied that code: this plan shows it as pending, and `{apply_hint}` "
+                "releases it through Terraform.")
     if latest.kind == "rollback":
         why = f": {latest.reason}" if latest.reason else ""
         return (f"stage {stage!r} is rolled back to {latest.short} since {latest.time}{why}. "

@@ -757,8 +757,9 @@ class RemoveFile(Step):
 
 @dataclass(frozen=True)
 class ReadReleases(Step):
-    """Read the stage's release records and say when the stage is rolled back; stores the
-    newest Release (or None)."""
+    """Read the stage's release records and say when the stage is rolled back, or serves a
+    sync; stores the release it serves by its records (Releases.current: the newest, past
+    syncs that failed and were moved back), or None."""
 
     location: Any
     apply_hint: str
@@ -812,7 +813,7 @@ class RecordRelease(Step):
     (`replaces`) and the release it serves again (`rollback_to`)."""
 
     location: Any
-    kind: str  # "apply" or "rollback"
+    kind: str  # "apply" or "rollback" (a sync's record is RecordSync's)
     workdir: Path
     applied: tuple[Ref, ...]
     smoke: Ref | None = None
@@ -825,6 +826,31 @@ class RecordRelease(Step):
 
     def title(self) -> str:
         return f"record the {'rollback' if self.kind == 'rollback' else 'release'} ({self.location.describe()})"
+
+
+@dataclass(frozen=True)
+class RecordSync(Step):
+    """After `orch sync` released something: write a release record of kind "sync" (orch.releases)
+    next to the stage's state; stores the Release, or None (with a note) when Terraform has no
+    outputs for the stage (never applied from this project: there is nothing to roll back with).
+
+    The record holds the package, the version the sync published (`release`, an orch.steps
+    Release), how its checks went (`smoke`; None: not checked, `passed` None) and, from what
+    Terraform last applied, the deployment id and the tfvars. A failed sync's alias was
+    moved back (`reverted`): the record says `passed: False`."""
+
+    location: Any
+    workdir: Path
+    release: Ref
+    package: Ref
+    smoke: Ref | None = None
+    reverted: Ref | None = None
+    sandbox: Ref | None = None
+    output: str = "sync_record"
+    when: Condition | None = None
+
+    def title(self) -> str:
+        return f"record the release ({self.location.describe()})"
 
 
 @dataclass(frozen=True)
