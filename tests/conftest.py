@@ -48,13 +48,19 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    """An in-process moto server (real AWS API shapes over HTTP) for one test module."""
+    """An in-process moto server (real AWS API shapes over HTTP) for one test module, empty
+    when the module starts: moto keeps its resources in process-wide state, so without the
+    reset a module would see what an earlier module's server created."""
+    import urllib.request
+
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30).close()
     try:
-        yield f"http://{host}:{port}"
+        yield endpoint
     finally:
         server.stop()
