@@ -163,14 +163,12 @@ def run_emulator(port: int, ready_fd: int) -> int:
     from moto.server import ThreadedMotoServer
 
     from orch import sandbox_ext
-    from orch.gateway.gcpause import bound_collection_pauses
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
     sandbox_ext.install()  # API Gateway updates Terraform needs and moto lacks
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
     host, bound = moto.get_host_and_port()
-    bound_collection_pauses()  # moto's state grows with every log line it keeps
     with os.fdopen(ready_fd, "w") as ready:
         ready.write(json.dumps({"endpoint": f"http://{host}:{bound}", "pid": os.getpid()}) + "\n")
     try:

@@ -16,9 +16,11 @@ and collects fully, which it does only while no request is in flight and only on
 frozen grew by a tenth since the last such collection (a quiet process is not paused every
 few seconds to walk what it held at start-up).
 
-Only processes that exist to serve call ``bound_collection_pauses()`` (the sandbox daemon,
-the gateway's helper processes, ``orch serve``); a process that merely builds a gateway (a
-test) keeps the interpreter's default. This module owns that policy and nothing else.
+Only gateway processes that exist to serve call ``bound_collection_pauses()`` (the sandbox
+daemon, the gateway's helper processes, ``orch serve``): they have the watcher's idle tick
+that frees what was frozen. A process without that tick (the emulator, a test that merely
+builds a gateway) keeps the interpreter's default. This module owns that policy and nothing
+else.
 """
 
 from __future__ import annotations
@@ -50,11 +52,6 @@ def bound_collection_pauses() -> None:
         if not _installed:
             gc.callbacks.append(_freeze_after_full_collection)
             _installed = True
-
-
-def installed() -> bool:
-    """Whether ``bound_collection_pauses()`` ran in this process."""
-    return _installed
 
 
 def collect_when_idle(busy: Callable[[], bool], min_growth: float = IDLE_COLLECTION_GROWTH) -> bool:
