@@ -17,12 +17,13 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import airspeed
 from airspeed import operators as _airspeed_ops
 
 from orch.errors import SandboxError
+from orch.gateway.vtlcompile import compile_tree
 
 AIRSPEED_DISTRIBUTION = "airspeed-ext"
 AIRSPEED_VERSION = "0.6.9"  # the version pyproject.toml pins; the fast paths below rely on it
@@ -775,25 +776,45 @@ def _discard(_text: str) -> None:
 
 
 _NULL_LOADER = _airspeed_ops.NullLoader()
-_compiled: dict[str, airspeed.Template] = {}
+
+
+class _Compiled(NamedTuple):
+    template: airspeed.Template  # parsed, with the shortcuts above installed
+    function: Callable[[dict], str] | None  # vtlcompile's function; None: airspeed evaluates
+
+
+_compiled: dict[str, _Compiled] = {}
 _compile_lock = threading.Lock()
 
 
-def compile_template(text: str) -> airspeed.Template:
-    """Parse once; airspeed's compiled tree is read-only during merge, so it is shared."""
-    template = _compiled.get(text)
-    if template is None:
+def _compile(text: str) -> _Compiled:
+    found = _compiled.get(text)
+    if found is None:
         template = airspeed.Template(text)
         try:
             template.ensure_compiled()
         except airspeed.TemplateSyntaxError as exc:
             raise TemplateError(f"mapping template syntax error: {exc}") from exc
+        function = compile_tree(template.root_element)  # reads the tree as airspeed built it
         _specialize(template.root_element)
+        found = _Compiled(template, function)
         with _compile_lock:
             if len(_compiled) > 2048:
                 _compiled.clear()
-            _compiled[text] = template
-    return template
+            _compiled[text] = found
+    return found
+
+
+def compile_template(text: str) -> airspeed.Template:
+    """Parse once (cached by text); airspeed's tree is read-only during merge, so it is
+    shared. Raises TemplateError on a syntax error."""
+    return _compile(text).template
+
+
+def compiled_fully(text: str) -> bool:
+    """Whether ``render`` runs ``text`` as one compiled Python function (vtlcompile) rather
+    than through airspeed's evaluation of its tree. Raises TemplateError on a syntax error."""
+    return _compile(text).function is not None
 
 
 def render(
@@ -802,9 +823,18 @@ def render(
     input_var: InputVariable,
     context: RootContext,
     stage_variables: Mapping[str, str] | None,
+    engine: Literal["compiled", "airspeed"] = "compiled",
 ) -> str:
-    """Render one mapping template; raises TemplateError (or BodyParseError) on failure."""
-    template = compile_template(text)
+    """Render one mapping template with the variables AWS offers (``$input``, ``$context``,
+    ``$stageVariables``, ``$util``); the output is what airspeed's ``Template.merge`` gives.
+
+    ``engine="compiled"`` runs the template's compiled function when vtlcompile could
+    compile it (else airspeed's evaluation); ``"airspeed"`` always evaluates airspeed's
+    tree (with the shortcuts above), for comparisons and benchmarks.
+    Raises BodyParseError for a body too deeply nested to read or print, TemplateError for
+    a syntax error or any other failure (its message is airspeed's).
+    """
+    compiled = _compile(text)
     namespace = {
         "input": input_var,
         "context": context,
@@ -812,8 +842,11 @@ def render(
         "util": UTIL,
     }
     try:
+        function = compiled.function if engine == "compiled" else None
+        if function is not None:
+            return function(namespace)
         output = _Output()
-        template.root_element.evaluate(output, namespace, _NULL_LOADER)
+        compiled.template.root_element.evaluate(output, namespace, _NULL_LOADER)
         return output.getvalue()
     except airspeed.TemplateExecutionError as exc:
         cause = exc.__cause__
