@@ -23,7 +23,7 @@ import airspeed
 from airspeed import operators as _airspeed_ops
 
 from orch.errors import SandboxError
-from orch.gateway.vtlcompile import compile_tree
+from orch.gateway.vtlcompile import add_dict_types, compile_tree
 
 AIRSPEED_DISTRIBUTION = "airspeed-ext"
 AIRSPEED_VERSION = "0.6.9"  # the version pyproject.toml pins; the fast paths below rely on it
@@ -776,6 +776,7 @@ def _discard(_text: str) -> None:
 
 
 _NULL_LOADER = _airspeed_ops.NullLoader()
+add_dict_types(VtlMap, ContextMap, RootContext)  # compiled templates read their keys inline
 
 
 class _Compiled(NamedTuple):

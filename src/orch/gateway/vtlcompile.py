@@ -80,6 +80,27 @@ def _kind(cls: type) -> int:
     return kind
 
 
+_DICTS: frozenset[type] = frozenset({dict})
+"""Exact types whose ``obj[name]`` and ``obj.get(name)`` are dict's own; ``add_dict_types``
+adds the caller's map types."""
+
+
+def add_dict_types(*classes: type) -> None:
+    """Let compiled templates read keys of these map types inline: each must be a dict
+    subclass with dict's own ``__getitem__`` and ``get`` and no ``__missing__`` (else
+    ValueError), so that ``obj.get(name)`` is what airspeed's ``obj[name]`` finds."""
+    global _DICTS
+    for cls in classes:
+        if not (
+            issubclass(cls, dict)
+            and cls.__getitem__ is dict.__getitem__
+            and cls.get is dict.get
+            and not hasattr(cls, "__missing__")
+        ):
+            raise ValueError(f"{cls.__name__} is not a plain dict type")
+    _DICTS = _DICTS | frozenset(classes)
+
+
 def _method_ref(methods: dict, name: str, obj: Any) -> Callable[..., Any]:
     """airspeed's ``_call_method`` closure for an ``__additional_methods__`` entry."""
 
@@ -243,6 +264,14 @@ class _Compiler:
             self.const_ids[key] = name
         return name
 
+    def held(self, expression: str) -> str:
+        """``expression`` in a local (a literal is tested with ``is`` only from a local)."""
+        if expression.startswith(("_t", "_v", "_r")):
+            return expression
+        out = self.tmp()
+        self.emit(f"{out} = {expression}")
+        return out
+
     def var(self, name: str, depth: int) -> str:
         number = self.var_ids.setdefault(name, len(self.var_ids))
         return f"_v{number}_{depth}"
@@ -387,7 +416,7 @@ class _Compiler:
         if cls is ops.UnaryOperatorValue:
             if node.op is not ops.operator.__not__:
                 raise _Unsupported("unary operator")
-            v = self.value(node.value)
+            v = self.held(self.value(node.value))
             out = self.tmp()
             self.emit(f"{out} = False if {v} is None else not {v}")
             return out
@@ -480,7 +509,13 @@ class _Compiler:
                 first = False
             else:
                 found = self.tmp()
-                self.emit(f"{found} = _member({out}, {part.name!r})")
+                # a map of ours: its own key first, as _member would look it up
+                self.emit(f"if type({out}) in _DICTS:")
+                self.emit(f"    {found} = {out}.get({part.name!r})")
+                self.emit(f"    if {found} is None:")
+                self.emit(f"        {found} = _member({out}, {part.name!r})")
+                self.emit("else:")
+                self.emit(f"    {found} = _member({out}, {part.name!r})")
             if part.parameters is not None:
                 self.emit(f"if {found} is None:")
                 self.emit(f"    {out} = None")
@@ -590,7 +625,7 @@ class _Compiler:
         return self.value(inner.value)
 
     def condition(self, node: Any, flag: str, number: int) -> None:
-        result = self.expression(node.expression.calculate.__self__)
+        result = self.held(self.expression(node.expression.calculate.__self__))
         self.emit(f"if {result} is None or {result}:")
         self.emit(f"    {flag} = {number}")
 
@@ -693,6 +728,7 @@ def compile_tree(root: Any) -> Callable[[dict], str] | None:
         "_MISSING": _MISSING,
         "_RFT": _RFT,
         "_member": _member,
+        "_DICTS": _DICTS,
         "_index": _index,
         "_range": _range,
         "_iterable": _iterable,
