@@ -417,42 +417,50 @@ class InputVariable:
 
 _JS_PLAIN = re.compile(r"[^'\"\\/\x00-\x1f\x7f-\U0010ffff]*")
 """Text ``escape_javascript`` leaves as it is: printable ASCII other than ' " \\ /."""
+_JS_ASCII = {
+    **{code: f"\\u{code:04X}" for code in range(0x20)},
+    **{ord(ch): "\\" + ch for ch in "'\"\\/"},
+    ord("\b"): "\\b",
+    ord("\n"): "\\n",
+    ord("\t"): "\\t",
+    ord("\f"): "\\f",
+    ord("\r"): "\\r",
+}
+"""What ``escape_javascript`` writes for each ASCII character it escapes."""
+_JS_WIDE = re.compile(r"[\x80-\U0010ffff]")
+_js_escaped: dict[str, str] = {}
+"""Escaped text by text (bounded): the same header values come with request after request."""
+
+
+def _js_wide(match: re.Match) -> str:
+    code = ord(match.group())
+    if code > 0xFFFF:
+        encoded = match.group().encode("utf-16-be")
+        return f"\\u{encoded[0]:02X}{encoded[1]:02X}\\u{encoded[2]:02X}{encoded[3]:02X}"
+    return f"\\u{code:04X}"
 
 
 def escape_javascript(value: Any) -> str | None:
-    """Java commons-lang ``StringEscapeUtils.escapeJavaScript``, as AWS's $util uses."""
+    """Java commons-lang ``StringEscapeUtils.escapeJavaScript``, as AWS's $util uses: None
+    for None, else the text of ``value`` (``_java_str``) with ' " \\ / escaped by a
+    backslash, control characters as \\b \\n \\t \\f \\r or \\uXXXX and every non-ASCII
+    character as \\uXXXX (a surrogate pair above U+FFFF), hex in upper case."""
     if value is None:
         return None
-    text = _java_str(value)
+    text = value if type(value) is str else _java_str(value)
+    found = _js_escaped.get(text)
+    if found is not None:
+        return found
     if _JS_PLAIN.fullmatch(text):
         return text  # nothing to escape
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if ch in "'\"\\/":
-            out.append("\\" + ch)
-        elif ch == "\b":
-            out.append("\\b")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\f":
-            out.append("\\f")
-        elif ch == "\r":
-            out.append("\\r")
-        elif code < 0x20:
-            out.append(f"\\u{code:04X}")
-        elif code > 0x7F:
-            if code > 0xFFFF:
-                encoded = ch.encode("utf-16-be")
-                out.append(f"\\u{encoded[0]:02X}{encoded[1]:02X}")
-                out.append(f"\\u{encoded[2]:02X}{encoded[3]:02X}")
-            else:
-                out.append(f"\\u{code:04X}")
-        else:
-            out.append(ch)
-    return "".join(out)
+    out = text.translate(_JS_ASCII)
+    if not out.isascii():
+        out = _JS_WIDE.sub(_js_wide, out)
+    if type(text) is str and len(text) <= 512:
+        if len(_js_escaped) >= 4096:
+            _js_escaped.clear()
+        _js_escaped[text] = out
+    return out
 
 
 class UtilVariable:
