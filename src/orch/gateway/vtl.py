@@ -397,9 +397,9 @@ class InputVariable:
 
     def params(self, name: str | None = None) -> Any:
         if name is None:
+            params = self._params
             return VtlMap(
-                (kind, VtlMap(self._params.get(kind, {})))
-                for kind in ("path", "querystring", "header")
+                {kind: VtlMap(params.get(kind, {})) for kind in ("path", "querystring", "header")}
             )
         for kind in ("path", "querystring"):
             value = self._params.get(kind, {}).get(name)
@@ -550,7 +550,7 @@ def build_context(
         "domainPrefix": domain_prefix,
         "requestTimeEpoch": request_time_epoch,
         "requestId": request_id,
-        "identity": ContextMap((k, identity.get(k)) for k in IDENTITY_KEYS),
+        "identity": ContextMap({k: identity.get(k) for k in IDENTITY_KEYS}),
         "domainName": domain_name,
         "deploymentId": deployment_id,
         "responseOverride": ContextMap(header=ContextMap()),
