@@ -562,8 +562,11 @@ def build_context(
 
 # --- compile and render ----------------------------------------------------------------
 #
-# airspeed evaluates its parse tree node by node, several Python calls per reference. After
-# parsing, ``_specialize`` gives the hottest node shapes per-instance shortcuts that do exactly
+# airspeed evaluates its parse tree node by node, several Python calls per reference.
+# ``render`` runs most templates as one Python function that vtlcompile generates from
+# airspeed's tree (same output, same errors). For a template vtlcompile leaves alone (macros,
+# #define, #evaluate, ...), airspeed evaluates the tree, and after parsing ``_specialize``
+# gives the hottest node shapes per-instance shortcuts that do exactly
 # what airspeed's own methods do (same lookups in the same order, same results, the same
 # ``evaluate`` wrappers for errors), with fewer calls: a ``$a.b.c`` chain becomes one loop,
 # a lookup in a #foreach scope walks the scopes without raising KeyError at each level.
