@@ -721,8 +721,10 @@ def compile_tree(root: Any) -> Callable[[dict], str] | None:
     try:
         source = compiler.function()
         code = compile(source, "<mapping template>", "exec")
-    except (_Unsupported, SyntaxError, RecursionError, MemoryError):
-        return None  # too deeply nested for Python's compiler, or not handled: airspeed
+    except Exception:
+        # not handled, too deeply nested for Python's compiler (SyntaxError, RecursionError)
+        # or a tree shape this compiler did not expect: airspeed evaluates it, as before
+        return None
     namespace: dict[str, Any] = {
         "_TEE": _TEE,
         "_MISSING": _MISSING,
