@@ -133,6 +133,38 @@ def test_util_functions():
     assert render("[$util.urlEncode($nothing)]") == "[]"
 
 
+def _escape_reference(text: str) -> str:
+    """commons-lang escapeJavaScript, one character at a time (vtl's loop before its cache)."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in "'\"\\/":
+            out.append("\\" + ch)
+        elif ch in "\b\n\t\f\r":
+            out.append({"\b": "\\b", "\n": "\\n", "\t": "\\t", "\f": "\\f", "\r": "\\r"}[ch])
+        elif code < 0x20 or (0x7F < code <= 0xFFFF):
+            out.append(f"\\u{code:04X}")
+        elif code > 0xFFFF:
+            high, low = divmod(code - 0x10000, 0x400)
+            out.append(f"\\u{0xD800 + high:04X}\\u{0xDC00 + low:04X}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def test_escape_javascript_escapes_every_character_like_commons_lang():
+    samples = [chr(c) for c in range(0, 0x3100)] + [chr(c) for c in range(0xD700, 0x10000, 7)]
+    samples += [chr(c) for c in range(0x10000, 0x110000, 4099)] + ["\U0001F600", "\U0010FFFF"]
+    for ch in samples:
+        for text in (ch, f"a{ch}b/{ch}"):
+            vtl._js_escaped.clear()
+            assert vtl.escape_javascript(text) == _escape_reference(text), repr(text)
+            assert vtl.escape_javascript(text) == _escape_reference(text), repr(text)  # cached
+    assert vtl.escape_javascript(None) is None
+    assert vtl.escape_javascript(True) == "true"
+    assert vtl.escape_javascript(vtl.VtlList(["a/b"])) == "[a\\/b]"
+
+
 def test_context_nulls_render_empty_and_nested_maps_render_empty():
     out = render("[$context.identity.user][$context.identity][$context.authorizer.principalId]")
     assert out == "[][][]"

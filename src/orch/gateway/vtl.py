@@ -17,12 +17,13 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import airspeed
 from airspeed import operators as _airspeed_ops
 
 from orch.errors import SandboxError
+from orch.gateway.vtlcompile import add_dict_types, compile_tree
 
 AIRSPEED_DISTRIBUTION = "airspeed-ext"
 AIRSPEED_VERSION = "0.6.9"  # the version pyproject.toml pins; the fast paths below rely on it
@@ -396,9 +397,9 @@ class InputVariable:
 
     def params(self, name: str | None = None) -> Any:
         if name is None:
+            params = self._params
             return VtlMap(
-                (kind, VtlMap(self._params.get(kind, {})))
-                for kind in ("path", "querystring", "header")
+                {kind: VtlMap(params.get(kind, {})) for kind in ("path", "querystring", "header")}
             )
         for kind in ("path", "querystring"):
             value = self._params.get(kind, {}).get(name)
@@ -416,42 +417,50 @@ class InputVariable:
 
 _JS_PLAIN = re.compile(r"[^'\"\\/\x00-\x1f\x7f-\U0010ffff]*")
 """Text ``escape_javascript`` leaves as it is: printable ASCII other than ' " \\ /."""
+_JS_ASCII = {
+    **{code: f"\\u{code:04X}" for code in range(0x20)},
+    **{ord(ch): "\\" + ch for ch in "'\"\\/"},
+    ord("\b"): "\\b",
+    ord("\n"): "\\n",
+    ord("\t"): "\\t",
+    ord("\f"): "\\f",
+    ord("\r"): "\\r",
+}
+"""What ``escape_javascript`` writes for each ASCII character it escapes."""
+_JS_WIDE = re.compile(r"[\x80-\U0010ffff]")
+_js_escaped: dict[str, str] = {}
+"""Escaped text by text (bounded): the same header values come with request after request."""
+
+
+def _js_wide(match: re.Match) -> str:
+    code = ord(match.group())
+    if code > 0xFFFF:
+        encoded = match.group().encode("utf-16-be")
+        return f"\\u{encoded[0]:02X}{encoded[1]:02X}\\u{encoded[2]:02X}{encoded[3]:02X}"
+    return f"\\u{code:04X}"
 
 
 def escape_javascript(value: Any) -> str | None:
-    """Java commons-lang ``StringEscapeUtils.escapeJavaScript``, as AWS's $util uses."""
+    """Java commons-lang ``StringEscapeUtils.escapeJavaScript``, as AWS's $util uses: None
+    for None, else the text of ``value`` (``_java_str``) with ' " \\ / escaped by a
+    backslash, control characters as \\b \\n \\t \\f \\r or \\uXXXX and every non-ASCII
+    character as \\uXXXX (a surrogate pair above U+FFFF), hex in upper case."""
     if value is None:
         return None
-    text = _java_str(value)
+    text = value if type(value) is str else _java_str(value)
+    found = _js_escaped.get(text)
+    if found is not None:
+        return found
     if _JS_PLAIN.fullmatch(text):
         return text  # nothing to escape
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if ch in "'\"\\/":
-            out.append("\\" + ch)
-        elif ch == "\b":
-            out.append("\\b")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\f":
-            out.append("\\f")
-        elif ch == "\r":
-            out.append("\\r")
-        elif code < 0x20:
-            out.append(f"\\u{code:04X}")
-        elif code > 0x7F:
-            if code > 0xFFFF:
-                encoded = ch.encode("utf-16-be")
-                out.append(f"\\u{encoded[0]:02X}{encoded[1]:02X}")
-                out.append(f"\\u{encoded[2]:02X}{encoded[3]:02X}")
-            else:
-                out.append(f"\\u{code:04X}")
-        else:
-            out.append(ch)
-    return "".join(out)
+    out = text.translate(_JS_ASCII)
+    if not out.isascii():
+        out = _JS_WIDE.sub(_js_wide, out)
+    if type(text) is str and len(text) <= 512:
+        if len(_js_escaped) >= 4096:
+            _js_escaped.clear()
+        _js_escaped[text] = out
+    return out
 
 
 class UtilVariable:
@@ -541,7 +550,7 @@ def build_context(
         "domainPrefix": domain_prefix,
         "requestTimeEpoch": request_time_epoch,
         "requestId": request_id,
-        "identity": ContextMap((k, identity.get(k)) for k in IDENTITY_KEYS),
+        "identity": ContextMap({k: identity.get(k) for k in IDENTITY_KEYS}),
         "domainName": domain_name,
         "deploymentId": deployment_id,
         "responseOverride": ContextMap(header=ContextMap()),
@@ -553,8 +562,11 @@ def build_context(
 
 # --- compile and render ----------------------------------------------------------------
 #
-# airspeed evaluates its parse tree node by node, several Python calls per reference. After
-# parsing, ``_specialize`` gives the hottest node shapes per-instance shortcuts that do exactly
+# airspeed evaluates its parse tree node by node, several Python calls per reference.
+# ``render`` runs most templates as one Python function that vtlcompile generates from
+# airspeed's tree (same output, same errors). For a template vtlcompile leaves alone (macros,
+# #define, #evaluate, ...), airspeed evaluates the tree, and after parsing ``_specialize``
+# gives the hottest node shapes per-instance shortcuts that do exactly
 # what airspeed's own methods do (same lookups in the same order, same results, the same
 # ``evaluate`` wrappers for errors), with fewer calls: a ``$a.b.c`` chain becomes one loop,
 # a lookup in a #foreach scope walks the scopes without raising KeyError at each level.
@@ -775,25 +787,46 @@ def _discard(_text: str) -> None:
 
 
 _NULL_LOADER = _airspeed_ops.NullLoader()
-_compiled: dict[str, airspeed.Template] = {}
+add_dict_types(VtlMap, ContextMap, RootContext)  # compiled templates read their keys inline
+
+
+class _Compiled(NamedTuple):
+    template: airspeed.Template  # parsed, with the shortcuts above installed
+    function: Callable[[dict], str] | None  # vtlcompile's function; None: airspeed evaluates
+
+
+_compiled: dict[str, _Compiled] = {}
 _compile_lock = threading.Lock()
 
 
-def compile_template(text: str) -> airspeed.Template:
-    """Parse once; airspeed's compiled tree is read-only during merge, so it is shared."""
-    template = _compiled.get(text)
-    if template is None:
+def _compile(text: str) -> _Compiled:
+    found = _compiled.get(text)
+    if found is None:
         template = airspeed.Template(text)
         try:
             template.ensure_compiled()
         except airspeed.TemplateSyntaxError as exc:
             raise TemplateError(f"mapping template syntax error: {exc}") from exc
+        function = compile_tree(template.root_element)  # reads the tree as airspeed built it
         _specialize(template.root_element)
+        found = _Compiled(template, function)
         with _compile_lock:
             if len(_compiled) > 2048:
                 _compiled.clear()
-            _compiled[text] = template
-    return template
+            _compiled[text] = found
+    return found
+
+
+def compile_template(text: str) -> airspeed.Template:
+    """Parse once (cached by text); airspeed's tree is read-only during merge, so it is
+    shared. Raises TemplateError on a syntax error."""
+    return _compile(text).template
+
+
+def compiled_fully(text: str) -> bool:
+    """Whether ``render`` runs ``text`` as one compiled Python function (vtlcompile) rather
+    than through airspeed's evaluation of its tree. Raises TemplateError on a syntax error."""
+    return _compile(text).function is not None
 
 
 def render(
@@ -802,9 +835,18 @@ def render(
     input_var: InputVariable,
     context: RootContext,
     stage_variables: Mapping[str, str] | None,
+    engine: Literal["compiled", "airspeed"] = "compiled",
 ) -> str:
-    """Render one mapping template; raises TemplateError (or BodyParseError) on failure."""
-    template = compile_template(text)
+    """Render one mapping template with the variables AWS offers (``$input``, ``$context``,
+    ``$stageVariables``, ``$util``); the output is what airspeed's ``Template.merge`` gives.
+
+    ``engine="compiled"`` runs the template's compiled function when vtlcompile could
+    compile it (else airspeed's evaluation); ``"airspeed"`` always evaluates airspeed's
+    tree (with the shortcuts above), for comparisons and benchmarks.
+    Raises BodyParseError for a body too deeply nested to read or print, TemplateError for
+    a syntax error or any other failure (its message is airspeed's).
+    """
+    compiled = _compile(text)
     namespace = {
         "input": input_var,
         "context": context,
@@ -812,8 +854,11 @@ def render(
         "util": UTIL,
     }
     try:
+        function = compiled.function if engine == "compiled" else None
+        if function is not None:
+            return function(namespace)
         output = _Output()
-        template.root_element.evaluate(output, namespace, _NULL_LOADER)
+        compiled.template.root_element.evaluate(output, namespace, _NULL_LOADER)
         return output.getvalue()
     except airspeed.TemplateExecutionError as exc:
         cause = exc.__cause__
