@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,13 @@ from helpers import make_project, stop_sandboxes_under
 TOOL_MARKERS = ("terraform", "vendoring", "daemon", "deploy", "wheel", "browser")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def _xdist_worker(config: pytest.Config) -> bool:
+    """This process is a pytest-xdist worker (not the controlling pytest, not a plain run).
+    Asked of the config, not of PYTEST_XDIST_WORKER, which a pytest started by a test inherits."""
+    return hasattr(config, "workerinput")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Each test that runs an external tool is also `integration`, so `-m "not integration"`
     (the fast tier) never runs one."""
     for item in items:
@@ -25,7 +30,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     # SIGTERM (a CI job cancelled, `kill`) becomes KeyboardInterrupt, so fixture teardown and
     # pytest_sessionfinish run and stop every sandbox the run started.
-    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+    if not _xdist_worker(config):
         signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
