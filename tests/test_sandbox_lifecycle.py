@@ -47,7 +47,7 @@ def test_hangs_with_a_sandbox(tmp_path):
 '''
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "1"]], ids=["serial", "xdist"])
+@pytest.mark.parametrize("workers", [[], ["-n", "1", "--dist", "loadfile"]], ids=["serial", "xdist"])
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupted_test_run_leaves_no_sandbox(tmp_path: Path, how: signal.Signals, workers: list[str]) -> None:
     """Also under pytest-xdist (the README's test command runs two workers): the signal goes
