@@ -47,15 +47,18 @@ def test_hangs_with_a_sandbox(tmp_path):
 '''
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "1", "--dist", "loadfile"]], ids=["serial", "xdist"])
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_an_interrupted_test_run_leaves_no_sandbox(tmp_path: Path, how: signal.Signals) -> None:
+def test_an_interrupted_test_run_leaves_no_sandbox(tmp_path: Path, how: signal.Signals, workers: list[str]) -> None:
+    """Also under pytest-xdist (the README's test command runs two workers): the signal goes
+    to the controlling pytest alone, and the test's daemon runs under a worker's basetemp."""
     marker = tmp_path / "started"
     os.mkfifo(marker)
     test_file = tmp_path / "test_inner.py"
     test_file.write_text(textwrap.dedent(INNER.format(marker=str(marker))))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO / "src")])}
     inner = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider", *workers,
          f"--basetemp={tmp_path / 'inner-tmp'}", "--rootdir", str(tmp_path), str(test_file)],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
@@ -69,6 +72,8 @@ def test_an_interrupted_test_run_leaves_no_sandbox(tmp_path: Path, how: signal.S
             os.close(fd)
         assert text, "the inner test never started its sandbox"
         project = Path(text)
+        if workers:  # the test ran in a worker (its basetemp: inner-tmp/popen-gw0/...)
+            assert any(part.startswith("popen-gw") for part in project.parts), project
         daemons = [pid for pid, folder in sandbox_daemons().items() if folder == project]
         assert daemons, "no daemon found for the inner test's project"
         inner.send_signal(how)
