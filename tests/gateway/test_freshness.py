@@ -7,13 +7,15 @@ through the real gateway with two processes sharing the port."""
 from __future__ import annotations
 
 import json
+import os
+import threading
 from typing import Any
 
 import pytest
 from tests.gateway.conftest import invoke_url
 from tests.gateway.stacks import Stack, post, wait_for
 
-from orch.gateway.generation import WarmMarks, wait_until_warm
+from orch.gateway.generation import GenerationWatcher, WarmMarks, wait_until_warm
 from orch.sandbox import generation_path, mark_changed
 
 
@@ -143,3 +145,41 @@ def test_waiting_for_warm_marks_ignores_processes_that_are_gone(gw_project):
     assert wait_until_warm(generation, token, timeout=0.2)
     mine.clear()
     assert not (mine.folder / str(mine.pid)).exists()
+
+
+def test_a_watcher_closed_during_a_slow_refresh_releases_its_descriptors_when_it_ends(tmp_path):
+    """close() gives up waiting for a refresh stuck on the emulator; the watcher thread must
+    then neither touch a closed inotify descriptor (seen in CI: an AssertionError in the
+    gateway-generation thread when a helper's parent went away) nor leak its descriptors."""
+    path = tmp_path / "sandbox" / "generation"
+    entered, release = threading.Event(), threading.Event()
+    changes: list[str] = []
+    errors: list[BaseException] = []
+
+    def slow_refresh() -> None:
+        changes.append("refresh")
+        entered.set()
+        release.wait(10)
+
+    previous_hook = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    try:
+        watcher = GenerationWatcher(path, slow_refresh).start()
+        path.write_text("1")
+        assert entered.wait(10)
+        path.write_text("2")  # a change is pending while the refresh runs
+        stop_r, stop_w = watcher._stop_r, watcher._stop_w
+        watcher.close(timeout=0.05)
+        assert watcher._thread.is_alive()  # still in the refresh: nothing is released yet
+        os.fstat(stop_r)
+        release.set()
+        watcher._thread.join(10)
+        assert not watcher._thread.is_alive()
+    finally:
+        threading.excepthook = previous_hook
+    assert errors == []
+    assert changes == ["refresh"]  # the pending change after close() is not acted on
+    for fd in (stop_r, stop_w):
+        with pytest.raises(OSError):
+            os.fstat(fd)
+    watcher.close()  # twice is harmless

@@ -81,6 +81,8 @@ class GenerationWatcher:
         self.initial = initial
         self.log = log or (lambda _line: None)
         self._stop_r, self._stop_w = os.pipe()
+        self._released = False
+        self._release_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._inotify = None
         try:
@@ -102,15 +104,18 @@ class GenerationWatcher:
         return self
 
     def _run(self) -> None:
+        try:
+            self._watch()
+        finally:
+            self._release()  # the thread closes what it selects on: close() may have timed out
+
+    def _watch(self) -> None:
         watched = [self._stop_r] + ([self._inotify.fileno()] if self._inotify is not None else [])
         timeout = self.idle_interval if self.on_idle is not None else None
         if self.initial:
             self._call(self.on_change)
         while True:
-            try:
-                ready, _, _ = select.select(watched, [], [], timeout)
-            except (OSError, ValueError):  # closed while a slow refresh outlived close()
-                return
+            ready, _, _ = select.select(watched, [], [], timeout)
             if self._stop_r in ready:
                 return
             if not ready:
@@ -135,13 +140,28 @@ class GenerationWatcher:
         except Exception as exc:  # noqa: BLE001 - the watcher must outlive one bad refresh
             self.log(f"gateway: refresh after a generation change failed: {exc!r}")
 
-    def close(self) -> None:
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the thread and release the pipe and the inotify descriptor. Waits up to
+        ``timeout`` seconds for a refresh in progress (one waiting on the emulator); a thread
+        still busy after that releases them itself when the refresh returns, so a descriptor
+        is never closed under the thread that selects on it."""
+        if self._released:
+            return  # its descriptor numbers may belong to other files by now
         try:
             os.write(self._stop_w, b"x")
         except OSError:
             pass
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=2)  # a refresh waiting on the emulator: a daemon thread
+        thread = self._thread
+        if thread is None:
+            self._release()
+        elif thread is not threading.current_thread():
+            thread.join(timeout=timeout)
+
+    def _release(self) -> None:
+        with self._release_lock:
+            if self._released:
+                return
+            self._released = True
         for fd in (self._stop_r, self._stop_w):
             try:
                 os.close(fd)
@@ -149,7 +169,6 @@ class GenerationWatcher:
                 pass
         if self._inotify is not None:
             self._inotify.close()
-            self._inotify = None
 
 
 def _start_time(pid: int) -> str | None:
