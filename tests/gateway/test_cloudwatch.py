@@ -159,6 +159,41 @@ def test_put_never_blocks_when_the_child_is_stuck_or_dead(aws):
     assert sum("the CloudWatch Logs shipper process" in entry for entry in lines) == 1, lines
 
 
+def test_a_dead_shipper_child_is_replaced_and_shipping_resumes(aws):
+    lines: list[str] = []
+    shipper = ShipperProcess(aws.endpoint, REGION, log=lines.append, respawn_after=0.2)
+    group, stream = "/aws/lambda/revived", "2024/01/01/[1]def"
+    now = int(time.time() * 1000)
+    pids = []
+    try:
+        shipper.put(LogBatch(group, stream, ((now, "before"),)))
+        assert shipper.flush(30)
+        first = shipper.pid
+        pids.append(first)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not any("dropped until a new one starts" in entry for entry in lines):
+            assert time.monotonic() < deadline, lines
+            time.sleep(0.05)
+        # within respawn_after a batch is dropped; after it, the next batch starts a new child
+        n = 0
+        while True:
+            n += 1
+            shipper.put(LogBatch(group, stream, ((now + n, f"after {n}"),)))
+            if shipper.flush(30) and shipper.pid not in (None, first):
+                break
+            assert time.monotonic() < deadline + 10, lines
+            time.sleep(0.05)
+        pids.append(shipper.pid)
+        messages = [e["message"] for e in _logs(aws).get_log_events(logGroupName=group, logStreamName=stream)["events"]]
+        assert messages[0] == "before\n" and messages[-1] == f"after {n}\n"
+        assert shipper.sent_events == len(messages)
+        assert any("starting a new CloudWatch Logs shipper process" in entry for entry in lines)
+    finally:
+        shipper.close()
+    assert not any(psutil.pid_exists(pid) for pid in pids)
+
+
 def test_closing_a_gateway_ends_its_shipper_process(aws, gw_project, serve):
     stack = Stack(aws, gw_project, "closer", lambda _v: TALKER).create()
     server = serve(processes=1, watch=False)

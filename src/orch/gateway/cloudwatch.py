@@ -58,6 +58,7 @@ DEFAULT_LINGER = 1.0
 PIPE_LINGER = 0.05
 SHIPPER_MODULE = "orch.gateway.cloudwatch"
 CHILD_STOP_TIMEOUT = 5.0  # seconds close() waits for the child to exit before killing it
+RESPAWN_AFTER = 10.0  # seconds after a child died before the next batch starts a new one
 
 
 def logs_client(aws_endpoint: str, region: str, session: Any = None) -> Any:
@@ -280,7 +281,8 @@ class ShipperProcess(LogShipper):
     returns True once the child answered that everything queued before the call reached
     CloudWatch Logs. ``sent_events`` is the child's count as of its last flush answer,
     ``dropped_events`` this side's drops plus the child's. When the child dies, one line
-    goes to ``log`` and batches are dropped (counted) from then on; requests never notice.
+    goes to ``log`` and batches are dropped (counted) for ``respawn_after`` seconds; the
+    first batch after that starts a new child (one line to ``log``); requests never notice.
     ``close()`` flushes, ends the child's stdin and waits for it (killing it after
     ``CHILD_STOP_TIMEOUT`` seconds). The child stays in this process's process group and
     ignores SIGINT/SIGTERM: it ends when its stdin does, this process's death included.
@@ -296,8 +298,12 @@ class ShipperProcess(LogShipper):
         max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
         linger: float = PIPE_LINGER,
         log: Callable[[str], None] | None = None,
+        respawn_after: float = RESPAWN_AFTER,
     ) -> None:
         self.aws_endpoint = aws_endpoint
+        self.respawn_after = respawn_after
+        self._died_at: float | None = None
+        self._sent_before = 0  # events earlier children reported sent
         self.region = region
         self.proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
@@ -318,11 +324,15 @@ class ShipperProcess(LogShipper):
 
     def put(self, batch: LogBatch) -> None:
         """Queue ``batch`` for the child; dropped (counted) when full or the child died."""
-        if self._dead:
+        if self._dead and not self._respawn_due():
             with self._cond:
                 self.dropped_events += len(batch.events)
             return
         super().put(batch)
+
+    def _respawn_due(self) -> bool:
+        died_at = self._died_at
+        return died_at is not None and not self._stopping and time.monotonic() - died_at >= self.respawn_after
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until the child reports every batch queued before this call handed to
@@ -389,6 +399,9 @@ class ShipperProcess(LogShipper):
     # -- the sending side --
 
     def _send(self, batches: list[tuple[LogBatch, int]]) -> None:
+        if self._dead and self._respawn_due():
+            self._forget_child()
+            self.log("gateway: starting a new CloudWatch Logs shipper process")
         if self.proc is None and not self._dead:
             self._spawn()
         data = json.dumps(
@@ -399,6 +412,31 @@ class ShipperProcess(LogShipper):
             with self._cond:
                 self.dropped_events += sum(len(batch.events) for batch, _size in batches)
 
+    def _forget_child(self) -> None:
+        """Reap the dead child so the next send starts a new one (on the sender thread)."""
+        old = self.proc
+        if old is not None:
+            if old.poll() is None:
+                old.kill()
+            try:
+                old.wait(1.0)
+            except subprocess.TimeoutExpired:
+                pass
+            if old.stdin is not None:
+                try:
+                    old.stdin.close()
+                except OSError:
+                    pass
+        if self._reader is not None:
+            self._reader.join(1.0)
+        with self._cond:
+            self.proc = None
+            self._reader = None
+            self._sent_before = self.sent_events
+            self._child_dropped = 0
+            self._dead = False
+            self._died_at = None
+
     def _spawn(self) -> None:
         env = dict(os.environ)
         source_root = str(Path(__file__).resolve().parents[2])  # the folder holding orch/
@@ -407,7 +445,7 @@ class ShipperProcess(LogShipper):
         try:
             proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, env=env)
         except OSError as exc:
-            self._died(f"could not start ({exc!r})")
+            self._died(f"could not start ({exc!r})", None)
             return
         assert proc.stdin is not None
         os.set_blocking(proc.stdin.fileno(), False)  # writes wait in select, a bounded time
@@ -443,7 +481,7 @@ class ShipperProcess(LogShipper):
                         return False
                     select.select([], [fd], [], wait)
                 except (OSError, ValueError) as exc:  # EPIPE: the child is gone
-                    self._died(f"stopped reading ({exc!r})")
+                    self._died(f"stopped reading ({exc!r})", proc)
                     return False
             return True
         finally:
@@ -467,7 +505,7 @@ class ShipperProcess(LogShipper):
                         number = message["flushed"]
                         if number in self._acks:
                             self._acks[number] = bool(message.get("ok"))
-                        self.sent_events = int(message.get("sent", self.sent_events))
+                        self.sent_events = self._sent_before + int(message.get("sent", 0))
                         dropped = int(message.get("dropped", self._child_dropped))
                         self.dropped_events += dropped - self._child_dropped
                         self._child_dropped = dropped
@@ -480,17 +518,19 @@ class ShipperProcess(LogShipper):
             code: int | None = proc.wait(1.0)
         except subprocess.TimeoutExpired:
             code = None
-        self._died(f"exited (code {code})")
+        self._died(f"exited (code {code})", proc)
 
-    def _died(self, why: str) -> None:
+    def _died(self, why: str, proc: subprocess.Popen | None) -> None:
         with self._cond:
-            if self._dead:
-                return
+            if self._dead or proc is not self.proc:
+                return  # said already, or an earlier child's reader finishing late
             self._dead = True
+            self._died_at = time.monotonic()
             self._cond.notify_all()
         if not self._stopping:
             self.log(
-                f"gateway: the CloudWatch Logs shipper process {why}; handler log lines are not shipped from now on"
+                f"gateway: the CloudWatch Logs shipper process {why}; handler log lines are dropped "
+                f"until a new one starts (in {self.respawn_after:g} s)"
             )
 
 
