@@ -1,22 +1,25 @@
 """Handler output in the emulator's CloudWatch Logs (issue 7's `orch logs` reads it there, as
 on AWS): the function's log group, a stream per execution environment named like Lambda's,
 each invocation framed by START/END/REPORT; shipped off the request path, bounded, and
-never failing a request."""
+never failing a request. Gateway processes only queue them: a child process
+(``ShipperProcess``) runs the boto3 calls."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import threading
 import time
 from typing import Any
 
 import boto3
-from botocore.config import Config
+import psutil
 from tests.gateway.conftest import REGION, invoke_url
 from tests.gateway.stacks import Stack, post
 
-from orch.gateway.cloudwatch import MAX_BYTES_PER_CALL, LogShipper, _chunks
+from orch.gateway.cloudwatch import MAX_BYTES_PER_CALL, LogShipper, ShipperProcess, _chunks
 from orch.gateway.workers import LogBatch
 
 TALKER = """
@@ -38,17 +41,27 @@ REPORT = re.compile(
 )
 
 
-def test_each_invocation_is_framed_in_the_functions_log_group(aws, gw_project, serve):
+def _logs(aws) -> Any:
+    return boto3.client(
+        "logs", endpoint_url=aws.endpoint, region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test"
+    )
+
+
+def test_each_invocation_is_framed_in_the_functions_log_group(aws, gw_project, serve, monkeypatch):
+    calls: list[str] = []
+    original = LogShipper._put
+    monkeypatch.setattr(LogShipper, "_put", lambda self, group, *a: calls.append(group) or original(self, group, *a))
     stack = Stack(aws, gw_project, "talker", lambda _v: TALKER).create()
     server = serve(processes=1, watch=False)
+    assert isinstance(server.shipper, ShipperProcess)
     url = invoke_url(server, stack.api_id, "dev") + "/"
     for _ in range(2):
         status, body = post(url)
         assert (status, json.loads(body)) == (200, {"ok": True})
     assert server.shipper.flush(10)
-    logs = boto3.client(
-        "logs", endpoint_url=aws.endpoint, region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test"
-    )
+    # the gateway process made no PutLogEvents call: its shipper's child process did
+    assert calls == [] and server.shipper.pid not in (None, os.getpid())
+    logs = _logs(aws)
     group = "/aws/lambda/talker"
     streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
     assert len(streams) == 1  # one warm execution environment served both
@@ -77,14 +90,10 @@ def test_an_unreachable_cloudwatch_never_fails_or_slows_a_request(aws, gw_projec
     stack = Stack(aws, gw_project, "unlogged", lambda _v: TALKER).create()
     lines: list[str] = []
     server = serve(processes=1, watch=False, log=lines.append)
-    server.shipper.client = boto3.client(
-        "logs",
-        endpoint_url="http://127.0.0.1:9",  # nothing listens there
-        region_name=REGION,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(connect_timeout=1, read_timeout=1, retries={"max_attempts": 1}),
-    )
+    server.shipper.close()
+    # the gateway's own kind of shipper, whose child sends where nothing listens
+    server.shipper = ShipperProcess("http://127.0.0.1:9", REGION, log=lines.append)
+    server.pool.log_sink = server.shipper.put
     url = invoke_url(server, stack.api_id, "dev") + "/"
     for _ in range(3):
         started = time.monotonic()
@@ -92,6 +101,109 @@ def test_an_unreachable_cloudwatch_never_fails_or_slows_a_request(aws, gw_projec
         assert time.monotonic() - started < 1.0
     assert server.shipper.flush(20)
     assert any("could not write handler logs to CloudWatch Logs" in line for line in lines)
+
+
+def test_the_child_process_ships_and_flush_waits_until_the_events_are_readable(aws):
+    lines: list[str] = []
+    shipper = ShipperProcess(aws.endpoint, REGION, log=lines.append)
+    try:
+        assert shipper.pid is None  # nothing to send yet: no process started
+        now = int(time.time() * 1000)  # CloudWatch Logs refuses events older than 14 days
+        for n in range(3):
+            shipper.put(LogBatch("/aws/lambda/shipped", "2024/01/01/[1]abc", ((now + n, f"line {n}"),)))
+        assert shipper.flush(30)
+        pid = shipper.pid
+        assert pid is not None and pid != os.getpid()
+        assert "orch.gateway.cloudwatch" in " ".join(psutil.Process(pid).cmdline())
+        events = _logs(aws).get_log_events(logGroupName="/aws/lambda/shipped", logStreamName="2024/01/01/[1]abc")
+        assert [e["message"] for e in events["events"]] == ["line 0\n", "line 1\n", "line 2\n"]
+        assert shipper.sent_events == 3 and shipper.dropped_events == 0
+    finally:
+        shipper.close()
+    assert not psutil.pid_exists(pid), "close() left the shipper's child process"
+    assert lines == []
+
+
+def test_put_never_blocks_when_the_child_is_stuck_or_dead(aws):
+    lines: list[str] = []
+    shipper = ShipperProcess(aws.endpoint, REGION, max_queued_bytes=64 * 1024, log=lines.append)
+    try:
+        shipper.put(LogBatch("/aws/lambda/stuck", "s", ((1, "first"),)))
+        assert shipper.flush(30)
+        pid = shipper.pid
+        os.kill(pid, signal.SIGSTOP)  # stuck: reads nothing, answers nothing
+        line = "x" * 1000
+        started = time.monotonic()
+        for n in range(1000):  # ~1 MB: fills the pipe, then the queue
+            shipper.put(LogBatch("/aws/lambda/stuck", "s", ((n, line),)))
+        assert time.monotonic() - started < 1.0
+        assert shipper.dropped_events > 0
+        assert not shipper.flush(0.5)
+        os.kill(pid, signal.SIGKILL)  # dead
+        deadline = time.monotonic() + 10
+        while not any("shipper process" in entry for entry in lines) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not shipper.flush(5)  # waits until the queue is drained (dropped): the child is gone
+        dropped = shipper.dropped_events
+        started = time.monotonic()
+        for n in range(1000):
+            shipper.put(LogBatch("/aws/lambda/stuck", "s", ((n, line),)))
+        assert time.monotonic() - started < 1.0
+        assert shipper.dropped_events == dropped + 1000
+        assert not shipper.flush(1)
+    finally:
+        started = time.monotonic()
+        shipper.close()
+    assert time.monotonic() - started < 5.0
+    assert not psutil.pid_exists(pid)
+    assert sum("the CloudWatch Logs shipper process" in entry for entry in lines) == 1, lines
+
+
+def test_a_dead_shipper_child_is_replaced_and_shipping_resumes(aws):
+    lines: list[str] = []
+    shipper = ShipperProcess(aws.endpoint, REGION, log=lines.append, respawn_after=0.2)
+    group, stream = "/aws/lambda/revived", "2024/01/01/[1]def"
+    now = int(time.time() * 1000)
+    pids = []
+    try:
+        shipper.put(LogBatch(group, stream, ((now, "before"),)))
+        assert shipper.flush(30)
+        first = shipper.pid
+        pids.append(first)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not any("dropped until a new one starts" in entry for entry in lines):
+            assert time.monotonic() < deadline, lines
+            time.sleep(0.05)
+        # within respawn_after a batch is dropped; after it, the next batch starts a new child
+        n = 0
+        while True:
+            n += 1
+            shipper.put(LogBatch(group, stream, ((now + n, f"after {n}"),)))
+            if shipper.flush(30) and shipper.pid not in (None, first):
+                break
+            assert time.monotonic() < deadline + 10, lines
+            time.sleep(0.05)
+        pids.append(shipper.pid)
+        messages = [e["message"] for e in _logs(aws).get_log_events(logGroupName=group, logStreamName=stream)["events"]]
+        assert messages[0] == "before\n" and messages[-1] == f"after {n}\n"
+        assert shipper.sent_events == len(messages)
+        assert any("starting a new CloudWatch Logs shipper process" in entry for entry in lines)
+    finally:
+        shipper.close()
+    assert not any(psutil.pid_exists(pid) for pid in pids)
+
+
+def test_closing_a_gateway_ends_its_shipper_process(aws, gw_project, serve):
+    stack = Stack(aws, gw_project, "closer", lambda _v: TALKER).create()
+    server = serve(processes=1, watch=False)
+    assert post(invoke_url(server, stack.api_id, "dev") + "/")[0] == 200
+    assert server.shipper.flush(30)
+    pid = server.shipper.pid
+    assert pid is not None and psutil.pid_exists(pid)
+    server.shutdown()
+    server.server_close()
+    assert not psutil.pid_exists(pid)
 
 
 class _StuckClient:

@@ -2,7 +2,8 @@
 
 This module owns construction: the boto3 clients for the emulator, the registry of what is
 deployed (``model.ApiRegistry``) bound to the sandbox's generation file, the worker pool,
-the CloudWatch Logs shipper for handler output, the pipeline (``pipeline.Gateway``), Lambda's
+the CloudWatch Logs shipper for handler output (``cloudwatch.ShipperProcess``, whose child
+process sends it), the pipeline (``pipeline.Gateway``), Lambda's
 Invoke API for ``orch invoke`` (``invoke_api.LambdaInvokeApi``), the HTTP server
 (``server.HttpServer``), the watcher that re-reads the deployed APIs and warms a
 worker for each new function version as soon as a deploy changes the generation, and the
@@ -27,7 +28,7 @@ from typing import Any
 
 from orch.aws import SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY
 from orch.errors import SandboxError
-from orch.gateway.cloudwatch import LogShipper
+from orch.gateway.cloudwatch import ShipperProcess
 from orch.gateway.gcpause import bound_collection_pauses, collect_when_idle
 from orch.gateway.generation import Generation, GenerationWatcher, WarmMarks
 from orch.gateway.invoke_api import LambdaInvokeApi
@@ -60,7 +61,7 @@ class LocalGateway:
         pool: Any,
         *,
         owns_pool: bool,
-        shipper: LogShipper | None,
+        shipper: ShipperProcess | None,
         log: Callable[[str], None],
     ) -> None:
         self.http = http
@@ -226,18 +227,12 @@ class LocalGateway:
 
 def _clients(aws_endpoint: str, region: str) -> dict[str, Any]:
     import boto3
-    from botocore.config import Config
 
     session = boto3.session.Session(
         aws_access_key_id=SANDBOX_ACCESS_KEY_ID, aws_secret_access_key=SANDBOX_SECRET_ACCESS_KEY, region_name=region
     )
-    clients = {name: session.client(name, endpoint_url=aws_endpoint) for name in ("apigateway", "lambda")}
-    # Thousands of log events a second under load: botocore's parameter validation of each
-    # was a fifth of the shipping cost, and the shipper builds them well-formed itself.
-    clients["logs"] = session.client(
-        "logs", endpoint_url=aws_endpoint, config=Config(parameter_validation=False, retries={"max_attempts": 2})
-    )
-    return clients
+    # no logs client: handler logs are shipped by ShipperProcess's child (orch.gateway.cloudwatch)
+    return {name: session.client(name, endpoint_url=aws_endpoint) for name in ("apigateway", "lambda")}
 
 
 def make_service_caller(aws_endpoint: str) -> Callable[..., tuple[int, dict[str, str], bytes]]:
@@ -282,7 +277,7 @@ def make_service_caller(aws_endpoint: str) -> Callable[..., tuple[int, dict[str,
     return call
 
 
-def _log_sink(shipper: LogShipper | None, echo: Callable[[str], None] | None) -> Callable[[LogBatch], None] | None:
+def _log_sink(shipper: ShipperProcess | None, echo: Callable[[str], None] | None) -> Callable[[LogBatch], None] | None:
     if echo is None:
         return shipper.put if shipper is not None else None
 
@@ -327,7 +322,9 @@ def build_process(
         log=log,
         code_overlay=local.local_spec if local is not None else None,
     )
-    shipper = LogShipper(clients["logs"], log=log) if cloudwatch else None
+    # handler logs leave this process at once: a child process sends them (its botocore
+    # work would otherwise hold this process's GIL while requests wait)
+    shipper = ShipperProcess(aws_endpoint, region, log=log) if cloudwatch else None
     owns_pool = worker_pool is None
     if worker_pool is None:
         worker_pool = WorkerPool(
