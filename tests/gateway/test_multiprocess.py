@@ -153,3 +153,32 @@ def test_helpers_stop_when_the_parent_goes_away(aws, project_dir: Path):
         assert helper.proc.wait(timeout=30) == 0
     finally:
         server.server_close()
+
+
+def test_a_helpers_log_lines_reach_the_parent_in_batches_in_order():
+    from orch.gateway.multi import HelperLog
+
+    sent: list[dict] = []
+    arrived = threading.Event()
+
+    def send(message: dict) -> None:
+        sent.append(message)
+        arrived.set()
+
+    log = HelperLog(send, interval=0.2)
+    threads = [
+        threading.Thread(target=lambda n=n: [log(f"t{n} line {i}") for i in range(50)]) for n in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert arrived.wait(5)  # sent without close(): at most `interval` late
+    log("last")
+    log.close()
+    lines = [line for message in sent for line in message["log"]]
+    assert sorted(lines) == sorted([f"t{n} line {i}" for n in range(4) for i in range(50)] + ["last"])
+    for n in range(4):  # each thread's lines in the order it logged them
+        assert [line for line in lines if line.startswith(f"t{n} ")] == [f"t{n} line {i}" for i in range(50)]
+    assert lines[-1] == "last"
+    assert len(sent) < 20  # 201 lines, not 201 pipe writes

@@ -253,8 +253,7 @@ class HttpServer:
 
     ``handle(rest_api_id, stage, request)`` answers invoke-URL requests; ``service(method,
     path, query, headers, body)`` may answer other paths (None: not its own; the composition
-    root gives it Lambda's Invoke API); ``log`` gets one line per request (``log.flush()``
-    is called after each connection's request when the log has one); ``health`` adds
+    root gives it Lambda's Invoke API); ``log`` gets one line per request; ``health`` adds
     fields to ``/_orch/health``'s answer. Call ``serve_forever()`` (returns after
     ``shutdown()``), then ``server_close()``. Raises ``SandboxError`` when the address cannot be bound.
     """
@@ -281,7 +280,6 @@ class HttpServer:
         self.by_host = by_host
         self.service = service
         self.log = log
-        self.flush_log: Callable[[], None] | None = getattr(log, "flush", None)
         self.limits = limits or HttpLimits()
         self.health = health
         host, port = address
@@ -388,8 +386,6 @@ class HttpServer:
                     conn.close()
                 except OSError:
                     pass
-                if self.flush_log is not None:
-                    self.flush_log()
             with self._lock:
                 if self._closing or self._idle >= self.max_idle_threads:
                     self._threads -= 1
