@@ -23,7 +23,7 @@ import airspeed
 from airspeed import operators as _airspeed_ops
 
 from orch.errors import SandboxError
-from orch.gateway.vtlcompile import add_dict_types, compile_tree
+from orch.gateway.vtlcompile import add_dict_types, compile_tree, tree_children
 
 AIRSPEED_DISTRIBUTION = "airspeed-ext"
 AIRSPEED_VERSION = "0.6.9"  # the version pyproject.toml pins; the fast paths below rely on it
@@ -687,19 +687,6 @@ def _fast_variable(node: Any) -> Callable[..., Any] | None:
     return calculate
 
 
-def _children(node: Any) -> list:
-    out = []
-    for value in vars(node).values():
-        if isinstance(value, _airspeed_ops._Element):
-            out.append(value)
-        elif isinstance(value, (list, tuple)):
-            out.extend(v for v in value if isinstance(v, _airspeed_ops._Element))
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                out.extend(x for x in (k, v) if isinstance(x, _airspeed_ops._Element))
-    return out
-
-
 def _specialize(root: Any) -> None:
     """Install the shortcuts bottom-up (children before the nodes that capture them)."""
     order: list = []
@@ -714,7 +701,7 @@ def _specialize(root: Any) -> None:
             continue
         seen.add(id(node))
         stack.append((node, True))
-        stack.extend((child, False) for child in _children(node))
+        stack.extend((child, False) for child in tree_children(node))
     ops = _airspeed_ops
     for node in order:
         cls = type(node)
@@ -731,7 +718,7 @@ def _specialize(root: Any) -> None:
         elif cls is ops.AlternateValue:
             node.calculate = node.expression.calculate
         elif cls is ops.ParenthesizedExpression:
-            found = [c for c in _children(node) if type(c) is ops.Expression]
+            found = [c for c in tree_children(node) if type(c) is ops.Expression]
             if len(found) == 1 and getattr(node.calculate, "__self__", None) is found[0]:
                 node.calculate = found[0].calculate
         elif cls is ops.ElseifBlock:

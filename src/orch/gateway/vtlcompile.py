@@ -192,7 +192,10 @@ for _op, _fn in ops.BinaryOperator.OPERATORS.items():
     }.get(_op, _op)
 
 
-def _children(node: Any) -> list:
+def tree_children(node: Any) -> list:
+    """The parse-tree elements ``node`` holds: attributes, list/tuple items, dict keys and
+    values, and the element behind a bound method (airspeed's ParenthesizedExpression keeps
+    only its inner expression's ``calculate``)."""
     out = []
     for value in vars(node).values():
         if isinstance(value, ops._Element):
@@ -311,7 +314,7 @@ class _Compiler:
             elif cls is ops.SubExpression and type(node.expression) is ops.ArrayIndex:
                 if type(node.expression.index) not in (ops.IntegerLiteral, ops.StringLiteral):
                     raise _Unsupported("[index] evaluated against an object")
-            stack.extend((child, scope) for child in _children(node))
+            stack.extend((child, scope) for child in tree_children(node))
 
     # -- names
     def _where(self, name: str) -> tuple[int | None, list[int]]:
