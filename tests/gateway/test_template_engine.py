@@ -133,13 +133,23 @@ def _conformance_templates() -> list[str]:
     return found
 
 
-def _fast(template: str, body: str, params: dict) -> str:
-    return vtl.render(
-        template,
-        input_var=vtl.InputVariable(body, params),
-        context=context(),
-        stage_variables={"env": "dev"},
-    )
+def _rendered_by(engine: str) -> Any:
+    """``vtl.render`` with the test's variables, through ``engine``."""
+
+    def render(template: str, body: str, params: dict) -> str:
+        return vtl.render(
+            template,
+            input_var=vtl.InputVariable(body, params),
+            context=context(),
+            stage_variables={"env": "dev"},
+            engine=engine,
+        )
+
+    return render
+
+
+_fast = _rendered_by("compiled")
+_shortcuts = _rendered_by("airspeed")
 
 
 def _merged(template: str, body: str, params: dict) -> str:
@@ -150,16 +160,6 @@ def _merged(template: str, body: str, params: dict) -> str:
         "util": vtl.UTIL,
     }
     return airspeed.Template(template).merge(namespace)
-
-
-def _shortcuts(template: str, body: str, params: dict) -> str:
-    return vtl.render(
-        template,
-        input_var=vtl.InputVariable(body, params),
-        context=context(),
-        stage_variables={"env": "dev"},
-        engine="airspeed",
-    )
 
 
 def _outcome(render: Any, *args: Any) -> tuple[str, str]:

@@ -23,7 +23,7 @@ import airspeed
 from airspeed import operators as _airspeed_ops
 
 from orch.errors import SandboxError
-from orch.gateway.vtlcompile import add_dict_types, compile_tree, tree_children
+from orch.gateway.vtlcompile import NO_NAME_ITEM, PLAIN_DICT, add_dict_types, compile_tree, item_kind, tree_children
 
 AIRSPEED_DISTRIBUTION = "airspeed-ext"
 AIRSPEED_VERSION = "0.6.9"  # the version pyproject.toml pins; the fast paths below rely on it
@@ -456,7 +456,7 @@ def escape_javascript(value: Any) -> str | None:
     out = text.translate(_JS_ASCII)
     if not out.isascii():
         out = _JS_WIDE.sub(_js_wide, out)
-    if type(text) is str and len(text) <= 512:
+    if len(text) <= 512:
         if len(_js_escaped) >= 4096:
             _js_escaped.clear()
         _js_escaped[text] = out
@@ -577,26 +577,13 @@ _MISSING = object()
 _LOOKUP_ERRORS = (KeyError, TypeError, AttributeError)
 _ADDITIONAL_METHODS = _airspeed_ops.__additional_methods__
 _type_kinds: dict[type, int] = {}
-_PLAIN_DICT, _NOT_SUBSCRIPTABLE, _OTHER, _GENERIC = 0, 1, 2, 3
+_GENERIC = 3  # beside vtlcompile's item kinds: a scope subclass, left to airspeed's own lookup
 
 
 def _type_kind(cls: type) -> int:
     kind = _type_kinds.get(cls)
     if kind is None:
-        if issubclass(cls, _LocalNamespace):
-            kind = _GENERIC  # a scope subclass: airspeed's own lookup
-        elif issubclass(cls, type):
-            kind = _OTHER  # classes can be subscriptable through __class_getitem__
-        elif (
-            issubclass(cls, dict)
-            and cls.__getitem__ is dict.__getitem__
-            and not hasattr(cls, "__missing__")
-        ):
-            kind = _PLAIN_DICT
-        elif not hasattr(cls, "__getitem__") and not hasattr(cls, "__class_getitem__"):
-            kind = _NOT_SUBSCRIPTABLE
-        else:
-            kind = _OTHER
+        kind = _GENERIC if issubclass(cls, _LocalNamespace) else item_kind(cls)
         _type_kinds[cls] = kind
     return kind
 
@@ -629,9 +616,9 @@ def _fast_name(node: Any) -> Callable[[Any, Any, Any], Any]:
             kind = _type_kind(cls)
             if kind == _GENERIC:
                 return generic(current, loader, top)
-            if kind == _PLAIN_DICT:
+            if kind == PLAIN_DICT:
                 result = dict.get(current, name)
-            elif kind == _NOT_SUBSCRIPTABLE:
+            elif kind == NO_NAME_ITEM:
                 result = None
             else:
                 try:

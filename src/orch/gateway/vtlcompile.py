@@ -51,31 +51,33 @@ class _Unsupported(Exception):
 
 # --- runtime helpers the generated code calls -------------------------------------------
 
-_PLAIN_DICT, _NO_ITEM, _STR_KEY_TYPEERROR, _OTHER = 0, 1, 2, 3
+PLAIN_DICT, NO_NAME_ITEM, OTHER_ITEM = 0, 1, 2
 _kinds: dict[type, int] = {}
 
 
-def _kind(cls: type) -> int:
-    """How ``obj[name]`` (``name`` a str) behaves for instances of ``cls``."""
+def item_kind(cls: type) -> int:
+    """How ``obj[name]`` (``name`` a str), airspeed's first lookup of a name on a value,
+    behaves for instances of ``cls`` (cached per type): ``PLAIN_DICT``, it is
+    ``dict.get(obj, name)`` with a KeyError as None; ``NO_NAME_ITEM``, it always raises
+    TypeError (no ``__getitem__``, or a str/list/tuple/range one), so the lookup finds None;
+    ``OTHER_ITEM``, anything else: try it."""
     kind = _kinds.get(cls)
     if kind is None:
         if issubclass(cls, type):
-            kind = _OTHER  # classes can be subscriptable through __class_getitem__
+            kind = OTHER_ITEM  # classes can be subscriptable through __class_getitem__
         elif (
             issubclass(cls, dict)
             and cls.__getitem__ is dict.__getitem__
             and not hasattr(cls, "__missing__")
         ):
-            kind = _PLAIN_DICT  # obj[name] is dict.get(obj, name), KeyError as None
+            kind = PLAIN_DICT
         elif any(
             issubclass(cls, base) and cls.__getitem__ is base.__getitem__
             for base in (str, list, tuple, range)
-        ):
-            kind = _STR_KEY_TYPEERROR  # a str index always raises TypeError
-        elif not hasattr(cls, "__getitem__") and not hasattr(cls, "__class_getitem__"):
-            kind = _NO_ITEM  # obj[name] raises TypeError
+        ) or (not hasattr(cls, "__getitem__") and not hasattr(cls, "__class_getitem__")):
+            kind = NO_NAME_ITEM
         else:
-            kind = _OTHER
+            kind = OTHER_ITEM
         _kinds[cls] = kind
     return kind
 
@@ -116,10 +118,10 @@ def _member(obj: Any, name: str) -> Any:
     found, a callable for an added method, or None."""
     kind = _kinds.get(type(obj))
     if kind is None:
-        kind = _kind(type(obj))
-    if kind == _PLAIN_DICT:
+        kind = item_kind(type(obj))
+    if kind == PLAIN_DICT:
         result = dict.get(obj, name)
-    elif kind == _OTHER:
+    elif kind == OTHER_ITEM:
         try:
             result = obj[name]
         except (KeyError, TypeError, AttributeError):
