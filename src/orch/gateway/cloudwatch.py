@@ -38,10 +38,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from orch.aws import SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY
+from orch.gateway.multi import orch_child_env
 from orch.gateway.workers import LogBatch
 
 MAX_EVENTS_PER_CALL = 10_000
@@ -61,16 +61,15 @@ CHILD_STOP_TIMEOUT = 5.0  # seconds close() waits for the child to exit before k
 RESPAWN_AFTER = 10.0  # seconds after a child died before the next batch starts a new one
 
 
-def logs_client(aws_endpoint: str, region: str, session: Any = None) -> Any:
-    """A boto3 ``logs`` client for the emulator at ``aws_endpoint`` with the sandbox's
-    credentials (a new session unless ``session`` is given), configured for shipping."""
+def logs_client(aws_endpoint: str, region: str) -> Any:
+    """A boto3 ``logs`` client for the emulator at ``aws_endpoint`` in ``region``, with the
+    sandbox's credentials, configured for shipping."""
     import boto3
     from botocore.config import Config
 
-    if session is None:
-        session = boto3.session.Session(
-            aws_access_key_id=SANDBOX_ACCESS_KEY_ID, aws_secret_access_key=SANDBOX_SECRET_ACCESS_KEY, region_name=region
-        )
+    session = boto3.session.Session(
+        aws_access_key_id=SANDBOX_ACCESS_KEY_ID, aws_secret_access_key=SANDBOX_SECRET_ACCESS_KEY, region_name=region
+    )
     # Thousands of log events a second under load: botocore's parameter validation of each
     # was a fifth of the shipping cost, and the shipper builds them well-formed itself.
     return session.client(
@@ -438,9 +437,7 @@ class ShipperProcess(LogShipper):
             self._died_at = None
 
     def _spawn(self) -> None:
-        env = dict(os.environ)
-        source_root = str(Path(__file__).resolve().parents[2])  # the folder holding orch/
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH", "")) if p)
+        env = orch_child_env()
         command = [sys.executable, "-m", SHIPPER_MODULE, "--endpoint", self.aws_endpoint, "--region", self.region]
         try:
             proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, env=env)

@@ -97,11 +97,7 @@ class HelperProcesses:
             "worker_pool_options": dict(worker_pool_options or {}),
             **dict(options or {}),
         }
-        env = dict(os.environ)
-        source_root = str(Path(__file__).resolve().parents[2])  # the folder holding orch/
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (source_root, env.get("PYTHONPATH", "")) if p
-        )
+        env = orch_child_env()
         try:
             for _ in range(count):
                 self._start(config, env)
@@ -246,6 +242,16 @@ class HelperProcesses:
         for helper in helpers:
             if helper.reader is not None and helper.reader is not threading.current_thread():
                 helper.reader.join(timeout=STOP_TIMEOUT)
+
+
+def orch_child_env() -> dict[str, str]:
+    """The environment for a ``python -m orch...`` child of a gateway process: this one's,
+    with the folder holding this ``orch`` package first on PYTHONPATH, so the child runs the
+    same orch (a source checkout included)."""
+    env = dict(os.environ)
+    source_root = str(Path(__file__).resolve().parents[2])  # the folder holding orch/
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 # --- the helper process ------------------------------------------------------------------
