@@ -18,6 +18,10 @@ its CPU that processes outside this benchmark used while it measured.
   bare     a standard-library ThreadingHTTPServer (HTTP/1.1) that returns the request body;
   chalice  ``chalice local --no-autoreload`` serving a throwaway app whose POST / returns
            the request's JSON;
+  gw-nologs  (diagnostic; only when named in ``--targets``) a second gateway stack like the
+           first but without shipping handler logs to CloudWatch Logs, measured side by
+           side: what log shipping adds to the gateway's figures in the same run (the
+           ``--no-cloudwatch`` flag removes shipping from the gateway target itself instead);
   floor    bench/floor_server.py: the gateway's architecture with none of its work (as many
            processes sharing the port, each handing the body over a pipe to one of 4 warm
            worker processes that JSON-decode and re-encode it): what running handlers in
@@ -793,6 +797,12 @@ def main(argv: list[str] | None = None) -> int:
             warm_up_every_process(gateway.url, headers, gateway.server)  # cold starts outside the numbers
             notes["gateway_processes"] = len(gateway.server.pids)
             targets.append(Target("gateway", gateway.url, headers, check_gateway))
+        if "gw-nologs" in names:
+            project_nologs = tmp / "project-nologs"
+            project_nologs.mkdir()
+            nologs = stack.enter_context(gateway_server(project_nologs, args.processes, False))
+            warm_up_every_process(nologs.url, headers, nologs.server)
+            targets.append(Target("gw-nologs", nologs.url, headers, check_gateway))
         if "bare" in names:
             targets.append(Target("bare", stack.enter_context(bare_server()), {}, check_echo))
         if "floor" in names:
@@ -854,7 +864,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'target':<10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'vs bare':>9}{'p99 rounds':>24}{'cpu ms/req':>11}"
         f"{'requests':>10}{'conns':>8}{'errors':>8}{'non-2xx':>9}"
     )
-    for name in ("gateway", "bare", "chalice", "floor"):
+    for name in ("gateway", "gw-nologs", "bare", "chalice", "floor"):
         results = runs.get(name)
         if not results:
             if name in names:
@@ -933,6 +943,15 @@ def main(argv: list[str] | None = None) -> int:
         "bare_cpu_ms_per_request": median_of("bare", "cpu_ms_per_request"),
         "chalice_cpu_ms_per_request": median_of("chalice", "cpu_ms_per_request"),
         "floor_cpu_ms_per_request": median_of("floor", "cpu_ms_per_request"),
+        **(
+            {
+                "gw_nologs_ratio": median_ratio("gw-nologs"),
+                "gw_nologs_p99_ms": median_of("gw-nologs", "p99_ms"),
+                "gw_nologs_cpu_ms_per_request": median_of("gw-nologs", "cpu_ms_per_request"),
+            }
+            if "gw-nologs" in runs
+            else {}
+        ),
         "connections": args.connections,
         "rounds": args.rounds,
         "duration_s": args.duration,
