@@ -790,19 +790,22 @@ def main(argv: list[str] | None = None) -> int:
         targets: list[Target] = []
         gateway: Stack | None = None
         headers = {"Authorization": AUTHORIZATION}
-        if "gateway" in names:
-            project = tmp / "project"
+
+        def gateway_target(name: str, cloudwatch: bool) -> Stack:
+            """A gateway stack in its own project folder, warm in every process (cold
+            starts stay outside the numbers), measured as target ``name``."""
+            project = tmp / f"project-{name}"
             project.mkdir()
-            gateway = stack.enter_context(gateway_server(project, args.processes, not args.no_cloudwatch))
-            warm_up_every_process(gateway.url, headers, gateway.server)  # cold starts outside the numbers
+            started = stack.enter_context(gateway_server(project, args.processes, cloudwatch))
+            warm_up_every_process(started.url, headers, started.server)
+            targets.append(Target(name, started.url, headers, check_gateway))
+            return started
+
+        if "gateway" in names:
+            gateway = gateway_target("gateway", not args.no_cloudwatch)
             notes["gateway_processes"] = len(gateway.server.pids)
-            targets.append(Target("gateway", gateway.url, headers, check_gateway))
         if "gw-nologs" in names:
-            project_nologs = tmp / "project-nologs"
-            project_nologs.mkdir()
-            nologs = stack.enter_context(gateway_server(project_nologs, args.processes, False))
-            warm_up_every_process(nologs.url, headers, nologs.server)
-            targets.append(Target("gw-nologs", nologs.url, headers, check_gateway))
+            gateway_target("gw-nologs", False)
         if "bare" in names:
             targets.append(Target("bare", stack.enter_context(bare_server()), {}, check_echo))
         if "floor" in names:
