@@ -352,8 +352,9 @@ def test_a_custom_domain_repeats_the_declared_checks_through_it(project: Path, r
     checks = [c for c in smoke.build_checks(stage, deployed) if " via " in c.name]
     assert [c.name for c in checks] == ["prototype request comes back via api.orch.example.com/v1",
                                         "error mapping gives 400 via api.orch.example.com/v1"]
-    smoke.run_checks(checks, smoke.Context(deployed, None, urllib3.PoolManager(retries=False)),
-                     timeout=0.5, request_timeout=5.0, sleep=lambda _: None)
+    ctx = smoke.Context(deployed, None, urllib3.PoolManager(retries=False))
+    for check in checks:  # what each request looks like, whatever the answer
+        check.attempt(ctx, 5.0)
     assert ("POST", "/v1/?deptno-param=smoke", f"api.orch.example.com:{port}") in seen
     assert ("POST", "/v1/", f"api.orch.example.com:{port}") in seen
     assert all(path.startswith("/v1/") and host_seen == f"api.orch.example.com:{port}" for _, path, host_seen in seen)

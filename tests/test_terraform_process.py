@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -60,6 +61,18 @@ class Run:
         assert len(found) == 1, found
         return found[0]
 
+    def wait_until_forwarding(self, timeout: float = 10.0) -> None:
+        """Wait until orch's stand-in handles SIGTERM, that is, until run_process forwards
+        signals: it starts following Terraform's output a moment before that."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+            caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+            if caught & (1 << (signal.SIGTERM - 1)):
+                return
+            assert time.monotonic() < deadline, "run_process never started forwarding signals"
+            time.sleep(0.01)
+
     def terraform(self) -> psutil.Process:
         return psutil.Process(self.record().pid)
 
@@ -104,6 +117,7 @@ def test_kill_9_of_orch_lets_terraform_finish_and_the_next_run_knows(tmp_path: P
 def test_a_signal_to_orch_is_passed_on_as_sigint_and_orch_says_so(tmp_path: Path, sig: int, code: int) -> None:
     run = Run(tmp_path)
     run.read_until("OUT started")
+    run.wait_until_forwarding()
     run.proc.send_signal(sig)
     run.read_until("OUT stopping gracefully")  # Terraform got SIGINT, its graceful stop
     run.open_gate()  # the operation in flight completes

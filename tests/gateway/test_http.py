@@ -140,7 +140,8 @@ def _short_body(url: str, calls_file: Path) -> None:
     assert _status(reply) == 400 and took < DEADLINE, (reply, took)
     # the same with a half-close: the client says it is done, the body is still short
     reply, took = _exchange(url, partial, half_close=True)
-    assert _status(reply) == 400 and took < 1.0, (reply, took)
+    # answered at the half-close, not after the read timeout's silence (3 s)
+    assert _status(reply) == 400 and took < 2.0, (reply, took)
     assert not [call for call in _calls(calls_file) if "partial" in call]
 
 

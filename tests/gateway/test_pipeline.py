@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 from tests.gateway.conftest import ECHO_HANDLER, REGION, invoke_url, lambda_uri
+from tests.gateway.stacks import wait_for
 
 from orch.gateway.events import GatewayRequest
 from orch.gateway.model import (
@@ -717,7 +718,9 @@ def test_server_prototype_request_end_to_end(served_api, gateway_server):
     assert event["stage-variables"] == {"env": "dev"}
     assert event["context"]["resource-path"] == "/"
     assert event["context"]["request-id"] == response.headers["x-amzn-RequestId"]
-    assert any("POST /restapis/" in line and " 200 " in line for line in gateway_server.log_lines)
+    # the server logs a request after sending its answer, so the line may come a moment later
+    wait_for(lambda: any("POST /restapis/" in line and " 200 " in line for line in gateway_server.log_lines),
+             "the request's access-log line")
 
 
 def test_server_survives_bad_input(served_api, gateway_server):
