@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -28,7 +27,7 @@ FAKE_TF = FAKES / "fake_terraform.py"
 class Run:
     """The driver (orch's stand-in) running the fake terraform in `workdir`."""
 
-    def __init__(self, tmp_path: Path, *, child: bool = False) -> None:
+    def __init__(self, tmp_path: Path, *, child: bool = False, signal_at_start: str | None = None) -> None:
         self.workdir = tmp_path / "work"
         self.workdir.mkdir()
         self.gate = tmp_path / "gate"
@@ -38,6 +37,8 @@ class Run:
         env = {**os.environ, "FAKE_TF_GATE": str(self.gate), "FAKE_TF_DONE": str(self.done)}
         if child:
             env["FAKE_TF_CHILD"] = str(self.child_pid_file)
+        if signal_at_start:
+            env["DRIVER_SIGNAL_AT_START"] = signal_at_start
         self.proc = subprocess.Popen(
             [sys.executable, str(FAKES / "run_driver.py"), str(self.workdir), str(FAKE_TF), "apply"],
             stdout=subprocess.PIPE, text=True, env=env, start_new_session=True,
@@ -60,18 +61,6 @@ class Run:
         found = tfruns.records(self.workdir)
         assert len(found) == 1, found
         return found[0]
-
-    def wait_until_forwarding(self, timeout: float = 10.0) -> None:
-        """Wait until orch's stand-in handles SIGTERM, that is, until run_process forwards
-        signals: it starts following Terraform's output a moment before that."""
-        deadline = time.monotonic() + timeout
-        while True:
-            status = Path(f"/proc/{self.proc.pid}/status").read_text()
-            caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
-            if caught & (1 << (signal.SIGTERM - 1)):
-                return
-            assert time.monotonic() < deadline, "run_process never started forwarding signals"
-            time.sleep(0.01)
 
     def terraform(self) -> psutil.Process:
         return psutil.Process(self.record().pid)
@@ -116,8 +105,7 @@ def test_kill_9_of_orch_lets_terraform_finish_and_the_next_run_knows(tmp_path: P
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_to_orch_is_passed_on_as_sigint_and_orch_says_so(tmp_path: Path, sig: int, code: int) -> None:
     run = Run(tmp_path)
-    run.read_until("OUT started")
-    run.wait_until_forwarding()
+    run.read_until("OUT started")  # orch forwards signals from before Terraform started
     run.proc.send_signal(sig)
     run.read_until("OUT stopping gracefully")  # Terraform got SIGINT, its graceful stop
     run.open_gate()  # the operation in flight completes
@@ -128,6 +116,19 @@ def test_a_signal_to_orch_is_passed_on_as_sigint_and_orch_says_so(tmp_path: Path
     assert run.done.read_text() == "1"
     record = run.record()  # a state-changing run that did not succeed: the next run checks
     assert record.exit_code == 1 and tfruns.leftovers(run.workdir).unfinished == (record,)
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_as_terraform_starts_is_passed_on_too(tmp_path: Path, sig: int, code: int) -> None:
+    """The signal comes after Terraform started and before orch recorded the run: orch
+    neither dies of it (leaving Terraform unwatched) nor drops it."""
+    run = Run(tmp_path, signal_at_start=signal.Signals(sig).name)
+    run.read_until("OUT stopping gracefully")  # passed on as SIGINT once Terraform was recorded
+    run.open_gate()
+    assert run.finish() == code, run.lines
+    assert run.lines[-1].startswith(f"INTERRUPTED {signal.Signals(sig).name} during `terraform apply`"), run.lines
+    assert "stopped gracefully (exit 1)" in run.lines[-1]
+    assert run.done.read_text() == "1"
 
 
 def test_what_a_killed_terraform_leaves_running_is_found_and_ended(tmp_path: Path) -> None:

@@ -151,31 +151,35 @@ def run_process(
         err_fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise TerraformError(f"could not create Terraform's log in {runs}: {exc.strerror or exc}.") from None
-    try:
-        proc = subprocess.Popen(
-            list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=out_fd, stderr=err_fd,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        out_path.unlink(missing_ok=True)
-        err_path.unlink(missing_ok=True)
-        raise TerraformError(f"could not start {argv[0]}: {exc.strerror or exc}.") from None
-    finally:
-        os.close(out_fd)
-        os.close(err_fd)
-    record = tfruns.new_record(verb, proc.pid, run_id)
-    record.write(cwd)
-    follower = tfruns.Follower({out_path: on_stdout, err_path: on_stderr}).start()
-    received: list[int] = []
-    try:
-        with tfruns.forwarding(proc.pid) as received:
-            code = _wait(proc, received)
-    except tfruns.Forwarded:  # the signal came just as Terraform ended
-        code = proc.poll()
-    finally:
-        follower.stop()
-    if received:
-        _interrupted(record, cwd, received[0], code)
+    follower: tfruns.Follower | None = None
+    proc: subprocess.Popen | None = None
+    code: int | None = None
+    with tfruns.forwarding() as signals:  # from before Terraform starts: see forwarding()
+        try:
+            try:
+                proc = subprocess.Popen(
+                    list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=out_fd, stderr=err_fd,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                out_path.unlink(missing_ok=True)
+                err_path.unlink(missing_ok=True)
+                raise TerraformError(f"could not start {argv[0]}: {exc.strerror or exc}.") from None
+            finally:
+                os.close(out_fd)
+                os.close(err_fd)
+            record = tfruns.new_record(verb, proc.pid, run_id)
+            record.write(cwd)
+            follower = tfruns.Follower({out_path: on_stdout, err_path: on_stderr}).start()
+            code = _wait(proc, signals)
+        except tfruns.Forwarded:  # the signal came just as Terraform ended
+            assert proc is not None
+            code = proc.poll()
+        finally:
+            if follower is not None:
+                follower.stop()
+    if signals.received:
+        _interrupted(record, cwd, signals.received[0], code)
     assert code is not None
     record.finished(cwd, code)
     return code
@@ -193,12 +197,14 @@ def _next_run_id(verb: str) -> str:
     return f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{next(_run_counter)}-{safe}"
 
 
-def _wait(proc: subprocess.Popen, received: list[int]) -> int | None:
+def _wait(proc: subprocess.Popen, signals: tfruns.Forwarding) -> int | None:
     """Terraform's exit code; after a forwarded signal, None when it has not stopped within
-    INTERRUPT_TIMEOUT seconds."""
+    INTERRUPT_TIMEOUT seconds. Attaches `signals` to Terraform first."""
     deadline: float | None = None
     while True:
         try:
+            if signals.pid is None:
+                signals.attach(proc.pid)
             if deadline is None:
                 return proc.wait()
             return proc.wait(timeout=max(0.0, deadline - time.monotonic()))

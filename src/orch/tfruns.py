@@ -330,30 +330,55 @@ class Forwarded(Exception):
         self.signum = signum
 
 
+class Forwarding:
+    """What `forwarding()` yields: the signals received (`received`, in order) and, once
+    `attach(pid)` was called, the Terraform process they are passed on to."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.pid: int | None = None
+
+    def attach(self, pid: int) -> None:
+        """Pass signals on to Terraform (`pid`) from now on. A signal that came before it
+        existed is passed on here, and Forwarded raised, as if it had come just now."""
+        self.pid = pid  # from here the handler passes signals on and raises itself
+        if self.received:
+            _pass_on(pid)
+            raise Forwarded(self.received[0])
+
+    def handle(self, signum: int, frame: object) -> None:
+        self.received.append(signum)
+        if self.pid is None:  # Terraform is being started: attach() passes it on
+            return
+        _pass_on(self.pid)
+        raise Forwarded(signum)
+
+
+def _pass_on(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        pass
+
+
 @contextmanager
-def forwarding(pid: int) -> Iterator[list[int]]:
-    """While Terraform (`pid`) runs: SIGINT and SIGTERM to orch become SIGINT to Terraform
-    (its graceful stop; a second one stops it at once), recorded in the yielded list. The
-    handler raises in the main thread so the caller stops waiting and bounds the rest.
+def forwarding() -> Iterator[Forwarding]:
+    """While orch starts and waits for Terraform: SIGINT and SIGTERM to orch become SIGINT
+    to Terraform (its graceful stop; a second one stops it at once), recorded in
+    `Forwarding.received`. Enter it before starting Terraform and `attach` its pid once it
+    is recorded, so no signal finds orch between the two with Python's default handlers
+    (which would end orch and leave Terraform unwatched). Once attached, the handler raises
+    Forwarded in the main thread so the caller stops waiting and bounds the rest.
 
     Only the main thread can handle signals; elsewhere nothing is forwarded.
     """
-    received: list[int] = []
+    state = Forwarding()
     if threading.current_thread() is not threading.main_thread():
-        yield received
+        yield state
         return
-
-    def handler(signum: int, frame: object) -> None:
-        received.append(signum)
-        try:
-            os.kill(pid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
-        raise Forwarded(signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, state.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield received
+        yield state
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
@@ -362,6 +387,7 @@ def forwarding(pid: int) -> Iterator[list[int]]:
 __all__ = [
     "Follower",
     "Forwarded",
+    "Forwarding",
     "Leftovers",
     "RUNS_DIR",
     "RunRecord",
