@@ -64,6 +64,8 @@ TEST_SCENARIOS: list[tuple[str, str, list[str]]] = [
      ["tests/test_terraform_process.py::test_kill_9_of_orch_lets_terraform_finish_and_the_next_run_knows"]),
     ("1 interrupted apply", "SIGINT/SIGTERM passed on as SIGINT, exit 130/143 with a message",
      ["tests/test_terraform_process.py::test_a_signal_to_orch_is_passed_on_as_sigint_and_orch_says_so"]),
+    ("1 interrupted apply", "SIGINT/SIGTERM as Terraform starts, before orch recorded it: passed on too",
+     ["tests/test_terraform_process.py::test_a_signal_as_terraform_starts_is_passed_on_too"]),
     ("1 interrupted apply", "a killed Terraform's provider processes are found and ended",
      ["tests/test_terraform_process.py::test_what_a_killed_terraform_leaves_running_is_found_and_ended"]),
     ("1 interrupted apply", "adoption: only tagged resources, sub-resources, newest API copy",
