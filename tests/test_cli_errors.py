@@ -138,3 +138,39 @@ def test_the_orch_process_itself_reports_bad_input_cleanly(project: Path) -> Non
     result = orch("render", "dev", cwd=project)
     assert_clean_failure(result, 3, "dev.yaml", "function.memory_size")
     assert result.stdout == ""
+
+
+# A real orch process that signals itself while a command works outside Terraform (here
+# while it loads the stage), through orch's own signal handling and Typer's command runner.
+_SIGNALLED_RUN = """
+import os, signal, sys, time
+import orch.config
+from orch.cli import entry
+
+SIGNAL = signal.Signals[sys.argv[1]]
+
+def load_stage(*args, **kwargs):
+    os.kill(os.getpid(), SIGNAL)
+    time.sleep(30)  # the signal ends this sleep
+
+orch.config.load_stage = load_stage
+sys.argv = ["orch", "render", "dev"]
+entry()
+"""
+
+
+@pytest.mark.parametrize(("name", "code", "message"), [
+    ("SIGTERM", 143, "orch: interrupted: SIGTERM"),
+    ("SIGINT", 130, "orch: interrupted"),
+])
+def test_a_signal_outside_terraform_gives_its_message_and_exit_code(
+    project: Path, name: str, code: int, message: str,
+) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _SIGNALLED_RUN, name], cwd=project, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "NO_COLOR": "1"})
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    assert proc.stderr.strip().splitlines()[-1] == message, proc.stderr
+    assert "Traceback" not in proc.stderr

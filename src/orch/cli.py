@@ -24,7 +24,27 @@ import typer
 
 from orch.errors import ConfigError, ExitCode, NotDeployedError, OrchError, Terminated
 
+
+class _Interrupt(Exception):
+    """Ctrl-C or SIGTERM (a KeyboardInterrupt or Terminated in ``original``) that ended a
+    command, carried past Typer: its ``main`` turns a KeyboardInterrupt into a silent exit
+    130, which would lose orch's message and SIGTERM's 143."""
+
+    def __init__(self, original: KeyboardInterrupt) -> None:
+        super().__init__(original)
+        self.original = original
+
+
+class _OrchGroup(typer.core.TyperGroup):
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise _Interrupt(exc) from exc
+
+
 app = typer.Typer(
+    cls=_OrchGroup,
     name="orch",
     help=(
         "Deploy a Lambda function behind an API Gateway REST API, one stage at a time.\n\n"
@@ -1090,6 +1110,13 @@ def _main(argv: list[str] | None) -> int:
     except typer.Abort:
         _err("orch: aborted")
         return int(ExitCode.ABORTED)
+    except (_Interrupt, KeyboardInterrupt) as exc:
+        original = exc.original if isinstance(exc, _Interrupt) else exc
+        if isinstance(original, Terminated):
+            _err("orch: interrupted: SIGTERM")
+            return int(ExitCode.TERMINATED)
+        _err("orch: interrupted")
+        return int(ExitCode.ABORTED)
     except Exception as exc:  # noqa: BLE001 - command-line parsing errors, see below
         # Typer raises click-style exceptions (UsageError, BadParameter, NoArgsIsHelpError)
         # from its own vendored copy of click; recognise them by shape, not by import path.
@@ -1100,12 +1127,6 @@ def _main(argv: list[str] | None) -> int:
         if type(exc).__name__ == "NoArgsIsHelpError":
             return int(ExitCode.OK)
         return int(ExitCode.USAGE)
-    except Terminated:
-        _err("orch: interrupted: SIGTERM")
-        return int(ExitCode.TERMINATED)
-    except KeyboardInterrupt:
-        _err("orch: interrupted")
-        return int(ExitCode.ABORTED)
     return int(result or 0)
 
 
