@@ -148,7 +148,7 @@ class HasImports(Condition):
 class Succeeded(Condition):
     """Every step of the command succeeded (checked by cleanup steps)."""
 
-    because = "an earlier step failed"
+    because = "an earlier step failed or was interrupted"
 
     def holds(self, values: dict[str, Any]) -> bool:
         return FAILED not in values
