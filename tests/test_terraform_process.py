@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -69,6 +70,23 @@ class Run:
         assert self.proc.stdout is not None
         self.lines += list(self.proc.stdout)  # through the same buffer as read_until
         return self.proc.wait(timeout=30)
+
+
+@pytest.fixture(autouse=True)
+def _no_fake_terraform_outlives_its_test(tmp_path: Path) -> Iterator[None]:
+    """A test that fails before opening the gate would leave its fake Terraform (and the
+    child it may have started) waiting on the FIFO for good: end whatever this test started."""
+    yield
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            started_here = str(FAKE_TF) in (proc.info["cmdline"] or []) and \
+                proc.environ().get("FAKE_TF_GATE", "").startswith(str(tmp_path))
+            if started_here:
+                for child in proc.children(recursive=True):
+                    child.kill()
+                proc.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
 
 
 def test_lines_arrive_in_order_and_a_finished_run_leaves_nothing(tmp_path: Path) -> None:
