@@ -1,4 +1,4 @@
-"""Test helpers: throwaway orch projects and a way to run the real `orch` command."""
+"""Test helpers: throwaway orch projects, a way to run the real `orch` command, polling."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,6 +29,16 @@ class Result:
     @property
     def output(self) -> str:
         return self.stdout + self.stderr
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition`` until true, failing the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout} s: {what}")
+        pause.wait(0.05)
 
 
 def free_port() -> int:

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from tests.gateway.conftest import build_zip, lambda_uri
-
-WAIT = 30.0
 
 
 def version_handler(version: int) -> str:
@@ -33,16 +28,6 @@ def post(url: str, body: bytes = b"{}", timeout: float = 30.0) -> tuple[int, byt
         return response.status, response.read()
     finally:
         conn.close()
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    """Poll ``condition`` until true, failing the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout} s: {what}")
-        pause.wait(0.05)
 
 
 class Stack:

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 from tests.gateway.conftest import invoke_url
-from tests.gateway.stacks import Stack, post, wait_for
+from tests.gateway.stacks import Stack, post
 
+from helpers import wait_for
 from orch.gateway.generation import GenerationWatcher, WarmMarks, wait_until_warm
 from orch.sandbox import generation_path, mark_changed
 

@@ -20,7 +20,9 @@ from typing import Any
 
 import pytest
 from tests.gateway.conftest import build_zip, lambda_uri
-from tests.gateway.stacks import post, wait_for
+from tests.gateway.stacks import post
+
+from helpers import wait_for
 
 PY_HANDLER = "import dep\n\n\ndef handler(event, context):\n    return {{'answer': {answer!r}, 'dep': dep.WHO}}\n"
 NODE_HANDLER = (

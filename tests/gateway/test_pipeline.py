@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import requests
 from tests.gateway.conftest import ECHO_HANDLER, REGION, invoke_url, lambda_uri
-from tests.gateway.stacks import wait_for
 
+from helpers import wait_for
 from orch.gateway.events import GatewayRequest
 from orch.gateway.model import (
     DeployedApi,

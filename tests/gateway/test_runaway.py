@@ -13,8 +13,9 @@ import boto3
 import psutil
 import pytest
 from tests.gateway.conftest import REGION
-from tests.gateway.stacks import Stack, post, wait_for
+from tests.gateway.stacks import Stack, post
 
+from helpers import wait_for
 from orch import sandbox
 from orch.gateway.app import RotatingLog
 from orch.gateway.workers import DEFAULT_MAX_LOG_BYTES, FunctionSpec, WorkerPool
