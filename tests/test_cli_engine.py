@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import assert_clean_failure, cli, orch
+from helpers import Result, assert_clean_failure, cli, orch
 
 ABORTED, CONFIG, NOT_DEPLOYED = 130, 3, 8
 
@@ -24,15 +24,20 @@ def tree(project: Path) -> dict[str, tuple[int, float]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime) for p in root.rglob("*")}
 
 
-def test_protected_stage_without_a_terminal_is_refused_fast_with_nothing_done(project: Path) -> None:
+def timed_orch(*args: str, cwd: Path) -> tuple[Result, float, float]:
+    """`orch(*args)` with the CPU seconds its process used (user + system) and the wall seconds."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    result = orch("apply", "prod", "--sandbox", cwd=project)  # stdin is not a terminal here
+    result = orch(*args, cwd=cwd)
     elapsed = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return result, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), elapsed
+
+
+def test_protected_stage_without_a_terminal_is_refused_fast_with_nothing_done(project: Path) -> None:
+    result, cpu, elapsed = timed_orch("apply", "prod", "--sandbox", cwd=project)  # stdin is not a terminal here
     assert_clean_failure(result, ABORTED, "protected stage 'prod'", "--yes")
     # Fast means little work (CPU time); wall time also counts other processes' turns.
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert cpu < 3, f"the refusal used {cpu:.1f} s of CPU"
     assert elapsed < 30, f"refusal took {elapsed:.1f} s"
     assert not (project / ".orch").exists()  # nothing packaged, rendered, planned or started
@@ -41,15 +46,10 @@ def test_protected_stage_without_a_terminal_is_refused_fast_with_nothing_done(pr
 def test_a_missing_handler_function_is_a_config_error_before_terraform(project: Path) -> None:
     (project / "functions" / "loopback" / "app.py").write_text("def handler(event, context):\n    return event\n")
     (project / "stages" / "dev.yaml").write_text("function: {handler: app.handlr}\n")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.monotonic()
-    result = orch("apply", "dev", "--sandbox", cwd=project)
-    elapsed = time.monotonic() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result, cpu, elapsed = timed_orch("apply", "dev", "--sandbox", cwd=project)
     assert_clean_failure(result, CONFIG, "app.py", "'handlr'", "Did you mean 'handler'?")
     # The process's own CPU time is what it costs (about 1 s); wall time on a shared machine
     # also counts the other processes' turns, so it only guards against a hang here.
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert cpu < 3, f"the handler check used {cpu:.1f} s of CPU"
     assert elapsed < 30, f"the handler check took {elapsed:.1f} s"
     assert not (project / ".orch").exists()  # no sandbox started, nothing written
