@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -166,9 +168,6 @@ entry()
 def test_a_signal_outside_terraform_gives_its_message_and_exit_code(
     project: Path, name: str, code: int, message: str,
 ) -> None:
-    import subprocess
-    import sys
-
     proc = subprocess.run([sys.executable, "-c", _SIGNALLED_RUN, name], cwd=project, capture_output=True,
                           text=True, timeout=60, env={**os.environ, "NO_COLOR": "1"})
     assert proc.returncode == code, (proc.returncode, proc.stderr)
